@@ -1,0 +1,5 @@
+import sys
+
+from qhw.cli import main
+
+sys.exit(main())

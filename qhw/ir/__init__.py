@@ -1,0 +1,1 @@
+"""Integer network description, shared integer semantics, golden model."""
