@@ -1,0 +1,1 @@
+"""Backends: Verilog emission, cocotb simulation, yosys synthesis, nextpnr, reports."""

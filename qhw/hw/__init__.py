@@ -1,0 +1,1 @@
+"""Hardware library: processing elements, systolic array, requantizer, stream blocks."""

@@ -1,0 +1,89 @@
+"""A streaming multiply-accumulate: the smallest design that exercises the flow.
+
+It proves the chain Amaranth → Verilog → cocotb (Icarus, Verilator) → yosys →
+nextpnr end to end; the real processing elements live beside it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qhw.ir.intmath import accumulator_bounds, check_bits, signed_width
+
+
+def _check_positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+class SmokeMac(wiring.Component):
+    """Dot product of a stream of (activation, weight) pairs.
+
+    Parameters
+    ----------
+    a_width : int
+        Unsigned activation width, 1..16.
+    w_width : int
+        Two's complement weight width, 1..16.
+    max_length : int
+        Longest dot product the accumulator must hold without overflow.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(StructLayout{a, w, last}))
+        One term per transfer; ``last`` closes the dot product.
+    o_stream : Out(stream.Signature(signed(acc_width)))
+        The dot product, one cycle after the transfer carrying ``last``.
+        Holds until taken; the input stalls meanwhile.
+    acc_width : int
+        Exact two's complement width of the largest possible dot product.
+    """
+
+    #: Fault injection for negative tests: emit the sum without the last term.
+    _drop_last_term = False
+
+    def __init__(self, *, a_width: int, w_width: int, max_length: int):
+        self.a_width = check_bits("a_width", a_width)
+        self.w_width = check_bits("w_width", w_width)
+        self.max_length = _check_positive("max_length", max_length)
+        w_extremes = [[-(1 << (w_width - 1)), (1 << (w_width - 1)) - 1]]
+        # Worst case: every term at the extreme product, max_length times.
+        lo, hi = accumulator_bounds(w_extremes, 0, (1 << a_width) - 1)
+        self.acc_width = signed_width(min(lo[0], 0) * max_length, hi[0] * max_length)
+        self.term = data.StructLayout({"a": unsigned(a_width), "w": signed(w_width), "last": 1})
+        super().__init__({
+            "i_stream": In(stream.Signature(self.term)),
+            "o_stream": Out(stream.Signature(signed(self.acc_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = Signal(signed(self.acc_width))
+        term = self.i_stream.payload
+        total = acc + term.a * term.w
+        m.d.comb += self.i_stream.ready.eq(~self.o_stream.valid | self.o_stream.ready)
+        with m.If(self.o_stream.valid & self.o_stream.ready):
+            m.d.sync += self.o_stream.valid.eq(0)
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            with m.If(term.last):
+                result = acc if self._drop_last_term else total
+                m.d.sync += [self.o_stream.payload.eq(result), self.o_stream.valid.eq(1), acc.eq(0)]
+            with m.Else():
+                m.d.sync += acc.eq(total)
+        return m
+
+
+class BrokenSmokeMac(SmokeMac):
+    """A deliberately wrong variant (forgets the last term) for negative tests."""
+
+    _drop_last_term = True
+
+
+def reference_dot(terms: list[tuple[int, int]]) -> int:
+    """Python model: the exact dot product of (a, w) pairs."""
+    return sum(a * w for a, w in terms)
