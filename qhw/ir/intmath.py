@@ -20,6 +20,8 @@ Activation encodings:
 
 ``unsigned`` k-bit code in [0, 2^k - 1] (PACT levels, image pixels)
 ``bipolar``  one bit: 1 -> +1, 0 -> -1 (sign activations)
+``signed``   k-bit two's complement, k up to 63: raw accumulators, pooled
+             sums and logits passed between layers without requantization
 
 Requantization (BN + PACT + rounding folded into integers):
 
@@ -48,6 +50,11 @@ class WeightCode(str, enum.Enum):
 class ActCode(str, enum.Enum):
     UNSIGNED = "unsigned"
     BIPOLAR = "bipolar"
+    SIGNED = "signed"
+
+
+#: widest ``signed`` tensor: int64 golden-model arithmetic keeps one bit spare
+MAX_SIGNED_BITS = 63
 
 
 def check_bits(name: str, bits: int, lo: int = 1, hi: int = MAX_BITS) -> int:
@@ -133,6 +140,9 @@ def encode_weights(code: WeightCode | str, bits: int, values) -> np.ndarray:
 
 def act_value_range(code: ActCode | str, bits: int) -> tuple[int, int]:
     code = ActCode(code)
+    if code is ActCode.SIGNED:
+        check_bits("act_bits", bits, 1, MAX_SIGNED_BITS)
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     check_bits("act_bits", bits)
     if code is ActCode.BIPOLAR:
         if bits != 1:
@@ -145,6 +155,8 @@ def decode_acts(code: ActCode | str, bits: int, raw) -> np.ndarray:
     code = ActCode(code)
     act_value_range(code, bits)
     raw = np.asarray(raw, dtype=np.int64)
+    if code is ActCode.SIGNED:
+        return np.where(raw >= (1 << (bits - 1)), raw - (1 << bits), raw)
     return 2 * raw - 1 if code is ActCode.BIPOLAR else raw
 
 
@@ -158,6 +170,8 @@ def encode_acts(code: ActCode | str, bits: int, values) -> np.ndarray:
         if np.any(v == 0):
             raise ValueError("bipolar activations must be +1 or -1")
         return (v > 0).astype(np.int64)
+    if code is ActCode.SIGNED:
+        return v & ((1 << bits) - 1)
     return v
 
 

@@ -1,0 +1,358 @@
+"""Stream plumbing the network needs between its compute blocks.
+
+Every block is an Amaranth :class:`~amaranth.lib.wiring.Component` with
+``lib.stream`` ports, obeys the stream rules (``valid`` never waits for
+``ready``; a payload offered stays put until taken) and carries
+
+* ``reference(...)``: a transfer-level Python model (what comes out, in order),
+* ``latency``: cycles from an input transfer to the first output it causes,
+  with the output ready (0 = same cycle, combinational path),
+* ``resource_estimate()``: flip-flops and a LUT4 guess, for planning only
+  (yosys has the final word).
+
+Blocks
+------
+:class:`StreamFIFO`  queue (``amaranth.lib.fifo.SyncFIFOBuffered``, BRAM-friendly)
+:class:`Pack`        ``count`` narrow transfers -> one wide (lane 0 first)
+:class:`Unpack`      one wide transfer -> ``count`` narrow (lane 0 first)
+:class:`Fork`        1 -> ``count``: every output takes each payload once
+:class:`Join`        ``count`` -> 1: waits for a payload on every input
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["StreamFIFO", "Pack", "Unpack", "Fork", "Join"]
+
+
+def _check_shape(name: str, shape) -> Shape:
+    try:
+        cast = Shape.cast(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a shape-castable object, not {shape!r}") from None
+    if cast.width < 1:
+        raise ValueError(f"{name} must be at least 1 bit wide, not {cast.width}")
+    return cast
+
+
+def _check_count(name: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be at least {lo}, not {value}")
+    return value
+
+
+def _lut4s(inputs: int) -> int:
+    """LUT4s for one function of ``inputs`` bits (a tree of 4-input LUTs)."""
+    return 0 if inputs <= 1 else 1 + (inputs - 2) // 3
+
+
+class StreamFIFO(wiring.Component):
+    """First in, first out queue between two streams.
+
+    Wraps :class:`amaranth.lib.fifo.SyncFIFOBuffered`: its read port is
+    registered, so the storage maps to block RAM (or LUT RAM when small).
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Payload shape (any width >= 1; struct and array layouts allowed).
+    depth : int
+        Entries held, >= 1. Depth 1 is a single register that alternates
+        between full and empty (half throughput); use >= 2 for one transfer
+        per cycle.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(shape))
+        Input; ``ready`` is low only while the queue is full.
+    o_stream : Out(stream.Signature(shape))
+        Output, in input order, one transfer per cycle (depth >= 2).
+    level : Out(range(depth + 1))
+        Entries currently held.
+    latency : int
+        Cycles from a transfer into an empty queue to the same payload being
+        valid at the output: 2 (depth >= 2) or 1 (depth 1).
+    """
+
+    def __init__(self, *, shape, depth: int):
+        self.shape = shape
+        self.width = _check_shape("shape", shape).width
+        self.depth = _check_count("depth", depth, 1)
+        self.latency = 1 if depth == 1 else 2
+        super().__init__({
+            "i_stream": In(stream.Signature(shape)),
+            "o_stream": Out(stream.Signature(shape)),
+            "level": Out(range(depth + 1)),
+        })
+
+    @staticmethod
+    def reference(payloads: Sequence) -> list:
+        """A queue changes nothing: the outputs are the inputs, in order."""
+        return list(payloads)
+
+    def resource_estimate(self) -> dict[str, int]:
+        # depth - 1 entries in memory plus the output register; two pointers
+        # and a level counter around them.
+        ptr = max(1, (self.depth - 1).bit_length())
+        return {"ff": self.width + 3 * ptr + 1, "lut": 6 * ptr + 4, "mem_bits": self.width * (self.depth - 1)}
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth)
+        m.d.comb += [
+            fifo.w_data.eq(self.i_stream.payload),
+            fifo.w_en.eq(self.i_stream.valid),
+            self.i_stream.ready.eq(fifo.w_rdy),
+            self.o_stream.payload.eq(fifo.r_data),
+            self.o_stream.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.o_stream.ready),
+            self.level.eq(fifo.level),
+        ]
+        return m
+
+
+class Pack(wiring.Component):
+    """Collects ``count`` narrow transfers into one wide transfer.
+
+    The first narrow payload lands in lane 0 (the least significant bits).
+    Lanes 0..count-2 wait in a buffer and the wide word is registered, so the
+    input keeps flowing while the previous wide word waits to be taken: with
+    the output ready the block takes one narrow payload every cycle.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Shape of one narrow payload (lane).
+    count : int
+        Narrow transfers per wide transfer, >= 1.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(shape))
+        Narrow input. Stalls only when the last lane arrives while the
+        previous wide word is still waiting.
+    o_stream : Out(stream.Signature(data.ArrayLayout(shape, count)))
+        Wide output, ``latency`` = 1 cycle after the transfer of the last lane.
+    """
+
+    latency = 1
+
+    def __init__(self, *, shape, count: int):
+        self.shape = shape
+        self.width = _check_shape("shape", shape).width
+        self.count = _check_count("count", count, 1)
+        self.wide = data.ArrayLayout(shape, count)
+        super().__init__({
+            "i_stream": In(stream.Signature(shape)),
+            "o_stream": Out(stream.Signature(self.wide)),
+        })
+
+    @staticmethod
+    def reference(lanes: Sequence, count: int) -> list[tuple]:
+        """Groups of ``count`` consecutive payloads; an incomplete tail stays inside."""
+        return [tuple(lanes[k:k + count]) for k in range(0, len(lanes) - count + 1, count)]
+
+    def resource_estimate(self) -> dict[str, int]:
+        idx = max(1, (self.count - 1).bit_length())
+        return {"ff": (2 * self.count - 1) * self.width + idx + 1,
+                "lut": (self.count - 1) * self.width + 2 * idx + 3}
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        idx = Signal(range(self.count))
+        at_last = idx == self.count - 1
+        m.d.comb += i.ready.eq(~at_last | ~o.valid | o.ready)
+        with m.If(o.valid & o.ready):
+            m.d.sync += o.valid.eq(0)
+        if self.count > 1:
+            buf = Signal(data.ArrayLayout(self.shape, self.count - 1))
+            word = Cat(Value.cast(buf), Value.cast(i.payload))
+        else:
+            word = Value.cast(i.payload)
+        with m.If(i.valid & i.ready):
+            with m.If(at_last):
+                m.d.sync += [o.payload.eq(word), o.valid.eq(1), idx.eq(0)]
+            with m.Else():
+                m.d.sync += [buf[idx].eq(i.payload), idx.eq(idx + 1)]
+        return m
+
+
+class Unpack(wiring.Component):
+    """Splits one wide transfer into ``count`` narrow transfers, lane 0 first.
+
+    Purely combinational: the narrow output shows lane ``idx`` of the wide
+    input, and the wide input is taken together with its last lane. No
+    storage; put a :class:`StreamFIFO` in front to break the timing path.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Shape of one narrow payload (lane).
+    count : int
+        Narrow transfers per wide transfer, >= 1.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(data.ArrayLayout(shape, count)))
+        Wide input; ``ready`` rises with the transfer of its last lane.
+    o_stream : Out(stream.Signature(shape))
+        Narrow output, ``latency`` = 0 (valid in the cycle the wide word is).
+    """
+
+    latency = 0
+
+    def __init__(self, *, shape, count: int):
+        self.shape = shape
+        self.width = _check_shape("shape", shape).width
+        self.count = _check_count("count", count, 1)
+        self.wide = data.ArrayLayout(shape, count)
+        super().__init__({
+            "i_stream": In(stream.Signature(self.wide)),
+            "o_stream": Out(stream.Signature(shape)),
+        })
+
+    @staticmethod
+    def reference(words: Sequence[Sequence]) -> list:
+        """Every lane of every wide word, lane 0 first."""
+        return [lane for word in words for lane in word]
+
+    def resource_estimate(self) -> dict[str, int]:
+        idx = max(1, (self.count - 1).bit_length())
+        return {"ff": idx, "lut": self.width * _lut4s(self.count + idx) + 2 * idx + 1}
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        idx = Signal(range(self.count))
+        at_last = idx == self.count - 1
+        m.d.comb += [
+            o.payload.eq(i.payload[idx]),
+            o.valid.eq(i.valid),
+            i.ready.eq(o.ready & at_last),
+        ]
+        with m.If(o.valid & o.ready):
+            m.d.sync += idx.eq(Mux(at_last, 0, idx + 1))
+        return m
+
+
+class Fork(wiring.Component):
+    """Copies each input payload to ``count`` outputs; every output takes it once.
+
+    An eager fork: each output is offered the payload at once and may take it
+    in any cycle; a per-output flag remembers who already has it, and the
+    input is released in the cycle the last pending output takes it. So a
+    slow consumer stalls the input but never sees a payload twice, and no
+    output ``valid`` depends on any ``ready``.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Payload shape.
+    count : int
+        Number of outputs, >= 1.
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(shape))
+        Input, taken once every output has taken the payload.
+    o_streams : Out(stream.Signature(shape)).array(count)
+        Outputs ``o_streams[k]`` (Verilog ports ``o_streams__<k>__payload``
+        ...), ``latency`` = 0.
+    """
+
+    latency = 0
+
+    def __init__(self, *, shape, count: int):
+        self.shape = shape
+        self.width = _check_shape("shape", shape).width
+        self.count = _check_count("count", count, 1)
+        super().__init__({
+            "i_stream": In(stream.Signature(shape)),
+            "o_streams": Out(stream.Signature(shape)).array(count),
+        })
+
+    @staticmethod
+    def reference(payloads: Sequence, count: int) -> list[list]:
+        """Per output: every input payload, in order."""
+        return [list(payloads) for _ in range(count)]
+
+    def resource_estimate(self) -> dict[str, int]:
+        return {"ff": self.count, "lut": 2 * self.count + _lut4s(2 * self.count)}
+
+    def elaborate(self, platform):
+        m = Module()
+        i = self.i_stream
+        done = Signal(self.count)
+        pending_ok = []
+        for k, o in enumerate(self.o_streams):
+            m.d.comb += [o.payload.eq(i.payload), o.valid.eq(i.valid & ~done[k])]
+            pending_ok.append(done[k] | o.ready)
+        m.d.comb += i.ready.eq(Cat(*pending_ok).all())
+        with m.If(i.valid & i.ready):
+            m.d.sync += done.eq(0)
+        with m.Else():
+            for k, o in enumerate(self.o_streams):
+                with m.If(o.valid & o.ready):
+                    m.d.sync += done[k].eq(1)
+        return m
+
+
+class Join(wiring.Component):
+    """Waits for a payload on each of ``count`` inputs and passes them on together.
+
+    Purely combinational: the output is valid when every input is, and all
+    inputs are taken in the cycle the output is.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Shape of each input payload.
+    count : int
+        Number of inputs, >= 1.
+
+    Attributes
+    ----------
+    i_streams : In(stream.Signature(shape)).array(count)
+        Inputs ``i_streams[k]`` (Verilog ports ``i_streams__<k>__payload``
+        ...); each ``ready`` needs every ``valid``.
+    o_stream : Out(stream.Signature(data.ArrayLayout(shape, count)))
+        Input ``k``'s payload in lane ``k``, ``latency`` = 0.
+    """
+
+    latency = 0
+
+    def __init__(self, *, shape, count: int):
+        self.shape = shape
+        self.width = _check_shape("shape", shape).width
+        self.count = _check_count("count", count, 1)
+        self.wide = data.ArrayLayout(shape, count)
+        super().__init__({
+            "i_streams": In(stream.Signature(shape)).array(count),
+            "o_stream": Out(stream.Signature(self.wide)),
+        })
+
+    @staticmethod
+    def reference(per_input: Sequence[Sequence]) -> list[tuple]:
+        """Zip of the inputs; extra payloads on longer inputs stay waiting."""
+        return [tuple(t) for t in zip(*per_input)]
+
+    def resource_estimate(self) -> dict[str, int]:
+        return {"ff": 0, "lut": _lut4s(self.count) + self.count}
+
+    def elaborate(self, platform):
+        m = Module()
+        o = self.o_stream
+        all_valid = Cat(*(i.valid for i in self.i_streams)).all()
+        m.d.comb += o.valid.eq(all_valid)
+        for k, i in enumerate(self.i_streams):
+            m.d.comb += [o.payload[k].eq(i.payload), i.ready.eq(o.ready & all_valid)]
+        return m
