@@ -30,7 +30,7 @@ class ToolMissingError(QhwError):
     def __init__(self, tool: str, install: str):
         self.tool = tool
         self.install = install
-        super().__init__(f"{tool} is not installed; install it with: {install}")
+        super().__init__(f"{tool} is not installed or not on PATH; install it with: {install}")
 
 
 class ToolFailedError(QhwError):

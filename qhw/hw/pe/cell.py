@@ -1,0 +1,76 @@
+"""One processing element of the systolic array: weights in a local ROM, registered links."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Shape, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from qhw.hw.rom import rom_read
+
+from .datapath import raw_sum
+from .spec import PESpec
+
+
+class SystolicCell(wiring.Component):
+    """A weight-stationary PE: ``psum_out <= psum_in + sum_l t(w_l, a_l)``.
+
+    No handshake: the array advances every cell together with ``en``.
+
+    Parameters
+    ----------
+    spec : PESpec
+        Encodings, bit-widths, lanes.
+    words : sequence of int
+        Weight ROM, one word per fold step: lane ``l`` raw code at bits
+        ``[l·w_bits, (l+1)·w_bits)``. One word gives constant weights.
+    psum_in_shape : Shape or None
+        Shape of the partial sum from the cell above; None for the top row.
+    psum_out_shape : Shape
+        Exact shape of this cell's partial sum (raw form, see :mod:`.spec`).
+    max_exps : sequence of int, optional
+        Per lane, the largest pow2 exponent code in ``words`` (shrinks the
+        shift mux); ignored for other kinds.
+
+    Attributes
+    ----------
+    a_in : In(unsigned(lanes·a_bits))
+        Activation codes, lane ``l`` at bits ``[l·a_bits, (l+1)·a_bits)``.
+    a_out : Out(unsigned(lanes·a_bits))
+        ``a_in`` registered (to the right-hand neighbour).
+    addr : In(range(len(words)))
+        Fold step of the activations on ``a_in``; only if ``len(words) > 1``.
+    psum_in : In(psum_in_shape)
+        Only below the top row.
+    psum_out : Out(psum_out_shape)
+        Registered partial sum (to the cell below). Latency 1.
+    en : In(1)
+        Clock enable of both registers (the array's global stall).
+    """
+
+    def __init__(self, *, spec: PESpec, words, psum_in_shape: Shape | None, psum_out_shape: Shape,
+                 max_exps=None):
+        self.spec = spec
+        self.words = tuple(int(w) for w in words)
+        self.max_exps = None if max_exps is None else tuple(int(x) for x in max_exps)
+        act = unsigned(spec.lanes * spec.a_bits)
+        members = {"a_in": In(act), "a_out": Out(act), "en": In(1)}
+        if len(self.words) > 1:
+            members["addr"] = In(range(len(self.words)))
+        if psum_in_shape is not None:
+            members["psum_in"] = In(psum_in_shape)
+        members["psum_out"] = Out(psum_out_shape)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        spec = self.spec
+        addr = getattr(self, "addr", None)
+        w = rom_read(m, "rom", self.words, spec.lanes * spec.w_bits, addr)
+        exps = self.max_exps if spec.kind == "shift_add" else None
+        total = raw_sum(spec, self.a_in, w, exps)
+        if hasattr(self, "psum_in"):
+            total = self.psum_in + total
+        with m.If(self.en):
+            m.d.sync += [self.a_out.eq(self.a_in), self.psum_out.eq(total)]
+        return m

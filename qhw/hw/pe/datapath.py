@@ -1,0 +1,98 @@
+"""Combinational datapath shared by the streaming PEs and the systolic cells.
+
+These builders return Amaranth expressions; the callers register them. The
+raw terms follow :mod:`qhw.hw.pe.spec` exactly. No builder uses ``*`` except
+the MAC term: the shift-add term is a mux of shifted activations.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Mux, Value
+
+from .spec import PESpec
+
+
+def adder_tree(terms) -> Value:
+    """Balanced pairwise sum, depth ceil(log2 n); Amaranth widens each level.
+
+    For 1-bit terms this is the popcount adder tree: level k adds k+1-bit
+    counts, so no level is wider than it must be.
+    """
+    terms = list(terms)
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = paired + ([terms[-1]] if len(terms) % 2 else [])
+    return terms[0]
+
+
+def as_signed_value(v: Value) -> Value:
+    """``v`` as a signed value of the same number (zero-extends unsigned)."""
+    v = Value.cast(v)
+    return v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
+
+
+def lanes_of(flat: Value, width: int, lanes: int) -> list[Value]:
+    """Lane ``l`` of a packed vector occupies bits ``[l·width, (l+1)·width)``."""
+    return [flat[l * width:(l + 1) * width] for l in range(lanes)]
+
+
+def mux_tree(index: Value, options: list[Value]) -> Value:
+    """``options[index]`` as a binary tree of 2:1 muxes on the index bits.
+
+    Missing options (index past the list) give 0. Only the low
+    ``ceil(log2 len(options))`` index bits are looked at: callers guarantee
+    larger indices never occur.
+    """
+    bits = max(1, (len(options) - 1).bit_length())
+    level = list(options) + [Const(0, 1)] * ((1 << bits) - len(options))
+    for b in range(bits):
+        level = [Mux(index[b], level[2 * i + 1], level[2 * i]) for i in range(len(level) // 2)]
+    return level[0]
+
+
+def shift_add_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None) -> Value:
+    """``s ? ~m : m`` with ``m = a << (e - 1)`` (0 for e = 0), as a signed value.
+
+    ``max_exp`` bounds the exponent codes that can occur (a ROM knows its
+    contents); the mux then has ``max_exp + 1`` inputs instead of 2^(bits-1).
+    """
+    e_bits = spec.w_bits - 1
+    if max_exp is None:
+        max_exp = (1 << e_bits) - 1
+    e, s = w[:e_bits], w[e_bits]
+    mag = mux_tree(e, [Const(0, 1)] + [a << k for k in range(max_exp)])
+    width = len(mag) + 1
+    # XOR with the sign gives ~m = -m - 1; the missing +1 is the PE's gamma.
+    return (Cat(mag, Const(0, 1)) ^ s.replicate(width)).as_signed()
+
+
+def raw_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None) -> Value:
+    """Raw term ``t(w, a)`` of one lane (see :mod:`qhw.hw.pe.spec`)."""
+    kind = spec.kind
+    if kind == "xnor":
+        return ~(a ^ w)
+    if kind == "and":
+        return a & w.replicate(spec.a_bits)
+    if kind == "shift_add":
+        return shift_add_term(spec, a, w, max_exp)
+    return w.as_signed() * a  # int: w·a; odd: c·a with the stored c
+
+
+def raw_sum(spec: PESpec, a_flat: Value, w_flat: Value, max_exps=None) -> Value:
+    """Sum of the raw terms of all lanes of one beat."""
+    a_l = lanes_of(a_flat, spec.a_bits, spec.lanes)
+    w_l = lanes_of(w_flat, spec.w_bits, spec.lanes)
+    exps = max_exps if max_exps is not None else [None] * spec.lanes
+    return adder_tree(raw_term(spec, a, w, x) for a, w, x in zip(a_l, w_l, exps))
+
+
+def act_sum(spec: PESpec, a_flat: Value, lanes: int) -> Value:
+    """Sum of ``lanes`` activation codes (the Q of the ``and`` and ``odd`` kinds)."""
+    return adder_tree(lanes_of(a_flat, spec.a_bits, lanes))
+
+
+def sign_count(spec: PESpec, w_flat: Value) -> Value:
+    """Number of set sign bits among the lanes (the gamma of ``shift_add``)."""
+    return adder_tree(w[spec.w_bits - 1] for w in lanes_of(w_flat, spec.w_bits, spec.lanes))

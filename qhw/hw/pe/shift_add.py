@@ -1,0 +1,32 @@
+"""Shift-add PE for power-of-two weights: no multiplier in the netlist."""
+
+from __future__ import annotations
+
+from .spec import PESpec
+from .stream_pe import StreamPE
+
+
+class ShiftAddPE(StreamPE):
+    """Power-of-two weights times unsigned activations by shifts and adds.
+
+    Each lane selects ``a << (e − 1)`` with a mux tree on the exponent code
+    ``e`` (0 gives 0) and conditionally complements it by the sign bit; the
+    complement's missing +1 per negative weight is added once per dot product.
+
+    Parameters
+    ----------
+    lanes : int
+        Weight/activation pairs per transfer, at least 1.
+    fold : int
+        Transfers per dot product, at least 1.
+    w_bits : int
+        pow2 code width 2..8 (sign bit, then ``w_bits − 1`` exponent bits).
+    a_bits : int
+        Unsigned activation width 1..16.
+
+    Ports, payload layout and latency are those of :class:`StreamPE`.
+    """
+
+    def __init__(self, *, lanes: int, fold: int, w_bits: int, a_bits: int):
+        spec = PESpec(w_code="pow2", w_bits=w_bits, a_code="unsigned", a_bits=a_bits, lanes=lanes)
+        super().__init__(spec=spec, fold=fold)

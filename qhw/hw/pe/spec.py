@@ -1,0 +1,189 @@
+"""What a processing element multiplies, and the cheap form it computes it in.
+
+A PE computes ``sum_i w_i · a_i`` over decoded integer values (encodings of
+:mod:`qhw.ir.intmath`). No kind multiplies values directly; each sums a cheap
+*raw term* ``t(w, a)`` per lane and recovers the value at the very end::
+
+    value = alpha · P + beta · Q + gamma
+    P = sum_i t(w_i, a_i)     Q = sum_i a_i (activation codes)
+
+========= ======== =========== ============================= ===== ==== ===============
+kind      weights  activations raw term t(w, a)              alpha beta gamma
+========= ======== =========== ============================= ===== ==== ===============
+xnor      binary   bipolar 1b  xnor(a, w)  (0 or 1)            2    0   -n (lanes used)
+and       binary   unsigned k  a if w else 0                   2   -1   0
+shift_add pow2     unsigned k  s ? ~m : m,  m = a << (e-1)     1    0   +#(sign bits)
+mac (int) int      unsigned k  w · a                           1    0   0
+mac (odd) odd      unsigned k  c · a  (w = 2c + 1)             2   +1   0
+========= ======== =========== ============================= ===== ==== ===============
+
+(``and`` with 1-bit activations is the AND-popcount of 1-bit PACT layers;
+``~m = -m - 1`` so each sign bit owes +1, paid once in gamma instead of one
+incrementer per lane; ``e = 0`` gives ``m = 0``.) Gamma depends on the weights
+only, so an array with weights in ROM folds it into a per-channel constant.
+
+A padded lane (activation forced to code 0, weight at :meth:`PESpec.pad_code`)
+has ``t = 0`` and ``a = 0``: it changes neither P nor Q.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qhw.ir import intmath
+from qhw.ir.intmath import ActCode, WeightCode, check_bits
+
+from .params import check_positive
+
+KINDS = ("xnor", "and", "shift_add", "mac")
+#: Widest product magnitude accepted: keeps every bound exact in int64.
+MAX_PRODUCT_BITS = 48
+
+
+@dataclass(frozen=True)
+class PESpec:
+    """Validated arithmetic of one PE: encodings, bit-widths and SIMD lanes.
+
+    Parameters
+    ----------
+    w_code : {"binary", "pow2", "int", "odd"}
+        Weight encoding (:class:`qhw.ir.intmath.WeightCode`).
+    w_bits : int
+        Stored weight width: 1 for binary, 2..8 for pow2, 1..16 for int/odd.
+    a_code : {"unsigned", "bipolar"}
+        Activation encoding; bipolar only with binary weights and ``a_bits=1``.
+    a_bits : int
+        Activation code width, 1..16.
+    lanes : int
+        Products computed per cycle (SIMD), at least 1.
+    """
+
+    w_code: WeightCode
+    w_bits: int
+    a_code: ActCode
+    a_bits: int
+    lanes: int
+
+    def __post_init__(self):
+        try:
+            w_code = WeightCode(self.w_code)
+        except ValueError:
+            raise ValueError(f"w_code must be one of {[c.value for c in WeightCode]}, not {self.w_code!r}") from None
+        try:
+            a_code = ActCode(self.a_code)
+        except ValueError:
+            raise ValueError(f"a_code must be one of {[c.value for c in ActCode]}, not {self.a_code!r}") from None
+        object.__setattr__(self, "w_code", w_code)
+        object.__setattr__(self, "a_code", a_code)
+        object.__setattr__(self, "w_bits", check_bits("w_bits", self.w_bits))
+        object.__setattr__(self, "a_bits", check_bits("a_bits", self.a_bits))
+        object.__setattr__(self, "lanes", check_positive("lanes", self.lanes))
+        try:
+            intmath.weight_value_range(w_code, self.w_bits)
+            intmath.act_value_range(a_code, self.a_bits)
+        except ValueError as exc:
+            raise ValueError(f"w_bits/a_bits: {exc}") from None
+        if a_code is ActCode.BIPOLAR and w_code is not WeightCode.BINARY:
+            raise ValueError(f"a_code: bipolar activations need binary weights, not {w_code.value}")
+        wlo, whi = intmath.weight_value_range(w_code, self.w_bits)
+        if max(-wlo, whi).bit_length() + self.a_bits > MAX_PRODUCT_BITS:
+            # The integer model is int64; wide pow2 codes (|w| up to 2^126) would overflow it.
+            raise ValueError(
+                f"w_bits: {self.w_bits}-bit {w_code.value} weights times {self.a_bits}-bit activations "
+                f"exceed {MAX_PRODUCT_BITS}-bit products"
+            )
+
+    # -- classification ---------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        if self.w_code is WeightCode.BINARY:
+            return "xnor" if self.a_code is ActCode.BIPOLAR else "and"
+        return "shift_add" if self.w_code is WeightCode.POW2 else "mac"
+
+    @property
+    def alpha(self) -> int:
+        return 2 if self.kind in ("xnor", "and") or self.w_code is WeightCode.ODD else 1
+
+    @property
+    def beta(self) -> int:
+        if self.kind == "and":
+            return -1
+        return 1 if self.w_code is WeightCode.ODD else 0
+
+    @property
+    def a_max(self) -> int:
+        """Largest activation *code* (the raw terms take codes, not values)."""
+        return (1 << self.a_bits) - 1
+
+    def pad_code(self) -> int:
+        """Raw weight code of a padded lane: value 0, or +1 where 0 does not exist.
+
+        With the activation forced to code 0 the raw term is 0 either way
+        (binary: xnor(0, 1) = 0).
+        """
+        if self.w_code is WeightCode.BINARY:
+            return 1
+        return 0  # int 0, odd c = 0 (value +1), pow2 e = 0 (value 0)
+
+    def encode(self, values) -> np.ndarray:
+        """Integer weight values -> raw codes (intmath), errors name ``weights``."""
+        try:
+            return intmath.encode_weights(self.w_code, self.w_bits, values)
+        except ValueError as exc:
+            raise ValueError(f"weights: {exc}") from None
+
+    # -- Python model of the raw form ---------------------------------------------
+
+    def raw_term(self, w_raw, a_raw) -> np.ndarray:
+        """Raw term ``t(w, a)`` per element (int64), as the hardware sums it."""
+        w = np.asarray(w_raw, dtype=np.int64)
+        a = np.asarray(a_raw, dtype=np.int64)
+        kind = self.kind
+        if kind == "xnor":
+            return 1 - (w ^ a)
+        if kind == "and":
+            return np.where(w == 1, a, 0)
+        if kind == "shift_add":
+            s = w >> (self.w_bits - 1)
+            e = w & ((1 << (self.w_bits - 1)) - 1)
+            mag = np.where(e == 0, 0, a << np.maximum(e - 1, 0))
+            return np.where(s == 1, -mag - 1, mag)
+        c = np.where(w >= (1 << (self.w_bits - 1)), w - (1 << self.w_bits), w)
+        return c * a  # int: the weight itself; odd: c of w = 2c + 1
+
+    def gamma(self, w_raw, lanes_used: int) -> int:
+        """Weight-only constant of one dot product (see the module table)."""
+        if self.kind == "xnor":
+            return -int(lanes_used)
+        if self.kind == "shift_add":
+            return int(np.sum(np.asarray(w_raw, dtype=np.int64) >> (self.w_bits - 1)))
+        return 0
+
+    def term_range(self, w_raw) -> tuple[np.ndarray, np.ndarray]:
+        """Per-element (lo, hi) of ``t(w, a)`` over every activation code.
+
+        Every raw term is monotone in ``a``, so the extremes sit at codes 0 and
+        ``a_max``.
+        """
+        t0, t1 = self.raw_term(w_raw, 0), self.raw_term(w_raw, self.a_max)
+        return np.minimum(t0, t1), np.maximum(t0, t1)
+
+    def all_codes(self) -> np.ndarray:
+        """Every raw weight code that decodes (for PEs with streamed weights)."""
+        return np.arange(1 << self.w_bits, dtype=np.int64)
+
+    def value_dot(self, w_raw, a_raw) -> np.ndarray:
+        """Reference dot products over the last axis, from intmath decoding only."""
+        w = intmath.decode_weights(self.w_code, self.w_bits, w_raw)
+        a = intmath.decode_acts(self.a_code, self.a_bits, a_raw)
+        return np.sum(w * a, axis=-1)
+
+    def value_range(self) -> tuple[int, int]:
+        """Extremes of one product ``w · a`` over every weight and activation."""
+        wlo, whi = intmath.weight_value_range(self.w_code, self.w_bits)
+        alo, ahi = intmath.act_value_range(self.a_code, self.a_bits)
+        lo, hi = intmath.accumulator_bounds([[wlo], [whi]], alo, ahi)
+        return int(lo.min()), int(hi.max())

@@ -1,0 +1,64 @@
+"""Helpers for the tests/test_sim_hw_*.py cocotb tiers (not a test module).
+
+* :func:`sim_cache` - one build directory per distinct Verilog (digest-keyed)
+  for the whole pytest session, or persistent across sessions when
+  ``QHW_SIM_CACHE`` names a directory.
+* :class:`Rewire` - fault injection without touching the design under test:
+  a component with the same signature as an inner block, passing every port
+  through except where a test overrides one, to break the design on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+
+from qhw.backends.toolchain import find_program
+
+
+def sim_cache(tmp_path_factory) -> Path:
+    env = os.environ.get("QHW_SIM_CACHE")
+    return Path(env) if env else tmp_path_factory.getbasetemp() / "sim_cache"
+
+
+def have_simulator(simulator: str) -> bool:
+    progs = {"icarus": ("iverilog", "vvp"), "verilator": ("verilator",)}[simulator]
+    return all(find_program(p) for p in progs)
+
+
+class Rewire(wiring.Component):
+    """Wraps ``inner`` with the same ports; :meth:`corrupt` may change one path.
+
+    Every member of ``inner``'s signature is connected straight through
+    (flattened to signals), then :meth:`corrupt` is called with the module,
+    ``self`` (outer ports) and ``inner`` and may add overriding ``comb``
+    assignments: later assignments win in Amaranth.
+    """
+
+    def __init__(self, inner: wiring.Component):
+        self.inner = inner
+        super().__init__(inner.signature)
+
+    def corrupt(self, m: Module, outer, inner) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        for path, member, outer_value in self.signature.flatten(self):
+            inner_value = _lookup(self.inner, path)
+            if member.flow == wiring.In:
+                m.d.comb += inner_value.eq(outer_value)
+            else:
+                m.d.comb += outer_value.eq(inner_value)
+        self.corrupt(m, self, self.inner)
+        return m
+
+
+def _lookup(obj, path):
+    for part in path:
+        obj = obj[part] if isinstance(part, int) else getattr(obj, part)
+    return obj

@@ -1,0 +1,297 @@
+"""Stream blocks in Amaranth's simulator: random data, random valid/ready stalls."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.hdl import ClockDomain, Module, Shape, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.sim import Simulator
+
+from qhw.backends.verilog import to_verilog
+from qhw.hw.stream_blocks import Fork, Join, Pack, StreamFIFO, Unpack
+
+TIMEOUT_CYCLES = 5000
+
+
+# -- payload helpers ----------------------------------------------------------
+
+def _lanes_to_bits(lanes, shape) -> int:
+    w = Shape.cast(shape).width
+    return sum((v & ((1 << w) - 1)) << (k * w) for k, v in enumerate(lanes))
+
+
+def _bits_to_lanes(bits: int, shape, count: int) -> tuple:
+    s = Shape.cast(shape)
+    out = []
+    for k in range(count):
+        v = (bits >> (k * s.width)) & ((1 << s.width) - 1)
+        if s.signed and v >> (s.width - 1):
+            v -= 1 << s.width
+        out.append(v)
+    return tuple(out)
+
+
+def _random_value(rng: random.Random, shape) -> int:
+    s = Shape.cast(shape)
+    if s.signed:
+        return rng.randrange(-(1 << (s.width - 1)), 1 << (s.width - 1))
+    return rng.randrange(1 << s.width)
+
+
+# -- a tiny stream harness for the Amaranth simulator ---------------------------
+
+def run_streams(dut, *, sources, sinks, valid_prob=1.0, ready_prob=1.0, seed=0):
+    """Drive ``sources`` {stream: [raw payloads]} and collect ``sinks`` {stream: count}.
+
+    Each source and sink has its own random generator, so stalls on different
+    streams are independent. Returns {stream: [(cycle, raw payload), ...]}.
+    """
+    top = Module()  # a sync domain even for purely combinational blocks
+    top.domains.sync = ClockDomain()
+    top.submodules.dut = dut
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    got = {id(s): [] for s in sinks}
+
+    def make_source(stream, payloads, rng):
+        async def source(ctx):
+            for p in payloads:
+                while rng.random() >= valid_prob:
+                    ctx.set(stream.valid, 0)
+                    await ctx.tick()
+                ctx.set(Value.cast(stream.payload), p)
+                ctx.set(stream.valid, 1)
+                await ctx.tick().until(stream.ready)
+                # Scramble the payload while nothing is offered: a block that
+                # reads it without valid shows up as a mismatch.
+                ctx.set(Value.cast(stream.payload), rng.randrange(1 << len(Value.cast(stream.payload))))
+            ctx.set(stream.valid, 0)
+        return source
+
+    def make_sink(stream, count, rng):
+        async def sink(ctx):
+            cycle = 0
+            while len(got[id(stream)]) < count:
+                ready = rng.random() < ready_prob
+                ctx.set(stream.ready, ready)
+                _, _, valid, payload = await ctx.tick().sample(stream.valid, Value.cast(stream.payload))
+                if ready and valid:
+                    got[id(stream)].append((cycle, payload))
+                cycle += 1
+                assert cycle < TIMEOUT_CYCLES, f"timeout: {len(got[id(stream)])} of {count} outputs"
+            ctx.set(stream.ready, 0)
+        return sink
+
+    for n, (stream, payloads) in enumerate(sources.items() if isinstance(sources, dict) else sources):
+        sim.add_testbench(make_source(stream, payloads, random.Random(f"{seed}-src-{n}")))
+    for n, (stream, count) in enumerate(sinks.items() if isinstance(sinks, dict) else sinks):
+        sim.add_testbench(make_sink(stream, count, random.Random(f"{seed}-sink-{n}")))
+    sim.run()
+    return {k: v for k, v in got.items()}
+
+
+def values(result, stream):
+    return [p for _, p in result[id(stream)]]
+
+
+def cycles(result, stream):
+    return [c for c, _ in result[id(stream)]]
+
+
+SHAPES = [unsigned(1), unsigned(5), signed(3), signed(8),
+          data.StructLayout({"a": unsigned(3), "b": signed(4)})]
+STALLS = [(1.0, 1.0), (0.5, 0.5), (0.9, 0.3), (0.3, 0.9)]
+
+
+# -- parameter checks -------------------------------------------------------------
+
+@pytest.mark.parametrize("cls, extra", [(StreamFIFO, "depth"), (Pack, "count"), (Unpack, "count"),
+                                        (Fork, "count"), (Join, "count")])
+def test_parameter_checks(cls, extra):
+    with pytest.raises(TypeError, match=r"^shape must be a shape-castable object, not 'x'$"):
+        cls(shape="x", **{extra: 2})
+    with pytest.raises(ValueError, match=r"^shape must be at least 1 bit wide, not 0$"):
+        cls(shape=0, **{extra: 2})
+    with pytest.raises(TypeError, match=rf"^{extra} must be an integer, not 2.0$"):
+        cls(shape=4, **{extra: 2.0})
+    with pytest.raises(TypeError, match=rf"^{extra} must be an integer, not True$"):
+        cls(shape=4, **{extra: True})
+    with pytest.raises(ValueError, match=rf"^{extra} must be at least 1, not 0$"):
+        cls(shape=4, **{extra: 0})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: StreamFIFO(shape=signed(7), depth=5), lambda: Pack(shape=3, count=4),
+    lambda: Unpack(shape=signed(2), count=3), lambda: Fork(shape=6, count=3),
+    lambda: Join(shape=5, count=2)])
+def test_verilog_is_deterministic(make):
+    assert to_verilog(make(), name="blk") == to_verilog(make(), name="blk")
+
+
+# -- FIFO ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("valid_prob, ready_prob", STALLS)
+def test_fifo_keeps_order_under_stalls(depth, shape, valid_prob, ready_prob):
+    rng = random.Random(f"fifo{depth}{shape}")
+    dut = StreamFIFO(shape=shape, depth=depth)
+    width = Shape.cast(shape).width
+    sent = [rng.randrange(1 << width) for _ in range(60)]
+    res = run_streams(dut, sources={dut.i_stream: sent}, sinks={dut.o_stream: len(sent)},
+                      valid_prob=valid_prob, ready_prob=ready_prob, seed=depth)
+    assert [v & ((1 << width) - 1) for v in values(res, dut.o_stream)] == StreamFIFO.reference(sent)
+
+
+@pytest.mark.parametrize("depth, per_cycle", [(1, 0.5), (2, 0.5), (3, 1.0), (8, 1.0)])
+def test_fifo_latency_and_throughput(depth, per_cycle):
+    dut = StreamFIFO(shape=8, depth=depth)
+    sent = list(range(40))
+    res = run_streams(dut, sources={dut.i_stream: sent}, sinks={dut.o_stream: 40})
+    c = cycles(res, dut.o_stream)
+    assert c[0] == dut.latency  # first payload offered in cycle 0
+    assert (c[-1] - c[0]) == pytest.approx((len(sent) - 1) / per_cycle, abs=1)
+
+
+def test_fifo_level_never_exceeds_depth_and_fills():
+    dut = StreamFIFO(shape=4, depth=3)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    seen = []
+
+    async def tb(ctx):
+        ctx.set(dut.o_stream.ready, 0)
+        ctx.set(dut.i_stream.valid, 1)
+        for k in range(8):
+            ctx.set(dut.i_stream.payload, k)
+            await ctx.tick()
+            seen.append((ctx.get(dut.level), ctx.get(dut.i_stream.ready)))
+    sim.add_testbench(tb)
+    sim.run()
+    assert max(level for level, _ in seen) == 3
+    assert seen[-1] == (3, 0)
+
+
+# -- Pack / Unpack -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [unsigned(1), unsigned(4), signed(3), signed(8)])
+@pytest.mark.parametrize("valid_prob, ready_prob", STALLS)
+def test_pack_groups_lanes_in_order(count, shape, valid_prob, ready_prob):
+    rng = random.Random(f"pack{count}{shape}{valid_prob}")
+    dut = Pack(shape=shape, count=count)
+    lanes = [_random_value(rng, shape) for _ in range(count * 15)]
+    res = run_streams(dut, sources={dut.i_stream: lanes}, sinks={dut.o_stream: 15},
+                      valid_prob=valid_prob, ready_prob=ready_prob, seed=count)
+    got = [_bits_to_lanes(v, shape, count) for v in values(res, dut.o_stream)]
+    assert got == Pack.reference(lanes, count)
+
+
+@pytest.mark.parametrize("count", [1, 3, 4])
+def test_pack_takes_one_lane_per_cycle(count):
+    dut = Pack(shape=4, count=count)
+    lanes = [k % 16 for k in range(count * 10)]
+    res = run_streams(dut, sources={dut.i_stream: lanes}, sinks={dut.o_stream: 10})
+    c = cycles(res, dut.o_stream)
+    # the last lane of word j is offered in cycle count*(j+1)-1; out one cycle later
+    assert c == [count * (j + 1) - 1 + dut.latency for j in range(10)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+@pytest.mark.parametrize("shape", [unsigned(1), unsigned(6), signed(4)])
+@pytest.mark.parametrize("valid_prob, ready_prob", STALLS)
+def test_unpack_emits_lanes_in_order(count, shape, valid_prob, ready_prob):
+    rng = random.Random(f"unpack{count}{shape}{valid_prob}")
+    dut = Unpack(shape=shape, count=count)
+    words = [tuple(_random_value(rng, shape) for _ in range(count)) for _ in range(12)]
+    res = run_streams(dut, sources={dut.i_stream: [_lanes_to_bits(w, shape) for w in words]},
+                      sinks={dut.o_stream: 12 * count}, valid_prob=valid_prob, ready_prob=ready_prob)
+    got = [_bits_to_lanes(v, shape, 1)[0] for v in values(res, dut.o_stream)]
+    assert got == Unpack.reference(words)
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_unpack_emits_one_lane_per_cycle(count):
+    dut = Unpack(shape=3, count=count)
+    words = [_lanes_to_bits([(j + k) % 8 for k in range(count)], 3) for j in range(6)]
+    res = run_streams(dut, sources={dut.i_stream: words}, sinks={dut.o_stream: 6 * count})
+    assert cycles(res, dut.o_stream) == list(range(dut.latency, dut.latency + 6 * count))
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_pack_then_unpack_round_trip(count):
+    pack, unpack = Pack(shape=signed(5), count=count), Unpack(shape=signed(5), count=count)
+    m = Module()
+    m.submodules.pack, m.submodules.unpack = pack, unpack
+    wiring.connect(m, pack.o_stream, unpack.i_stream)
+    rng = random.Random(count)
+    lanes = [rng.randrange(-16, 16) for _ in range(count * 20)]
+    res = run_streams(m, sources={pack.i_stream: lanes}, sinks={unpack.o_stream: len(lanes)},
+                      valid_prob=0.6, ready_prob=0.6)
+    assert [_bits_to_lanes(v, signed(5), 1)[0] for v in values(res, unpack.o_stream)] == lanes
+
+
+# -- Fork / Join ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("valid_prob, ready_prob", STALLS)
+def test_fork_gives_every_output_every_payload_once(count, valid_prob, ready_prob):
+    rng = random.Random(f"fork{count}")
+    dut = Fork(shape=7, count=count)
+    sent = [rng.randrange(128) for _ in range(50)]
+    res = run_streams(dut, sources={dut.i_stream: sent}, sinks={o: len(sent) for o in dut.o_streams},
+                      valid_prob=valid_prob, ready_prob=ready_prob, seed=count)
+    assert [values(res, o) for o in dut.o_streams] == Fork.reference(sent, count)
+
+
+def test_fork_full_rate_when_all_ready():
+    dut = Fork(shape=4, count=3)
+    res = run_streams(dut, sources={dut.i_stream: list(range(16))}, sinks={o: 16 for o in dut.o_streams})
+    for o in dut.o_streams:
+        assert cycles(res, o) == list(range(16))
+
+
+@pytest.mark.parametrize("count", [1, 2, 4])
+@pytest.mark.parametrize("valid_prob, ready_prob", STALLS)
+def test_join_waits_for_every_input(count, valid_prob, ready_prob):
+    rng = random.Random(f"join{count}")
+    shape = signed(4)
+    dut = Join(shape=shape, count=count)
+    per_input = [[rng.randrange(-8, 8) for _ in range(40)] for _ in range(count)]
+    res = run_streams(dut, sources={i: [v & 15 for v in vs] for i, vs in zip(dut.i_streams, per_input)},
+                      sinks={dut.o_stream: 40}, valid_prob=valid_prob, ready_prob=ready_prob, seed=count)
+    got = [_bits_to_lanes(v, shape, count) for v in values(res, dut.o_stream)]
+    assert got == Join.reference(per_input)
+
+
+def test_join_full_rate_when_all_valid():
+    dut = Join(shape=2, count=3)
+    res = run_streams(dut, sources={i: [k % 4 for k in range(20)] for i in dut.i_streams},
+                      sinks={dut.o_stream: 20})
+    assert cycles(res, dut.o_stream) == list(range(20))
+
+
+# -- the checks above can fail ----------------------------------------------------------------
+
+class _LaneSwappingPack(Pack):
+    """Broken on purpose: lanes 0 and 1 trade places."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = Pack(shape=self.shape, count=self.count)
+        wiring.connect(m, wiring.flipped(self.i_stream), inner.i_stream)
+        m.d.comb += [self.o_stream.valid.eq(inner.o_stream.valid), inner.o_stream.ready.eq(self.o_stream.ready),
+                     self.o_stream.payload.eq(inner.o_stream.payload)]
+        m.d.comb += [self.o_stream.payload[0].eq(inner.o_stream.payload[1]),
+                     self.o_stream.payload[1].eq(inner.o_stream.payload[0])]
+        return m
+
+
+def test_a_broken_pack_is_caught():
+    dut = _LaneSwappingPack(shape=4, count=3)
+    lanes = [k % 16 for k in range(3 * 8)]
+    res = run_streams(dut, sources={dut.i_stream: lanes}, sinks={dut.o_stream: 8}, valid_prob=0.7, ready_prob=0.7)
+    got = [_bits_to_lanes(v, 4, 3) for v in values(res, dut.o_stream)]
+    assert got != Pack.reference(lanes, 3)
