@@ -69,3 +69,46 @@ def run_streams(dut, payloads, n_out: int, *, valid_prob: float = 1.0, ready_pro
     sim.add_testbench(sink)
     sim.run()
     return run
+
+
+# -- PE / array checks shared by the test files ------------------------------------
+
+def extreme_codes(spec):
+    """((w_code, a_code) of the largest product, (w_code, a_code) of the smallest)."""
+    import numpy as np
+
+    from qhw.ir import intmath
+
+    wlo, whi = intmath.weight_value_range(spec.w_code, spec.w_bits)
+    alo, ahi = spec.a_range
+    pairs = [(w, a) for w in (wlo, whi) for a in (alo, ahi)]
+    best = max(pairs, key=lambda p: p[0] * p[1])
+    worst = min(pairs, key=lambda p: p[0] * p[1])
+
+    def codes(p):
+        return (int(spec.encode([p[0]])[0]), int(intmath.encode_acts(spec.a_code, spec.a_bits, [p[1]])[0]))
+
+    return codes(best), codes(worst), best[0] * best[1], worst[0] * worst[1]
+
+
+def check_stream_pe(pe, *, vectors: int = 6, seed: int = 0, valid_prob: float = 0.6,
+                    ready_prob: float = 0.6) -> list[int]:
+    """Random (a, w) lanes with stalls; the first two dot products are the extremes."""
+    import numpy as np
+
+    spec, fold = pe.spec, pe.fold
+    rng = np.random.default_rng(seed)
+    n = vectors * fold
+    a = rng.integers(0, spec.code_max + 1, size=(n, spec.lanes))
+    w = rng.integers(0, 1 << spec.w_bits, size=(n, spec.lanes))
+    (w_hi, a_hi), (w_lo, a_lo), v_hi, v_lo = extreme_codes(spec)
+    w[:fold], a[:fold] = w_hi, a_hi
+    w[fold:2 * fold], a[fold:2 * fold] = w_lo, a_lo
+    expected = [int(x) for x in pe.reference(a, w)]
+    terms = spec.lanes * fold
+    assert expected[:2] == [terms * v_hi, terms * v_lo]  # the bounds are attained
+    run = run_streams(pe, [pe.pack(x, y) for x, y in zip(a, w)], len(expected),
+                      valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
+    got = [to_signed(x, pe.acc_width) for x in run.outputs]
+    assert got == expected
+    return got

@@ -3,6 +3,9 @@
 * :func:`sim_cache` - one build directory per distinct Verilog (digest-keyed)
   for the whole pytest session, or persistent across sessions when
   ``QHW_SIM_CACHE`` names a directory.
+* :class:`Harness` - several components side by side in one top level,
+  ports renamed ``<unit>_<port>``: one simulator build (a Verilator build
+  costs ~15-35 s) covers several designs.
 * :class:`Rewire` - fault injection without touching the design under test:
   a component with the same signature as an inner block, passing every port
   through except where a test overrides one, to break the design on purpose.
@@ -62,3 +65,33 @@ def _lookup(obj, path):
     for part in path:
         obj = obj[part] if isinstance(part, int) else getattr(obj, part)
     return obj
+
+
+class Harness(wiring.Component):
+    """``units`` {name: component} side by side; port ``p`` of unit ``u`` is ``u_p``.
+
+    Stream ports keep their ``__payload`` / ``__valid`` / ``__ready`` suffixes,
+    so the qhw_tb drivers address them as ``f"{unit}_{port}"``.
+    """
+
+    def __init__(self, units: dict):
+        self.units = dict(units)
+        members = {}
+        for unit, comp in self.units.items():
+            for port, member in comp.signature.members.items():
+                members[f"{unit}_{port}"] = member
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        for unit, comp in self.units.items():
+            m.submodules[unit] = comp
+            for port, member in comp.signature.members.items():
+                outer, inner = getattr(self, f"{unit}_{port}"), getattr(comp, port)
+                if member.is_signature:
+                    wiring.connect(m, wiring.flipped(outer), inner)
+                elif member.flow == wiring.In:
+                    m.d.comb += inner.eq(outer)
+                else:
+                    m.d.comb += outer.eq(inner)
+        return m

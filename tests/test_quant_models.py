@@ -5,6 +5,15 @@ from qhw.quant.config import LayerQuant, QuantConfig, uniform_config
 from qhw.quant.models import ADD_FRAC_BITS, BasicBlock, ResNetSpec, build_model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # tiny tensors: a second thread only adds contention on a shared machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _calibrated(model, x, steps=3):
     """A few train-mode passes so BN statistics are not the identity."""
     model.train()
@@ -74,10 +83,11 @@ def test_residual_add_operands_are_integers_on_the_input_grid(config):
         h.remove()
     for (name, block), in_act in zip(m.blocks(), in_acts):
         step = BasicBlock.add_step(in_act)
-        total = seen[name] / step
-        assert torch.equal(total, torch.round(total)), name
+        total = torch.round(seen[name] / step)
+        # the act input is exactly one float32 product integer * step
+        assert torch.equal(seen[name], total * step), name
         bound = 2 ** BasicBlock.add_bits(in_act)  # two operands of add_bits signed bits
-        assert total.abs().max() <= bound
+        assert total.abs().max() <= bound and total.abs().max() > 0
     assert BasicBlock.add_bits(m.stem_act) == m.stem_act.bits + ADD_FRAC_BITS + 2
 
 
@@ -123,12 +133,27 @@ def test_quantized_forward_trains():
     torch.manual_seed(0)
     m = build_model(ResNetSpec(depth=8, widths=(4, 8, 8), in_channels=1, in_size=(8, 8)), QuantConfig.from_dict({}))
     x, y = _images(32), torch.arange(32) % 10
-    opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+    opt = torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
     losses = []
-    for _ in range(15):
+    for _ in range(10):
         loss = torch.nn.functional.cross_entropy(m(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0]
+    # gradients reach every quantized layer: the batch is being memorized
+    assert losses[-1] < 0.75 * losses[0]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in m.named_parameters() if n.endswith("weight"))
+
+
+def test_fc_dorefa_levels_carry_a_fixed_gain():
+    m = build_model("resnet8", uniform_config(4, 4))
+    v, scale = m.fc.integer_weights()
+    assert v.abs().max() == 255  # fc stays 8-bit
+    assert torch.all(scale == torch.tensor((1 / 8) / 255))  # gain 1/sqrt(64)
+    assert torch.equal(m.fc.quantized_weight(), v.float() * scale[:, None])
+    _, conv_scale = m.layers()["s1.b1.conv1"].integer_weights()
+    assert torch.all(conv_scale == torch.tensor(1 / 15))
+    m.set_layer_quant("fc", LayerQuant("pow2", 4, "uniform", 8))
+    m.set_layer_quant("fc", LayerQuant("uniform", 6, "uniform", 8))
+    assert m.fc.integer_weights()[1][0] == torch.tensor((1 / 8) / 63)

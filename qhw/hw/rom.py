@@ -1,7 +1,7 @@
 """Constant tables: weight ROMs stepped through a fold.
 
-A one-word table is a constant, so synthesis folds it into the logic (a PE
-whose weights never change costs no ROM). Longer tables are an Amaranth
+A table whose words are all equal is a constant, so synthesis folds it into
+the logic (a PE whose weights never change costs no ROM). Longer tables are an Amaranth
 ``lib.memory.Memory`` without write ports, read asynchronously: small ones
 become LUTs or LUT-RAM.
 """
@@ -23,7 +23,7 @@ def rom_read(m: Module, name: str, words, width: int, addr: Value | None) -> Val
         raise ValueError("words must not be empty")
     if any(w < 0 or w >= (1 << width) for w in words):
         raise ValueError(f"words must fit in {width} unsigned bits")
-    if len(words) == 1:
+    if len(set(words)) == 1:  # e.g. a padding column: no table at all
         return Const(words[0], unsigned(width))
     if addr is None:
         raise ValueError(f"addr is required for a {len(words)}-word table")

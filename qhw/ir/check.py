@@ -18,13 +18,24 @@ from qhw.ir.graph import Network
 
 
 def compare(net: Network, model, codes: np.ndarray, labels: np.ndarray, *, batch_size: int = 128,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run both models on uint8 image ``codes`` (N, C, H, W); return the report dict."""
+            fake_dtype: str = "float32", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run both models on uint8 image ``codes`` (N, C, H, W); return the report dict.
+
+    ``fake_dtype="float64"`` runs a float64 copy of the fake-quant model: what
+    remains of the disagreement is then not float32 rounding (diagnostic).
+    """
+    import copy
+
     import torch
 
     from qhw.ir.export import probe_points
 
+    dtype = {"float32": torch.float32, "float64": torch.float64}.get(fake_dtype)
+    if dtype is None:
+        raise ValueError(f"fake_dtype must be float32 or float64, not {fake_dtype!r}")
     golden = GoldenModel(net)
+    if dtype is torch.float64:
+        model = copy.deepcopy(model).to(dtype)
     model.eval()
     points = {n: p for n, p in probe_points(model).items() if n in net}
     seen: dict[str, Any] = {}
@@ -43,7 +54,7 @@ def compare(net: Network, model, codes: np.ndarray, labels: np.ndarray, *, batch
         with torch.no_grad():
             for i in range(0, n_img, batch_size):
                 c = torch.from_numpy(np.asarray(codes[i: i + batch_size]).astype(np.int64))
-                x = c.to(torch.float32) / 255.0
+                x = c.to(dtype) / 255.0
                 input_mismatch += int((model.input_quant.integer_values(x) != c).sum())
                 seen.clear()
                 logits = model(x)
@@ -71,5 +82,6 @@ def compare(net: Network, model, codes: np.ndarray, labels: np.ndarray, *, batch
         "same_top1": float((g_pred == f_pred).mean() * 100),
         "same_top1_count": int((g_pred == f_pred).sum()),
         "input_code_mismatches": input_mismatch,
+        "fake_dtype": fake_dtype,
         "layers": layers,
     }

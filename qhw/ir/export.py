@@ -55,6 +55,7 @@ class _Exporter:
         self.model = model
         self.with_mul_shift = with_mul_shift
         self.layers: list = []
+        self.layers_by_name: dict[str, Any] = {}
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -128,7 +129,6 @@ class _Exporter:
             raise InputError(f"can only export a qhw QResNet, not {type(m).__name__}")
         if m.training:
             raise InputError("the model is in training mode; call model.eval() before exporting")
-        self.layers_by_name: dict[str, Any] = {}
         spec = m.spec
         iq = m.input_quant
         inp = Input(name="input", shape=(spec.in_channels, *spec.in_size), code=ActCode.UNSIGNED,
@@ -137,7 +137,7 @@ class _Exporter:
         prev, prev_act = "stem", m.stem_act
         self.conv("stem", m.stem, m.stem_bn, "input", _scalar(iq.scale), ("act", m.stem_act))
         for bname, block in m.blocks():
-            code, bits, s_in = self.act_info(prev_act, f"block {bname} input")
+            _, _, s_in = self.act_info(prev_act, f"block {bname} input")
             in_scale = 1.0 if s_in is None else s_in
             step = in_scale / (1 << ADD_FRAC_BITS)  # exact: a power-of-two division
             add_bits = int(block.add_bits(prev_act))
@@ -150,8 +150,12 @@ class _Exporter:
                           ("grid", step, add_bits))
                 branches, weights = (f"{bname}.conv2", f"{bname}.shortcut"), (1, 1)
             else:
-                # identity arm: add_quantize(h) = h / step = code · 2^F exactly (h = code · s_in)
+                # identity arm: add_quantize(h) = h / step = value · 2^F exactly (h = value · s_in),
+                # provided the clamp to add_bits never bites
                 branches, weights = (f"{bname}.conv2", prev), (1, 1 << ADD_FRAC_BITS)
+                h = self.layers_by_name[prev].out
+                if max(abs(h.lo), abs(h.hi)) << ADD_FRAC_BITS > (1 << (add_bits - 1)) - 1:
+                    raise InputError(f"block {bname}: the identity arm does not fit the {add_bits}-bit add grid")
             specs = tuple(self.layers_by_name[n].out for n in branches)
             c = specs[0].channels
             coeffs = np.array([[wgt] * c for wgt in weights], dtype=np.int64)
@@ -162,7 +166,7 @@ class _Exporter:
             self.add_layer(Add(name=f"{bname}.add", inputs=branches, in_specs=specs, coeffs=coeffs, requant=rq))
             prev, prev_act = f"{bname}.add", block.act_out
         # global average pool: integer sum; the 1/HW goes into the fc scale
-        code, bits, s_last = self.act_info(prev_act, "fc input")
+        _, _, s_last = self.act_info(prev_act, "fc input")
         gap = self.add_layer(GlobalPool(name="gap", input=prev, in_spec=self.layers_by_name[prev].out))
         w, wscale, wcode, wbits = self.weights(m.fc, "fc")
         a = wscale * (1.0 if s_last is None else s_last) / gap.window

@@ -568,9 +568,9 @@ class Network:
         rows = []
         for l in self.layers:
             row: dict[str, Any] = {"name": l.name, "kind": l.kind, "inputs": ",".join(l.inputs),
-                                   "out": f"{'x'.join(map(str, l.out.shape))} {l.out.code.value}{l.out.bits}"}
+                                   "out": f"{'x'.join(map(str, l.out.shape))} {l.out.code.value}:{l.out.bits}"}
             if isinstance(l, (Conv, Dense)):
-                row.update(pe=l.pe.value, weights=f"{l.weight_code.value}{l.weight_bits}", acc_bits=l.acc_bits)
+                row.update(pe=l.pe.value, weights=f"{l.weight_code.value}:{l.weight_bits}", acc_bits=l.acc_bits)
             elif isinstance(l, (Add, GlobalPool)):
                 row.update(acc_bits=l.acc_bits)
             rq = getattr(l, "requant", None)

@@ -156,7 +156,8 @@ def decode_acts(code: ActCode | str, bits: int, raw) -> np.ndarray:
     act_value_range(code, bits)
     raw = np.asarray(raw, dtype=np.int64)
     if code is ActCode.SIGNED:
-        return np.where(raw >= (1 << (bits - 1)), raw - (1 << bits), raw)
+        half = 1 << (bits - 1)  # subtract 2^bits as two halves: 2^63 does not fit int64
+        return np.where(raw >= half, raw - half - half, raw)
     return 2 * raw - 1 if code is ActCode.BIPOLAR else raw
 
 

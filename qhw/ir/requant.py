@@ -233,10 +233,18 @@ class MulShift:
 
 
 def _peak(mult, bias, shift, acc_lo, acc_hi) -> int:
+    """max |acc·m + b| + 2^(s-1) over the channel ranges (exact where it matters)."""
+    m = np.asarray(mult, dtype=np.float64)
+    b = np.abs(np.asarray(bias, dtype=np.float64))
+    lo = np.asarray(acc_lo, dtype=np.float64)
+    hi = np.asarray(acc_hi, dtype=np.float64)
+    est = float(np.max(np.maximum(np.abs(lo * m), np.abs(hi * m)) + b, initial=0.0)) + 2.0 ** (shift - 1)
+    if est < 2.0 ** 60:  # float64 is far more precise than this margin: certainly safe
+        return int(est)
     peak = 0
-    for lo, hi, m, b in zip(acc_lo, acc_hi, mult, bias):
-        for a in (int(lo), int(hi)):
-            peak = max(peak, abs(a * int(m) + int(b)) + (1 << (shift - 1)))
+    for lo_, hi_, m_, b_ in zip(acc_lo, acc_hi, mult, bias):
+        for a in (int(lo_), int(hi_)):
+            peak = max(peak, abs(a * int(m_) + int(b_)) + (1 << (shift - 1)))
     return peak
 
 
@@ -259,10 +267,6 @@ def _as_fractions(name: str, values, channels: int | None = None) -> list[Fracti
     return [Fraction(float(v)) for v in arr]
 
 
-def _ceil_div(num: int, den: int) -> int:
-    return -((-num) // den)
-
-
 def affine_thresholds(a, b, out_code: ActCode | str, out_bits: int, acc_lo, acc_hi) -> Thresholds:
     """Exact thresholds of the requantizer of ``u_c = a_c·acc + b_c`` (see the module docstring).
 
@@ -283,21 +287,19 @@ def affine_thresholds(a, b, out_code: ActCode | str, out_bits: int, acc_lo, acc_
     first2 = 0 if code is ActCode.BIPOLAR else 2 * level_offset(code, out_bits) + 1
     t = np.zeros((len(fa), levels), dtype=np.int64)
     sign = np.ones(len(fa), dtype=np.int64)
+    twice_c = first2 + 2 * np.arange(levels, dtype=object)  # 2·c_j as Python integers
     for c, (ac, bc) in enumerate(zip(fa, fb)):
         d = max(ac.denominator, bc.denominator)  # powers of two: the larger is a common multiple
         an, bn = int(ac * d), int(bc * d)
         if an < 0:
             sign[c] = -1
-        row = []
-        for j in range(levels):
-            # a·acc + b >= c_j  <=>  sign·acc·|an|·2 >= 2·c_j·d - 2·bn
-            rhs = (first2 + 2 * j) * d - 2 * bn
-            if an == 0:
-                x = -INT64_SAFE + 1 if rhs <= 0 else INT64_SAFE - 1  # constant: always / never met
-            else:
-                x = _ceil_div(rhs, 2 * abs(an))
-            row.append(min(max(x, -INT64_SAFE + 1), INT64_SAFE - 1))
-        t[c] = row
+        # a·acc + b >= c_j  <=>  sign·acc · 2|an| >= 2·c_j·d - 2·bn  (object arrays: exact big integers)
+        rhs = twice_c * d - 2 * bn
+        if an == 0:  # constant output: always met (lowest value) or never met (highest + 1)
+            x = np.where(rhs <= 0, -INT64_SAFE + 1, INT64_SAFE - 1)
+        else:
+            x = -((-rhs) // (2 * abs(an)))
+        t[c] = np.minimum(np.maximum(x, -INT64_SAFE + 1), INT64_SAFE - 1).astype(np.int64)
     t = intmath.clamp_thresholds(t, lo, hi, sign)
     return Thresholds(thresholds=t, sign=sign, out_code=code, out_bits=out_bits)
 
@@ -352,9 +354,18 @@ def mul_shift_agrees(th: Thresholds, ms: MulShift, acc_lo, acc_hi) -> np.ndarray
 def find_mul_shift(a, b, th: Thresholds, acc_lo, acc_hi, max_shift: int = 48) -> MulShift | None:
     """Narrowest-shift :class:`MulShift` equal to ``th`` on ``[acc_lo, acc_hi]``, or None.
 
-    Candidates are ``m = round(a·2^s)`` and ``round(b·2^s) + {0, -1, +1}``, one
-    shift for the whole layer; None for bipolar outputs or when no shift up to
-    ``max_shift`` keeps int64 arithmetic safe and exact.
+    For each shift ``s`` (one for the layer) the multiplier is ``m = round(a·2^s)``;
+    the biases that make the two forms agree then form an integer interval per
+    channel, computed exactly from the thresholds (in ``x = sign·acc``, with
+    ``h = 2^(s-1)`` and level values ``v_j``)::
+
+        floor((t_j·m' + bias + h) / 2^s) >= v_j      <=>  bias >= v_j·2^s - h - t_j·m'
+        floor(((t_j - 1)·m' + bias + h) / 2^s) < v_j  <=>  bias <  v_j·2^s - h - (t_j - 1)·m'
+
+    (clamping to [lo, hi] cannot change either side because lo < v_j <= hi).
+    The bias nearest ``round(b·2^s)`` in the interval is taken; the result is
+    re-verified with :func:`mul_shift_agrees`. None for bipolar outputs or when
+    no shift up to ``max_shift`` keeps int64 arithmetic safe.
     """
     if th.out_code is ActCode.BIPOLAR:
         return None
@@ -363,24 +374,32 @@ def find_mul_shift(a, b, th: Thresholds, acc_lo, acc_hi, max_shift: int = 48) ->
     fa = _as_fractions("a", a, lo.shape[0])
     fb = _as_fractions("b", b, lo.shape[0])
     vlo, vhi = th.value_range
-    for shift in range(1, max_shift + 1):
+    t, sg = th.thresholds, th.sign
+    xlo = np.where(sg > 0, lo, -hi)[:, None]
+    xhi = np.where(sg > 0, hi, -lo)[:, None]
+    vj = np.asarray(level_to_value(th.out_code, th.out_bits, np.arange(1, t.shape[1] + 1)), dtype=np.int64)[None, :]
+    inside_at = t <= xhi       # threshold reachable: acc = t_j must reach level j
+    inside_below = t > xlo     # acc = t_j - 1 exists: must stay below level j
+    # below this shift every |a|·2^s < 1/2, so m = 0 and only constant outputs could match
+    amax = max((abs(x) for x in fa), default=Fraction(0))
+    first = 1 if amax == 0 else max(1, math.floor(-math.log2(amax)) - 1)
+    for shift in range(first, max_shift + 1):
         mult = [round(x * (1 << shift)) for x in fa]
-        base = [round(x * (1 << shift)) for x in fb]
-        if _peak(mult, [abs(x) + 1 for x in base], shift, lo, hi) >= INT64_SAFE:
+        want = [round(x * (1 << shift)) for x in fb]
+        # every bias we may pick lies within [v·2^s - h - t·m'] for in-range t: bound it first
+        if _peak(mult, [abs(x) + ((abs(vlo) + abs(vhi) + 2) << shift) for x in want], shift, lo, hi) >= INT64_SAFE:
             return None
-        mult_a = np.array(mult, dtype=np.int64)
-        chosen = np.zeros(len(fa), dtype=np.int64)
-        done = np.zeros(len(fa), dtype=bool)
-        for delta in (0, -1, 1):
-            bias = np.array(base, dtype=np.int64) + delta
-            ms = MulShift(mult=mult_a, bias=bias, shift=shift, lo=vlo, hi=vhi,
-                          out_code=th.out_code, out_bits=th.out_bits)
-            ok = mul_shift_agrees(th, ms, lo, hi) & ~done
-            chosen[ok] = bias[ok]
-            done |= ok
-            if done.all():
-                return MulShift(mult=mult_a, bias=chosen, shift=shift, lo=vlo, hi=vhi,
-                                out_code=th.out_code, out_bits=th.out_bits)
+        m = np.array(mult, dtype=np.int64)
+        mp = (sg * m)[:, None]  # m' = sign·m, must be >= 0 for a monotone match
+        base = (vj << shift) - (1 << (shift - 1))
+        low = np.where(inside_at, base - t * mp, np.iinfo(np.int64).min).max(axis=1)
+        high = np.where(inside_below, base - (t - 1) * mp - 1, np.iinfo(np.int64).max).min(axis=1)
+        wanted = np.array(want, dtype=np.int64)
+        if np.all((mp[:, 0] >= 0) & (low <= high)):
+            bias = np.clip(wanted, low, high)
+            ms = MulShift(mult=m, bias=bias, shift=shift, lo=vlo, hi=vhi, out_code=th.out_code, out_bits=th.out_bits)
+            if mul_shift_agrees(th, ms, lo, hi).all():
+                return ms
     return None
 
 
@@ -395,7 +414,7 @@ def affine_requant(a, b, out_code: ActCode | str, out_bits: int, acc_lo, acc_hi,
                       out_bits=th.out_bits, mul_shift=ms)
 
 
-def logit_requant(a, b, acc_lo, acc_hi, frac_bits: int = 8, shift: int = 16) -> MulShift:
+def logit_requant(a, b, acc_lo, acc_hi, frac_bits: int = 4, shift: int = 16) -> MulShift:
     """Integer logits ``y_c ≈ (a_c·acc + b_c) · 2^frac_bits / max|a|`` as a MulShift.
 
     All channels share one positive scale, so ``argmax y`` equals the argmax of

@@ -186,7 +186,9 @@ class AdaQAT:
             for n in param.layers:
                 self.model.layers()[n].weight_quant.bits = bits
         else:
-            self.model.input_act(param.layers[0]).bits = bits  # one tensor, shared by the group
+            # each activation tensor once, even when several layers read it
+            for act in {id(a): a for a in (self.model.input_act(n) for n in param.layers)}.values():
+                act.bits = bits
 
     def apply(self) -> None:
         """Set the model's bit-widths to the current ``ceil(N)``."""

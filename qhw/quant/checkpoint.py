@@ -8,6 +8,7 @@ it can hold only tensors and plain containers) with
 ``spec``         :class:`~qhw.quant.models.ResNetSpec` as a dict
 ``alpha_init``   PACT initial clip (to rebuild swapped quantizers)
 ``layers``       layer name -> :class:`~qhw.quant.config.LayerQuant` dict
+``weight_gains``  layer name -> fixed gain of its DoReFa levels (checked on load)
 ``state_dict``   float weights, BN statistics, PACT alphas
 ``metrics``      top-1, BitOPs, WCR, ... (free-form dict)
 ``adaqat``       AdaQAT state and log, or None
@@ -29,7 +30,7 @@ from qhw.errors import FormatVersionError, InputError
 from qhw.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "qhw-quant-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: classifier DoReFa levels carry gain 1/sqrt(fan_in)
 
 
 @dataclass
@@ -52,6 +53,7 @@ def save_checkpoint(path, model, *, metrics=None, adaqat=None, train=None) -> Pa
         "spec": model.spec.to_dict(),
         "alpha_init": model.alpha_init,
         "layers": {n: lq.to_dict() for n, lq in model.quant_config().items()},
+        "weight_gains": {n: float(layer.weight_gain) for n, layer in model.layers().items()},
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "metrics": metrics or {},
         "adaqat": adaqat,
@@ -89,6 +91,9 @@ def load_checkpoint_full(path) -> Checkpoint:
         layers = {n: LayerQuant(**d) for n, d in doc["layers"].items()}
         model.apply_quant(layers)
         model.load_state_dict(doc["state_dict"], strict=True)
+        gains = {n: float(layer.weight_gain) for n, layer in model.layers().items()}
+        if doc["weight_gains"] != gains:
+            raise ValueError("its weight gains differ from this qhw's models")
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"checkpoint {path} is inconsistent: {first}") from None

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -149,6 +149,7 @@ class QuantConfig:
     default: Mapping[str, Any]
     first_last_8bit: bool = True
     layers: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    source: str = field(default="quant config", compare=False)  # names the file in messages
 
     @classmethod
     def from_dict(cls, doc: Any, source: str = "quant config") -> "QuantConfig":
@@ -172,7 +173,12 @@ class QuantConfig:
         fl = doc.get("first_last_8bit", True)
         if not isinstance(fl, bool):
             raise InputError(f"{source}: 'first_last_8bit' must be true or false")
-        cfg = cls(default=dict(default), first_last_8bit=fl, layers=tuple((str(k), dict(v)) for k, v in layers.items()))
+        cfg = cls(
+            default=dict(default),
+            first_last_8bit=fl,
+            layers=tuple((str(k), dict(v)) for k, v in layers.items()),
+            source=source,
+        )
         _merge(LayerQuant(), cfg.default, f"{source}: default")  # validate early
         return cfg
 
@@ -192,7 +198,7 @@ class QuantConfig:
         last: str,
         shared_inputs: Mapping[str, str] = {},
         fixed_inputs: Mapping[str, LayerQuant] = {},
-        source: str = "quant config",
+        source: str | None = None,
     ) -> dict[str, LayerQuant]:
         """Per-layer :class:`LayerQuant` for the given model layers.
 
@@ -201,6 +207,7 @@ class QuantConfig:
         must end with the same activation spec. ``fixed_inputs`` pins the
         input activation of a layer (the stem reads 8-bit image codes).
         """
+        source = source or self.source
         names = list(layer_names)
         base = _merge(LayerQuant(), self.default, f"{source}: default")
         out = {n: base for n in names}

@@ -11,7 +11,8 @@ Structure, for ``depth = 6n + 2`` (ResNet-8: n = 1, ResNet-20: n = 3)::
              block.shortcut_bn(block.shortcut(h))        # 1x1 conv, stride 1 or 2
         if in_act quantized:  m, s = addq(m), addq(s)    # see "residual add" below
         h  = block.act_out(m + s)
-    logits = fc(mean over H, W of h)                      # fc has a float bias
+    logits = fc(mean over H, W of h)                      # fc has a float bias; its DoReFa
+                                                          # levels carry gain 1/sqrt(in_features)
 
 Stage 1 has stride 1, stages 2 and 3 enter with stride 2; a block gets a
 projection shortcut when its stride is 2 or its width changes. All convs have
@@ -34,12 +35,14 @@ sign), both operands are rounded to signed integers on the grid
 ``step = s_in / 2^ADD_FRAC_BITS`` with ``k_in + ADD_FRAC_BITS + 2`` bits
 (:func:`~qhw.quant.quantizers.add_quantize`, half-up, clamped). The identity
 operand is exactly ``h_int << ADD_FRAC_BITS``. The block output is then a
-function of the single integer ``r + s``: ``act_out((r + s) * step)``.
+function of the single integer ``r + s``: ``act_out((r + s) * step)``, the
+product computed once in float32 (so the act sees exactly that value).
 ``block.add_step(in_act)`` and ``block.add_bits(in_act)`` give both numbers.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
@@ -53,6 +56,8 @@ from qhw.quant.quantizers import (
     _WeightQuantizer,
     add_quantize,
     make_act_quantizer,
+    round_half_up,
+    ste,
     make_weight_quantizer,
 )
 
@@ -166,9 +171,11 @@ class LayerGeometry:
 class QConv2d(nn.Conv2d):
     """Conv2d (no bias) whose weight goes through ``weight_quant``."""
 
+    weight_gain = 1.0  # BatchNorm follows: the level scale does not matter
+
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0, w_kind="uniform", w_bits=8):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
-        self.weight_quant: _WeightQuantizer = make_weight_quantizer(w_kind, w_bits)
+        self.weight_quant: _WeightQuantizer = make_weight_quantizer(w_kind, w_bits, self.weight_gain)
 
     def forward(self, x):
         return self._conv_forward(x, self.weight_quant(self.weight), None)
@@ -185,7 +192,9 @@ class QLinear(nn.Linear):
 
     def __init__(self, in_features, out_features, *, w_kind="uniform", w_bits=8):
         super().__init__(in_features, out_features, bias=True)
-        self.weight_quant: _WeightQuantizer = make_weight_quantizer(w_kind, w_bits)
+        # DoReFa levels reach ±1; 1/sqrt(fan_in) keeps the logits at float-init size
+        self.weight_gain = 1.0 / math.sqrt(in_features)
+        self.weight_quant: _WeightQuantizer = make_weight_quantizer(w_kind, w_bits, self.weight_gain)
 
     def forward(self, x):
         return nn.functional.linear(x, self.weight_quant(self.weight), self.bias)
@@ -231,7 +240,11 @@ class BasicBlock(nn.Module):
         s = h if self.shortcut is None else self.shortcut_bn(self.shortcut(h))
         if in_act.kind != "float":
             step, bits = self.add_step(in_act).to(m.dtype), self.add_bits(in_act)
-            m, s = add_quantize(m, step, bits), add_quantize(s, step, bits)
+            z = add_quantize(m, step, bits) + add_quantize(s, step, bits)
+            # r*step + s*step may be off by an ulp; the act sees exactly (r + s) * step
+            with torch.no_grad():
+                exact = round_half_up(z.detach() / step) * step
+            return self.act_out(ste(z, exact))
         return self.act_out(m + s)
 
 
@@ -349,7 +362,7 @@ class QResNet(nn.Module):
     def quant_config(self) -> dict[str, LayerQuant]:
         return {n: self.layer_quant(n) for n in self.layers()}
 
-    def apply_quant(self, quant: "Mapping[str, LayerQuant] | QuantConfig", source: str = "quant config") -> None:
+    def apply_quant(self, quant: "Mapping[str, LayerQuant] | QuantConfig", source: str | None = None) -> None:
         """Set every layer's quantization from a resolved mapping or a config.
 
         A :class:`QuantConfig` is validated against this model's layers
@@ -387,7 +400,7 @@ class QResNet(nn.Module):
         if layer.weight_quant.kind == lq.w_kind:
             layer.weight_quant.bits = lq.w_bits
         else:
-            layer.weight_quant = make_weight_quantizer(lq.w_kind, lq.w_bits)
+            layer.weight_quant = make_weight_quantizer(lq.w_kind, lq.w_bits, layer.weight_gain)
         if name == "stem":
             if (lq.a_kind, lq.a_bits) != ("uniform", self.spec.input_bits):
                 raise ValueError(
@@ -437,7 +450,7 @@ def build_model(
     quant: "Mapping[str, LayerQuant] | QuantConfig | None" = None,
     *,
     alpha_init: float = 3.0,
-    source: str = "quant config",
+    source: str | None = None,
 ) -> QResNet:
     """A :class:`QResNet` (preset name or spec), quantized per ``quant``.
 

@@ -24,8 +24,8 @@ float weight the network uses is ``scale[c] * values[c]`` (bit-identical to
 =========  ========================================================  ===============
 kind       values                                                    scale
 =========  ========================================================  ===============
-uniform    2n - s, n = round(s (tanh w / (2 max|tanh w|) + 1/2)),    1 / s, per layer
-           s = 2^k - 1 (odd, in [-s, s]; DoReFa, AdaQAT §III-A)
+uniform    2n - s, n = round(s (tanh w / (2 max|tanh w|) + 1/2)),    gain / s, per layer
+           s = 2^k - 1 (odd, in [-s, s]; DoReFa, AdaQAT §III-A)    (gain 1; fc: 1/sqrt(fan_in))
 binary     +1 if w >= 0 else -1                                      mean|w_c| per channel
 pow2       0 or ±2^(e-1), e = round(log2(|w| / scale)) + 1 in         max|w| / 2^(emax-1),
            [1, emax], emax = 2^(k-1) - 1; 0 when |w| / scale < 1/2    per layer
@@ -136,21 +136,36 @@ class _WeightQuantizer(nn.Module):
 
 
 class DoReFaWeight(_WeightQuantizer):
-    """DoReFa k-bit weights: odd integer levels 2n - s, scale 1/s (k = 2..8)."""
+    """DoReFa k-bit weights: odd integer levels 2n - s, scale gain/s (k = 2..8).
+
+    ``gain`` (default 1) is a fixed positive factor on the levels. Layers
+    followed by BatchNorm do not see it; the classifier uses 1/sqrt(fan_in)
+    so its initial logits are as large as with float Kaiming weights instead
+    of sqrt(fan_in) times larger (DoReFa alone puts max|w| at 1).
+    """
 
     kind = "uniform"
+
+    def __init__(self, *, bits: int, gain: float = 1.0):
+        super().__init__(bits=bits)
+        if not (isinstance(gain, (int, float)) and math.isfinite(gain) and gain > 0):
+            raise ValueError(f"gain must be a positive number, not {gain!r}")
+        self.gain = float(gain)
 
     def _surrogate(self, w):
         # the gradient goes through the tanh normalization, as in DoReFa / AdaQAT
         t = torch.tanh(w)
-        return t / t.abs().max().clamp_min(1e-12)
+        return t / t.abs().max().clamp_min(1e-12) * self.gain
 
     def _quantize(self, w):
         s = (1 << self.bits) - 1
         t = torch.tanh(w)
         unit = t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5  # in [0, 1]
         n = round_half_up(unit * s).clamp(0, s)
-        return 2 * n - s, torch.tensor([1.0 / s], dtype=w.dtype, device=w.device)
+        return 2 * n - s, torch.tensor([self.gain / s], dtype=w.dtype, device=w.device)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", gain={self.gain:g}" if self.gain != 1.0 else "")
 
 
 class BinaryWeight(_WeightQuantizer):
@@ -212,10 +227,14 @@ class FloatWeight(_WeightQuantizer):
         raise TypeError("float weights have no integer form; quantize the layer to export it")
 
 
-def make_weight_quantizer(kind: str, bits: int) -> _WeightQuantizer:
+def make_weight_quantizer(kind: str, bits: int, gain: float = 1.0) -> _WeightQuantizer:
+    """A weight quantizer; ``gain`` applies to uniform (DoReFa) only, the
+    other kinds take their scale from the weights themselves."""
     cls = {"uniform": DoReFaWeight, "binary": BinaryWeight, "pow2": Pow2Weight, "float": FloatWeight}
     if kind not in cls:
         raise ValueError(f"kind must be one of {', '.join(cls)}, not {kind!r}")
+    if kind == "uniform":
+        return DoReFaWeight(bits=bits, gain=gain)
     return cls[kind](bits=bits)
 
 

@@ -95,7 +95,7 @@ class TrainConfig:
 class TrainResult:
     model: Any
     top1: float
-    float_top1_train: float
+    train_top1: float
     cost: dict
     history: list[dict]
     adaqat: dict | None
@@ -108,7 +108,7 @@ class TrainResult:
         c = self.cost
         return {
             "top1": round(self.top1, 4),
-            "train_top1": round(self.float_top1_train, 4),
+            "train_top1": round(self.train_top1, 4),
             "bitops": c["bitops"],
             "bitops_gb": c["bitops_gb"],
             "wcr": round(c["wcr"], 3),
@@ -191,8 +191,9 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> Tr
     model = build_for(cfg, ds)
     if cfg.init_from:
         src = load_checkpoint_full(cfg.init_from).model
+        # PACT clips may be absent on either side (float <-> quantized); all else must match
         missing = model.load_state_dict(src.state_dict(), strict=False)
-        if missing.unexpected_keys or [k for k in missing.missing_keys if not k.endswith("alpha")]:
+        if [k for k in missing.unexpected_keys + missing.missing_keys if not k.endswith("alpha")]:
             raise InputError(f"checkpoint {cfg.init_from} does not match model {cfg.model}")
     xtr, ytr = ds.float_images("train")
     xte, yte = ds.float_images("test")
@@ -245,7 +246,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> Tr
     result = TrainResult(
         model=model,
         top1=top1,
-        float_top1_train=train_top1,
+        train_top1=train_top1,
         cost=cost_report(model),
         history=history,
         adaqat=ada.state_dict() if ada else None,

@@ -98,11 +98,11 @@ class ArrayMapping:
         step_lo, step_hi = row_lo[..., -1].cumsum(axis=2), row_hi[..., -1].cumsum(axis=2)
         object.__setattr__(self, "p_bounds", tuple(
             (int(step_lo[:, c].min()), int(step_hi[:, c].max())) for c in range(self.cols)))
-        object.__setattr__(self, "q_max", K * spec.a_max)
+        alo, ahi = spec.a_range
+        object.__setattr__(self, "q_bounds", (min(0, K * alo), max(0, K * ahi)))
         gam = [[spec.gamma(self.raw[nf * self.cols + c, :K], K) for c in range(self.cols)]
                for nf in range(self.nf)]
         object.__setattr__(self, "gamma", tuple(tuple(g) for g in gam))
-        alo, ahi = intmath.act_value_range(spec.a_code, spec.a_bits)
         lo, hi = intmath.accumulator_bounds(self.values()[:, :K], alo, ahi)
         object.__setattr__(self, "channel_bounds", (lo, hi))
         object.__setattr__(self, "acc_width", signed_width(int(lo.min()), int(hi.max())))
@@ -161,8 +161,8 @@ class ArrayMapping:
         """
         spec = self.spec
         b = np.asarray(beats, dtype=np.int64).reshape(-1, self.beat_features)
-        if b.size and (b.min() < 0 or b.max() > spec.a_max):
-            raise ValueError(f"beats: activation codes must be within [0, {spec.a_max}]")
+        if b.size and (b.min() < 0 or b.max() > spec.code_max):
+            raise ValueError(f"beats: activation codes must be within [0, {spec.code_max}]")
         groups = len(b) // self.sf
         x = b[:groups * self.sf].reshape(groups, -1)[:, :self.in_features]
         a = intmath.decode_acts(spec.a_code, spec.a_bits, x)

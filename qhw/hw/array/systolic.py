@@ -63,11 +63,16 @@ class SystolicArray(wiring.Component):
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(ArrayLayout(unsigned(a_bits), rows·lanes)))
+    i_stream : In(stream.Signature(unsigned(rows·lanes·a_bits)))
         One beat of activation codes; feature ``j`` of the beat at bits
-        ``[j·a_bits, (j+1)·a_bits)``. Beat order ``(vector, nf, sf)``.
-    o_stream : Out(stream.Signature(ArrayLayout(signed(acc_width), cols)))
-        One beat per ``SF`` input beats: column ``c`` is channel ``nf·cols + c``.
+        ``[j·a_bits, (j+1)·a_bits)`` (``in_layout`` views it as an array).
+        Beat order ``(vector, nf, sf)``.
+    o_stream : Out(stream.Signature(unsigned(cols·acc_width)))
+        One beat per ``SF`` input beats: column ``c`` is channel ``nf·cols + c``,
+        two's complement at bits ``[c·acc_width, (c+1)·acc_width)``
+        (``out_layout`` = ``ArrayLayout(signed(acc_width), cols)`` views it).
+        Payloads are flat vectors, not Amaranth views: view element wires
+        named ``x[0]`` make yosys' abc9 crash (YosysHQ/yosys#4349).
     mapping : ArrayMapping
         Shapes, folds (``mapping.sf``, ``mapping.nf``, ``mapping.steps``),
         ROM contents, exact bounds and the reference model.
@@ -92,8 +97,8 @@ class SystolicArray(wiring.Component):
         self.in_layout = data.ArrayLayout(unsigned(spec.a_bits), rows * spec.lanes)
         self.out_layout = data.ArrayLayout(signed(self.acc_width), cols)
         super().__init__({
-            "i_stream": In(stream.Signature(self.in_layout)),
-            "o_stream": Out(stream.Signature(self.out_layout)),
+            "i_stream": In(stream.Signature(unsigned(self.in_layout.size))),
+            "o_stream": Out(stream.Signature(unsigned(self.out_layout.size))),
         })
 
     def elaborate(self, platform):
@@ -115,7 +120,7 @@ class SystolicArray(wiring.Component):
         with m.If(accept):
             m.d.sync += step.eq(Mux(step == mp.steps - 1, 0, step + 1))
             m.d.sync += sf.eq(Mux(last_sf, 0, sf + 1))
-        beat = self.i_stream.payload.as_value()
+        beat = self.i_stream.payload
         pad = sum(((1 << spec.a_bits) - 1) << (j * spec.a_bits) for j in mp.pad_lanes())
         if pad:  # padded features read as code 0, whatever the source sends
             beat = beat & ~Mux(last_sf, Const(pad, len(beat)), 0)
@@ -176,7 +181,7 @@ class SystolicArray(wiring.Component):
         nf = Signal(range(mp.nf))
         with m.If(produce & en):
             m.d.sync += nf.eq(Mux(nf == mp.nf - 1, 0, nf + 1))
-        q = self._fold(m, en, at, at["q"], unsigned(max(1, mp.q_max.bit_length())), "q") if spec.beta else None
+        q = self._fold(m, en, at, at["q"], shape_for(*mp.q_bounds), "q") if spec.beta else None
         results = []
         for c, psum in enumerate(bottoms):
             for k in range(self.cols - 1 - c):
@@ -187,8 +192,11 @@ class SystolicArray(wiring.Component):
             p = self._fold(m, en, at, psum, shape_for(*mp.p_bounds[c]), f"acc_{c}")
             gammas = [g[c] for g in mp.gamma]
             gamma = mux_tree(nf, [Const(g, shape_for(min(g, 0), max(g, 0))) for g in gammas]) if any(gammas) else None
-            results.append(self._finish(p, q, gamma))
-        m.d.comb += [fifo.w_data.eq(Cat(*(Value.cast(r_)[:self.acc_width] for r_ in results))),
+            # Sign-extend or truncate to the exact output width before packing.
+            result = Signal(signed(self.acc_width), name=f"result_{c}")
+            m.d.comb += result.eq(self._finish(p, q, gamma))
+            results.append(result)
+        m.d.comb += [fifo.w_data.eq(Cat(*results)),
                      fifo.w_en.eq(produce)]
         m.d.comb += [self.o_stream.payload.eq(fifo.r_data), self.o_stream.valid.eq(fifo.r_rdy),
                      fifo.r_en.eq(self.o_stream.ready)]

@@ -38,6 +38,12 @@ def lanes_of(flat: Value, width: int, lanes: int) -> list[Value]:
     return [flat[l * width:(l + 1) * width] for l in range(lanes)]
 
 
+def act_lanes(spec: PESpec, flat: Value, lanes: int) -> list[Value]:
+    """Activation lanes as values: two's complement for ``signed`` codes."""
+    lanes_ = lanes_of(flat, spec.a_bits, lanes)
+    return [a.as_signed() for a in lanes_] if spec.a_signed else lanes_
+
+
 def mux_tree(index: Value, options: list[Value]) -> Value:
     """``options[index]`` as a binary tree of 2:1 muxes on the index bits.
 
@@ -45,7 +51,9 @@ def mux_tree(index: Value, options: list[Value]) -> Value:
     ``ceil(log2 len(options))`` index bits are looked at: callers guarantee
     larger indices never occur.
     """
-    bits = max(1, (len(options) - 1).bit_length())
+    if len(options) == 1:
+        return options[0]
+    bits = (len(options) - 1).bit_length()
     level = list(options) + [Const(0, 1)] * ((1 << bits) - len(options))
     for b in range(bits):
         level = [Mux(index[b], level[2 * i + 1], level[2 * i]) for i in range(len(level) // 2)]
@@ -63,9 +71,10 @@ def shift_add_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None)
         max_exp = (1 << e_bits) - 1
     e, s = w[:e_bits], w[e_bits]
     mag = mux_tree(e, [Const(0, 1)] + [a << k for k in range(max_exp)])
-    width = len(mag) + 1
     # XOR with the sign gives ~m = -m - 1; the missing +1 is the PE's gamma.
-    return (Cat(mag, Const(0, 1)) ^ s.replicate(width)).as_signed()
+    # An unsigned m needs one more bit for -m - 1; a signed one does not.
+    mag = as_signed_value(mag).as_unsigned()  # XOR bit patterns of equal width
+    return (mag ^ s.replicate(len(mag))).as_signed()
 
 
 def raw_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None) -> Value:
@@ -74,7 +83,7 @@ def raw_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None) -> Va
     if kind == "xnor":
         return ~(a ^ w)
     if kind == "and":
-        return a & w.replicate(spec.a_bits)
+        return Mux(w, a, 0)
     if kind == "shift_add":
         return shift_add_term(spec, a, w, max_exp)
     return w.as_signed() * a  # int: w·a; odd: c·a with the stored c
@@ -82,7 +91,7 @@ def raw_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None) -> Va
 
 def raw_sum(spec: PESpec, a_flat: Value, w_flat: Value, max_exps=None) -> Value:
     """Sum of the raw terms of all lanes of one beat."""
-    a_l = lanes_of(a_flat, spec.a_bits, spec.lanes)
+    a_l = act_lanes(spec, a_flat, spec.lanes)
     w_l = lanes_of(w_flat, spec.w_bits, spec.lanes)
     exps = max_exps if max_exps is not None else [None] * spec.lanes
     return adder_tree(raw_term(spec, a, w, x) for a, w, x in zip(a_l, w_l, exps))
@@ -90,7 +99,7 @@ def raw_sum(spec: PESpec, a_flat: Value, w_flat: Value, max_exps=None) -> Value:
 
 def act_sum(spec: PESpec, a_flat: Value, lanes: int) -> Value:
     """Sum of ``lanes`` activation codes (the Q of the ``and`` and ``odd`` kinds)."""
-    return adder_tree(lanes_of(a_flat, spec.a_bits, lanes))
+    return adder_tree(act_lanes(spec, a_flat, lanes))
 
 
 def sign_count(spec: PESpec, w_flat: Value) -> Value:

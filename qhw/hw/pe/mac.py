@@ -23,15 +23,18 @@ class MacPE(StreamPE):
     w_bits : int
         Weight code width 1..16.
     a_bits : int
-        Unsigned activation width 1..16.
+        Activation width 1..16.
+    a_code : {"unsigned", "signed"}
+        Activation encoding (intmath); signed codes are two's complement.
     w_code : {"int", "odd"}
         Weight encoding.
 
     Ports, payload layout and latency are those of :class:`StreamPE`.
     """
 
-    def __init__(self, *, lanes: int, fold: int, w_bits: int, a_bits: int, w_code: str = "int"):
+    def __init__(self, *, lanes: int, fold: int, w_bits: int, a_bits: int, w_code: str = "int",
+                 a_code: str = "unsigned"):
         if w_code not in ("int", "odd"):
             raise ValueError(f"w_code must be 'int' or 'odd', not {w_code!r}")
-        spec = PESpec(w_code=w_code, w_bits=w_bits, a_code="unsigned", a_bits=a_bits, lanes=lanes)
+        spec = PESpec(w_code=w_code, w_bits=w_bits, a_code=a_code, a_bits=a_bits, lanes=lanes)
         super().__init__(spec=spec, fold=fold)

@@ -29,6 +29,10 @@ def check_int_array(name: str, value, ndim: int) -> np.ndarray:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array of integers ({exc})") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), not shape {arr.shape}")
+    if any(n < 1 for n in arr.shape):
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     if arr.dtype == object or arr.dtype.kind not in "iub":
         if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
@@ -36,10 +40,6 @@ def check_int_array(name: str, value, ndim: int) -> np.ndarray:
             raise TypeError(f"{name} must hold integers, not {arr.dtype}")
     if arr.dtype.kind == "b":
         raise TypeError(f"{name} must hold integers, not booleans")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), not shape {arr.shape}")
-    if any(n < 1 for n in arr.shape):
-        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     return arr.astype(np.int64)
 
 

@@ -22,11 +22,13 @@ class ShiftAddPE(StreamPE):
     w_bits : int
         pow2 code width 2..8 (sign bit, then ``w_bits − 1`` exponent bits).
     a_bits : int
-        Unsigned activation width 1..16.
+        Activation width 1..16.
+    a_code : {"unsigned", "signed"}
+        Activation encoding (intmath); signed codes are two's complement.
 
     Ports, payload layout and latency are those of :class:`StreamPE`.
     """
 
-    def __init__(self, *, lanes: int, fold: int, w_bits: int, a_bits: int):
-        spec = PESpec(w_code="pow2", w_bits=w_bits, a_code="unsigned", a_bits=a_bits, lanes=lanes)
+    def __init__(self, *, lanes: int, fold: int, w_bits: int, a_bits: int, a_code: str = "unsigned"):
+        spec = PESpec(w_code="pow2", w_bits=w_bits, a_code=a_code, a_bits=a_bits, lanes=lanes)
         super().__init__(spec=spec, fold=fold)

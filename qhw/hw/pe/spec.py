@@ -17,6 +17,8 @@ mac (int) int      unsigned k  w · a                           1    0   0
 mac (odd) odd      unsigned k  c · a  (w = 2c + 1)             2   +1   0
 ========= ======== =========== ============================= ===== ==== ===============
 
+Every kind but ``xnor`` also takes ``signed`` activations (k-bit two's
+complement, intmath); ``a`` above is then the decoded value and Q is signed.
 (``and`` with 1-bit activations is the AND-popcount of 1-bit PACT layers;
 ``~m = -m - 1`` so each sign bit owes +1, paid once in gamma instead of one
 incrementer per lane; ``e = 0`` gives ``m = 0``.) Gamma depends on the weights
@@ -52,7 +54,7 @@ class PESpec:
         Weight encoding (:class:`qhw.ir.intmath.WeightCode`).
     w_bits : int
         Stored weight width: 1 for binary, 2..8 for pow2, 1..16 for int/odd.
-    a_code : {"unsigned", "bipolar"}
+    a_code : {"unsigned", "signed", "bipolar"}
         Activation encoding; bipolar only with binary weights and ``a_bits=1``.
     a_bits : int
         Activation code width, 1..16.
@@ -80,13 +82,14 @@ class PESpec:
         object.__setattr__(self, "w_bits", check_bits("w_bits", self.w_bits))
         object.__setattr__(self, "a_bits", check_bits("a_bits", self.a_bits))
         object.__setattr__(self, "lanes", check_positive("lanes", self.lanes))
-        try:
-            intmath.weight_value_range(w_code, self.w_bits)
-            intmath.act_value_range(a_code, self.a_bits)
-        except ValueError as exc:
-            raise ValueError(f"w_bits/a_bits: {exc}") from None
         if a_code is ActCode.BIPOLAR and w_code is not WeightCode.BINARY:
             raise ValueError(f"a_code: bipolar activations need binary weights, not {w_code.value}")
+        for name, check in (("w_bits", lambda: intmath.weight_value_range(w_code, self.w_bits)),
+                            ("a_bits", lambda: intmath.act_value_range(a_code, self.a_bits))):
+            try:
+                check()
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         wlo, whi = intmath.weight_value_range(w_code, self.w_bits)
         if max(-wlo, whi).bit_length() + self.a_bits > MAX_PRODUCT_BITS:
             # The integer model is int64; wide pow2 codes (|w| up to 2^126) would overflow it.
@@ -114,9 +117,18 @@ class PESpec:
         return 1 if self.w_code is WeightCode.ODD else 0
 
     @property
-    def a_max(self) -> int:
-        """Largest activation *code* (the raw terms take codes, not values)."""
+    def code_max(self) -> int:
+        """Largest raw activation code (any ``a_bits``-bit pattern is a valid code)."""
         return (1 << self.a_bits) - 1
+
+    @property
+    def a_range(self) -> tuple[int, int]:
+        """Smallest and largest activation *value* (intmath.act_value_range)."""
+        return intmath.act_value_range(self.a_code, self.a_bits)
+
+    @property
+    def a_signed(self) -> bool:
+        return self.a_code is ActCode.SIGNED
 
     def pad_code(self) -> int:
         """Raw weight code of a padded lane: value 0, or +1 where 0 does not exist.
@@ -144,6 +156,7 @@ class PESpec:
         kind = self.kind
         if kind == "xnor":
             return 1 - (w ^ a)
+        a = intmath.decode_acts(self.a_code, self.a_bits, a)  # unsigned: codes are values
         if kind == "and":
             return np.where(w == 1, a, 0)
         if kind == "shift_add":
@@ -165,10 +178,11 @@ class PESpec:
     def term_range(self, w_raw) -> tuple[np.ndarray, np.ndarray]:
         """Per-element (lo, hi) of ``t(w, a)`` over every activation code.
 
-        Every raw term is monotone in ``a``, so the extremes sit at codes 0 and
-        ``a_max``.
+        Every raw term is monotone in the activation value, so the extremes
+        sit at the smallest and largest activation.
         """
-        t0, t1 = self.raw_term(w_raw, 0), self.raw_term(w_raw, self.a_max)
+        ends = intmath.encode_acts(self.a_code, self.a_bits, list(self.a_range))
+        t0, t1 = self.raw_term(w_raw, ends[0]), self.raw_term(w_raw, ends[1])
         return np.minimum(t0, t1), np.maximum(t0, t1)
 
     def all_codes(self) -> np.ndarray:

@@ -38,8 +38,8 @@ class StreamPE(wiring.Component):
     Attributes
     ----------
     i_stream : In(stream.Signature(beat_layout))
-        ``beat_layout`` is ``StructLayout({"a": ArrayLayout(unsigned(a_bits), lanes),
-        "w": ArrayLayout(unsigned(w_bits), lanes)})``: flat, activation lane
+        ``beat_layout`` is ``StructLayout({"a": unsigned(lanes·a_bits),
+        "w": unsigned(lanes·w_bits)})``: flat, activation lane
         ``l`` at bits ``[l·a_bits, (l+1)·a_bits)``, then weight lane ``l`` at
         ``lanes·a_bits + [l·w_bits, (l+1)·w_bits)``. Codes are raw
         (intmath encodings: binary 1 = +1, bipolar 1 = +1, pow2 sign|exp, ...).
@@ -65,13 +65,14 @@ class StreamPE(wiring.Component):
         tlo, thi = spec.term_range(spec.all_codes())
         # Every encoding has a code whose term is 0, so prefix sums stay inside n·[lo, hi].
         self.p_shape = shape_for(n * int(tlo.min()), n * int(thi.max()))
-        self.q_shape = unsigned(max(1, (n * spec.a_max).bit_length()))
+        alo, ahi = spec.a_range
+        self.q_shape = shape_for(min(0, n * alo), n * ahi)
         self.g_shape = unsigned(max(1, n.bit_length()))
         vlo, vhi = spec.value_range()
         self.acc_width = signed_width(n * vlo, n * vhi)
         self.beat_layout = data.StructLayout({
-            "a": data.ArrayLayout(unsigned(spec.a_bits), spec.lanes),
-            "w": data.ArrayLayout(unsigned(spec.w_bits), spec.lanes),
+            "a": unsigned(spec.lanes * spec.a_bits),
+            "w": unsigned(spec.lanes * spec.w_bits),
         })
         super().__init__({
             "i_stream": In(stream.Signature(self.beat_layout)),
@@ -87,7 +88,7 @@ class StreamPE(wiring.Component):
         first, last = count == 0, count == self.fold - 1
         # Running sums; on the first beat of a fold the old value is dropped.
         p = Signal(self.p_shape)
-        a_flat, w_flat = beat.a.as_value(), beat.w.as_value()
+        a_flat, w_flat = beat.a, beat.w
         sums = [(p, Mux(first, 0, p) + raw_sum(spec, a_flat, w_flat))]
         if spec.beta:
             q = Signal(self.q_shape)

@@ -11,9 +11,10 @@ class XnorPopcountPE(StreamPE):
 
     ``act_code="bipolar"`` (±1 activations, 1 bit): each lane contributes
     ``xnor(a, w)``; the result is ``2·popcount − lanes·fold`` (intmath.xnor_dot).
-    ``act_code="unsigned"`` ({0,1} or k-bit PACT activations): each lane
-    contributes ``a if w else 0``; the result is ``2·P − sum(a)``
-    (intmath.and_dot for ``a_bits=1``).
+    ``act_code="unsigned"`` ({0,1} or k-bit PACT activations) or
+    ``"signed"`` (k-bit two's complement): each lane contributes
+    ``a if w else 0``; the result is ``2·P − sum(a)`` (intmath.and_dot for
+    unsigned ``a_bits=1``).
 
     Parameters
     ----------
@@ -21,10 +22,10 @@ class XnorPopcountPE(StreamPE):
         Weight/activation pairs per transfer, at least 1.
     fold : int
         Transfers per dot product, at least 1.
-    act_code : {"bipolar", "unsigned"}
+    act_code : {"bipolar", "unsigned", "signed"}
         Activation encoding.
     a_bits : int
-        Activation width: 1 for bipolar, 1..16 for unsigned.
+        Activation width: 1 for bipolar, 1..16 otherwise.
 
     Ports, payload layout and latency are those of :class:`StreamPE`
     (``w_bits = 1``; weight code 1 = +1, 0 = −1).

@@ -1,0 +1,190 @@
+"""SystolicArray: bit-exact vs its reference and the golden W·x, shapes, throughput, bounds, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _pe_sim import run_streams, to_signed
+
+from qhw.backends.verilog import to_verilog
+from qhw.hw.array import ArrayMapping, SystolicArray
+from qhw.ir import intmath
+
+#: name -> (w_code, w_bits, a_code, a_bits, weight sampler)
+KINDS = {
+    "xnor": ("binary", 1, "bipolar", 1, lambda r, s: r.choice([-1, 1], size=s)),
+    "and1": ("binary", 1, "unsigned", 1, lambda r, s: r.choice([-1, 1], size=s)),
+    "and3s": ("binary", 1, "signed", 3, lambda r, s: r.choice([-1, 1], size=s)),
+    "pow2": ("pow2", 4, "unsigned", 3, lambda r, s: r.choice([-64, -4, -1, 0, 1, 2, 32], size=s)),
+    "int4": ("int", 4, "unsigned", 4, lambda r, s: r.integers(-8, 8, size=s)),
+    "int2s": ("int", 2, "signed", 5, lambda r, s: r.integers(-2, 2, size=s)),
+    "odd3": ("odd", 3, "unsigned", 2, lambda r, s: 2 * r.integers(-4, 4, size=s) + 1),
+}
+
+
+def make_array(kind, out_ch, in_feat, rows, cols, lanes, seed=0, weights=None):
+    w_code, w_bits, a_code, a_bits, sample = KINDS[kind]
+    rng = np.random.default_rng(seed)
+    w = sample(rng, (out_ch, in_feat)) if weights is None else weights
+    return SystolicArray(weights=w, rows=rows, cols=cols, lanes=lanes, w_code=w_code, w_bits=w_bits,
+                         a_code=a_code, a_bits=a_bits)
+
+
+def pack_beats(arr, beats):
+    b = arr.spec.a_bits
+    return [sum(int(v) << (j * b) for j, v in enumerate(beat)) for beat in beats]
+
+
+def unpack_outputs(arr, words):
+    w = arr.acc_width
+    return np.array([[to_signed((x >> (c * w)) & ((1 << w) - 1), w) for c in range(arr.cols)] for x in words])
+
+
+def simulate(arr, vectors, *, valid_prob=1.0, ready_prob=1.0, seed=0, garbage_padding=True):
+    mp = arr.mapping
+    beats = mp.vectors_to_beats(vectors)
+    if garbage_padding and mp.pad_lanes():  # padded lanes must be ignored whatever they hold
+        rng = np.random.default_rng(seed + 99)
+        last = np.arange(mp.sf - 1, len(beats), mp.sf)
+        beats[np.ix_(last, mp.pad_lanes())] = rng.integers(0, mp.spec.code_max + 1, size=(len(last), len(mp.pad_lanes())))
+    expected = arr.reference(beats)
+    run = run_streams(arr, pack_beats(arr, beats), len(expected), valid_prob=valid_prob,
+                      ready_prob=ready_prob, seed=seed)
+    return unpack_outputs(arr, run.outputs), expected, run
+
+
+def golden(arr, vectors):
+    spec = arr.spec
+    return intmath.decode_acts(spec.a_code, spec.a_bits, vectors) @ np.asarray(arr.mapping.weights).T
+
+
+SHAPES = [  # (out_ch, in_feat, rows, cols, lanes): folds, padding, 1×N, N×1, non-square
+    (3, 4, 1, 3, 4),       # SF = NF = 1, constant weights
+    (5, 13, 2, 3, 2),      # SF = 4, NF = 2, padded lanes and channels
+    (4, 9, 3, 1, 2),       # one column, SF = 2
+    (7, 6, 1, 4, 1),       # one row, one lane, NF = 2
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_matches_reference_and_golden_with_stalls(kind, shape):
+    out_ch, in_feat, rows, cols, lanes = shape
+    arr = make_array(kind, out_ch, in_feat, rows, cols, lanes, seed=len(kind))
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, arr.spec.code_max + 1, size=(5, in_feat))
+    got, expected, _ = simulate(arr, x, valid_prob=0.7, ready_prob=0.6, seed=3)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(arr.mapping.outputs_to_channels(got), golden(arr, x))
+
+
+@pytest.mark.parametrize("kind", ["xnor", "int4", "pow2", "odd3"])
+def test_worst_case_inputs_reach_the_exact_bounds(kind):
+    arr = make_array(kind, 6, 40, 2, 3, 4, seed=11)
+    lo, hi = intmath.accumulator_bounds(arr.mapping.weights, *arr.spec.a_range)
+    assert arr.acc_width == intmath.signed_width(lo.min(), hi.max())
+    # Per channel, the activation vectors that attain its lower and upper bound.
+    a_lo, a_hi = arr.spec.a_range
+    w = arr.mapping.weights
+    to_codes = lambda v: intmath.encode_acts(arr.spec.a_code, arr.spec.a_bits, v)
+    x = np.concatenate([to_codes(np.where(w > 0, a_hi, a_lo)), to_codes(np.where(w > 0, a_lo, a_hi))])
+    got, expected, _ = simulate(arr, x, ready_prob=0.5, seed=5)
+    np.testing.assert_array_equal(got, expected)
+    y = arr.mapping.outputs_to_channels(got)
+    np.testing.assert_array_equal(np.diag(y[:6]), hi)
+    np.testing.assert_array_equal(np.diag(y[6:]), lo)
+
+
+def test_full_rate_latency_and_cycle_estimate():
+    arr = make_array("int4", 6, 24, 3, 2, 2, seed=1)  # SF = 4, NF = 3: 12 beats per vector
+    n = 20
+    x = np.random.default_rng(2).integers(0, 16, size=(n, 24))
+    got, expected, run = simulate(arr, x)
+    np.testing.assert_array_equal(got, expected)
+    beats = n * arr.mapping.steps
+    assert run.in_cycles == list(range(beats))  # one beat accepted every cycle
+    assert run.out_cycles[0] - run.in_cycles[arr.mapping.sf - 1] == arr.latency == 3 + 2 + 1
+    assert run.out_cycles[-1] + 1 == arr.estimate_cycles(n)
+
+
+def test_utilization_with_a_slow_sink():
+    # One result per 4 beats; a sink ready half the time keeps up, and the
+    # output FIFO absorbs its gaps without stalling the array.
+    arr = make_array("xnor", 2, 32, 2, 2, 4, seed=4)  # SF = 4, NF = 1
+    x = np.random.default_rng(3).integers(0, 2, size=(100, 32))
+    got, expected, run = simulate(arr, x, ready_prob=0.5, seed=9)
+    np.testing.assert_array_equal(got, expected)
+    utilization = len(run.in_cycles) / (run.in_cycles[-1] - run.in_cycles[0] + 1)
+    assert utilization >= 0.95
+
+
+def test_mapping_layout():
+    w = np.arange(-6, 6).reshape(3, 4)  # C = 3, K = 4
+    mp = ArrayMapping(weights=w, rows=1, cols=2, spec=make_array("int4", 3, 4, 1, 2, 3).spec)
+    assert (mp.beat_features, mp.sf, mp.nf, mp.steps) == (3, 2, 2, 4)
+    assert mp.pad_lanes() == (1, 2)
+    codes = mp.raw
+    # PE (0, 1), word nf·SF + sf = 1·2 + 0: channel 3 (padding, code 0) ...
+    assert mp.rom_words(0, 1)[2] == 0
+    # ... word 0·2 + 1 of PE (0, 0): channel 0, features 3, 4, 5 -> w[0, 3], pad, pad.
+    assert mp.rom_words(0, 0)[1] == int(codes[0, 3])
+    assert int(codes[0, 3]) == (w[0, 3] & 0xF)
+    beats = mp.vectors_to_beats(np.arange(8).reshape(2, 4))
+    np.testing.assert_array_equal(beats, [[0, 1, 2], [3, 0, 0]] * 2 + [[4, 5, 6], [7, 0, 0]] * 2)
+
+
+def test_verilog_is_deterministic_and_names_the_pes():
+    a = to_verilog(make_array("pow2", 5, 13, 2, 3, 2, seed=3), name="arr")
+    b = to_verilog(make_array("pow2", 5, 13, 2, 3, 2, seed=3), name="arr")
+    assert a == b
+    for r in range(2):
+        for c in range(3):
+            assert f"arr.pe_{r}_{c}" in a
+
+
+def test_estimates_are_positive_and_grow_with_the_array():
+    small, big = make_array("int4", 4, 16, 2, 2, 4), make_array("int4", 8, 32, 4, 4, 4)
+    for key in ("lut", "ff", "dsp", "bram"):
+        assert small.estimate_resources()[key] >= 0
+    assert big.estimate_resources()["lut"] > small.estimate_resources()["lut"] > 0
+    assert small.estimate_cycles(10) == 10 * small.mapping.steps + small.latency
+
+
+@pytest.mark.parametrize("kwargs,exc,word", [
+    (dict(rows=0), ValueError, "rows"),
+    (dict(cols=-2), ValueError, "cols"),
+    (dict(lanes=0), ValueError, "lanes"),
+    (dict(rows=2.5), TypeError, "rows"),
+    (dict(w_bits=0), ValueError, "w_bits"),
+    (dict(w_bits=17), ValueError, "w_bits"),
+    (dict(a_bits=0), ValueError, "a_bits"),
+    (dict(a_bits=17), ValueError, "a_bits"),
+    (dict(out_fifo_depth=0), ValueError, "out_fifo_depth"),
+    (dict(weights=[[8, 0]]), ValueError, "weights"),            # out of range for 4-bit int
+    (dict(weights=[1, 2, 3]), ValueError, "weights"),           # not 2-D
+    (dict(weights=np.zeros((0, 3))), ValueError, "weights"),    # empty
+    (dict(weights=[[0.5, 1.0]]), TypeError, "weights"),         # not integers
+    (dict(weights="abc"), TypeError, "weights"),
+    (dict(w_code="binary", w_bits=1, weights=[[1, 0]]), ValueError, "weights"),
+    (dict(w_code="odd", w_bits=2, weights=[[1, 2]]), ValueError, "weights"),
+    (dict(w_code="pow2", w_bits=3, weights=[[3, 1]]), ValueError, "weights"),
+])
+def test_invalid_parameters(kwargs, exc, word):
+    args = dict(weights=[[1, -2], [3, 4]], rows=1, cols=1, lanes=2, w_code="int", w_bits=4,
+                a_code="unsigned", a_bits=4) | kwargs
+    with pytest.raises(exc, match=word):
+        SystolicArray(**args)
+
+
+def test_reference_rejects_codes_out_of_range():
+    arr = make_array("int4", 2, 4, 1, 2, 4)
+    with pytest.raises(ValueError, match="beats"):
+        arr.reference([[0, 1, 2, 16]])
+
+
+@pytest.mark.parametrize("kind", ["xnor", "and1", "pow2"])
+def test_multiplier_free_kinds_have_no_multiplier(kind):
+    from amaranth.back import rtlil
+
+    for shape in [(3, 4, 1, 3, 4), (5, 13, 2, 3, 2)]:  # constant weights and ROM weights
+        assert "$mul" not in rtlil.convert(make_array(kind, *shape), name="top", emit_src=False)

@@ -1,0 +1,158 @@
+"""The systolic array in cocotb on Icarus and Verilator: kinds, widths, shapes, faults.
+
+Shapes include 1×1, 1×N, N×1 and non-square; in/out sizes are chosen so
+that most points have padded features and channels and several fold steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qhw.bench.simcache import simulate
+from qhw.errors import SimulationMismatch
+from qhw.hw.array import SystolicArray
+from qhw.hw.reference_mac import ReferenceMacArray
+from qhw.ir import intmath
+from sim_hw_support import Harness, Rewire, have_simulator, sim_cache
+
+pytestmark = pytest.mark.hdl_sim
+MODULE = "hw.test_array"
+TESTS = ("matrix_vector_products_with_stalls", "utilization_long_stream")
+
+
+def random_weights(w_code: str, w_bits: int, C: int, K: int, seed: int) -> np.ndarray:
+    """Integer weight values uniform over every code of the encoding."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 1 << w_bits, size=(C, K))
+    return intmath.decode_weights(w_code, w_bits, codes)
+
+
+def array(kind: str, w_bits: int, a_bits: int, rows: int, cols: int, lanes: int, C: int, K: int, seed: int = 0,
+          cls=SystolicArray):
+    w_code, a_code = {"xnor": ("binary", "bipolar"), "and": ("binary", "unsigned"), "shift_add": ("pow2", "unsigned"),
+                      "mac": ("int", "unsigned"), "odd": ("odd", "unsigned")}[kind]
+    w = random_weights(w_code, w_bits, C, K, seed + 7 * rows + cols)
+    return cls(weights=w, rows=rows, cols=cols, lanes=lanes, w_code=w_code, w_bits=w_bits,
+               a_code=a_code, a_bits=a_bits)
+
+
+def unit_params(name: str, arr, weights=None) -> dict:
+    s, mp = arr.spec, arr.mapping
+    return {"name": name, "weights": (mp.weights if weights is None else weights).tolist(), "rows": arr.rows,
+            "cols": arr.cols, "lanes": s.lanes, "w_code": s.w_code.value, "w_bits": s.w_bits,
+            "a_code": s.a_code.value, "a_bits": s.a_bits, "acc_width": arr.acc_width}
+
+
+# kind, w_bits, a_bits, rows, cols, lanes, C (out channels), K (in features)
+ICARUS_GROUPS = {
+    "xnor_and": ([("xnor", 1, 1, 1, 1, 8, 3, 20), ("xnor", 1, 1, 2, 3, 4, 7, 24), ("and", 1, 2, 3, 2, 2, 4, 11),
+                  ("and", 1, 1, 1, 4, 3, 8, 6)], 0.5, 0.5),
+    "shift_add": ([("shift_add", 3, 4, 1, 4, 2, 6, 5), ("shift_add", 4, 8, 4, 1, 1, 2, 9),
+                   ("shift_add", 5, 2, 2, 3, 2, 6, 8), ("shift_add", 2, 1, 3, 3, 1, 5, 7),
+                   ("shift_add", 4, 4, 4, 4, 1, 4, 4)], 0.8, 0.4),
+    "mac": ([("mac", 8, 8, 2, 2, 2, 3, 9), ("mac", 2, 2, 1, 4, 1, 8, 3), ("mac", 4, 4, 3, 2, 3, 5, 20),
+             ("mac", 1, 1, 4, 4, 1, 4, 16), ("mac", 6, 3, 1, 1, 1, 1, 5), ("mac", 7, 5, 2, 1, 2, 3, 4)], 0.4, 0.8),
+    "odd": ([("odd", 4, 4, 2, 3, 1, 5, 7), ("odd", 1, 6, 3, 1, 2, 2, 12), ("odd", 8, 8, 1, 2, 1, 4, 3)], 0.6, 0.6),
+}
+VERILATOR_UNITS = [("xnor", 1, 1, 2, 3, 4, 7, 24), ("shift_add", 4, 4, 3, 2, 2, 5, 13), ("mac", 8, 8, 1, 4, 1, 8, 5),
+                   ("odd", 2, 3, 2, 2, 2, 3, 8)]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return sim_cache(tmp_path_factory)
+
+
+def run_arrays(cache, simulator, arrays, *, valid_prob, ready_prob, seed=1, vectors=12, long_vectors=40,
+               views=None, name="array_harness"):
+    if not have_simulator(simulator):
+        pytest.skip(f"{simulator} is not installed")
+    units = {f"u{k}": a for k, a in enumerate(arrays)}
+    unit_list = views or [unit_params(n, a) for n, a in units.items()]
+    params = {"units": unit_list, "vectors": vectors, "long_vectors": long_vectors,
+              "valid_prob": valid_prob, "ready_prob": ready_prob, "seed": seed}
+    r = simulate(Harness(units), name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
+                 parameters=params)
+    return r, unit_list
+
+
+@pytest.mark.parametrize("group", sorted(ICARUS_GROUPS))
+def test_array_sweep_icarus(cache, group):
+    points, valid_prob, ready_prob = ICARUS_GROUPS[group]
+    r, units = run_arrays(cache, "icarus", [array(*p) for p in points], valid_prob=valid_prob,
+                          ready_prob=ready_prob, seed=len(group))
+    assert sorted(r.passed) == sorted(TESTS)
+    for u in units:
+        nf = -(-len(u["weights"]) // u["cols"])
+        assert r.records[f"{u['name']}.checked"] == 12 * nf
+        assert r.records[f"{u['name']}.steady_transfers_per_cycle"] == 1.0
+
+
+def test_array_every_kind_verilator(cache):
+    r, units = run_arrays(cache, "verilator", [array(*p) for p in VERILATOR_UNITS], valid_prob=0.6,
+                          ready_prob=0.6, seed=3, vectors=20, long_vectors=60)
+    assert sorted(r.passed) == sorted(TESTS)
+
+
+UTIL_POINTS = [(kind, w, a, rows, cols) for kind, w, a in [("xnor", 1, 1), ("shift_add", 4, 4), ("mac", 4, 4)]
+               for rows, cols in [(4, 4), (2, 6)]]
+
+
+def test_array_utilization_icarus(cache):
+    """Long stream, no padding (C = 2·cols, K = 2·rows·lanes): at least 95 % of MAC slots busy."""
+    lanes = 2
+    arrays = [array(kind, w, a, rows, cols, lanes, 2 * cols, 2 * rows * lanes) for kind, w, a, rows, cols in UTIL_POINTS]
+    r, units = run_arrays(cache, "icarus", arrays, valid_prob=1.0, ready_prob=1.0, vectors=4, long_vectors=150,
+                          name="array_util")
+    for u, arr in zip(units, arrays):
+        util = r.records[f"{u['name']}.utilization"]
+        assert util >= 0.95, (u["w_code"], u["rows"], u["cols"], util)
+        # All slots busy except the pipeline fill: 4·150 beats in 4·150 + latency cycles.
+        assert r.records[f"{u['name']}.cycles"] == 4 * 150 + arr.latency
+
+
+def test_reference_mac_icarus(cache):
+    """The benchmarks' behavioural yardstick passes the same testbench as the array."""
+    points = [("xnor", 1, 1, 2, 3, 4, 7, 24), ("shift_add", 4, 4, 3, 2, 2, 5, 13), ("mac", 8, 8, 1, 4, 1, 8, 5),
+              ("odd", 2, 3, 2, 2, 2, 3, 8), ("and", 1, 2, 1, 1, 1, 1, 1)]
+    r, units = run_arrays(cache, "icarus", [array(*p, cls=ReferenceMacArray) for p in points], valid_prob=0.6,
+                          ready_prob=0.6, seed=9, name="reference_mac")
+    assert sorted(r.passed) == sorted(TESTS)
+    for u in units:
+        assert r.records[f"{u['name']}.steady_transfers_per_cycle"] == 1.0
+
+
+# -- broken arrays must fail -------------------------------------------------------------------
+
+def test_array_with_one_corrupted_weight_fails(cache):
+    """Hardware built from weights with one entry changed; the testbench checks the true ones."""
+    good = array("mac", 4, 4, 2, 3, 2, 5, 9, seed=3)
+    w = good.mapping.weights.copy()
+    w[4, 7] = w[4, 7] + 1 if w[4, 7] < 7 else w[4, 7] - 1
+    bad = SystolicArray(weights=w, rows=2, cols=3, lanes=2, w_code="int", w_bits=4, a_code="unsigned", a_bits=4)
+    with pytest.raises(SimulationMismatch) as exc:
+        run_arrays(cache, "icarus", [bad], valid_prob=0.7, ready_prob=0.7,
+                   views=[unit_params("u0", bad, weights=good.mapping.weights)], name="array_bad")
+    assert "matrix_vector_products_with_stalls" in str(exc.value) and "mismatch" in str(exc.value)
+
+
+class _DropFeature(Rewire):
+    """Drops a term: feature ``j`` of every input beat reads as code 0."""
+
+    j = 1
+
+    def corrupt(self, m, outer, inner):
+        a = inner.spec.a_bits
+        keep = ((1 << len(inner.i_stream.payload)) - 1) ^ (((1 << a) - 1) << (self.j * a))
+        m.d.comb += inner.i_stream.payload.eq(outer.i_stream.payload & keep)
+
+
+@pytest.mark.parametrize("kind, w_bits, a_bits", [("xnor", 1, 1), ("shift_add", 3, 4)])
+def test_array_with_dropped_term_fails(cache, kind, w_bits, a_bits):
+    good = array(kind, w_bits, a_bits, 2, 2, 2, 4, 8, seed=5)
+    bad = _DropFeature(good)
+    with pytest.raises(SimulationMismatch) as exc:
+        run_arrays(cache, "icarus", [bad], valid_prob=0.7, ready_prob=0.7, views=[unit_params("u0", good)],
+                   name="array_bad")
+    assert "matrix_vector_products_with_stalls" in str(exc.value) and "mismatch" in str(exc.value)

@@ -1,0 +1,135 @@
+"""Streaming PEs in cocotb on Icarus and Verilator: sweeps, utilization, broken PEs.
+
+Expected values come from qhw.ir.intmath decoding inside the testbench
+(sim/hw/test_pe.py). Several PEs share one top level (``Harness``) so a
+simulator build covers a whole sweep group.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from qhw.bench.simcache import simulate
+from qhw.errors import SimulationMismatch
+from qhw.hw.pe import MacPE, ShiftAddPE, XnorPopcountPE
+from sim_hw_support import Harness, Rewire, have_simulator, sim_cache
+
+pytestmark = pytest.mark.hdl_sim
+MODULE = "hw.test_pe"
+TESTS = ("dot_products_with_stalls", "utilization_long_stream")
+
+
+def _xnor(lanes, fold):
+    return XnorPopcountPE(lanes=lanes, fold=fold)
+
+
+def _and(a_bits, lanes, fold):
+    return XnorPopcountPE(lanes=lanes, fold=fold, act_code="unsigned", a_bits=a_bits)
+
+
+def _shift(w_bits, a_bits, lanes, fold):
+    return ShiftAddPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits)
+
+
+def _mac(w_bits, a_bits, lanes, fold, w_code="int"):
+    return MacPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits, w_code=w_code)
+
+
+# Sweep groups (one Icarus build each): every bit-width 1..8 appears, lanes
+# 1..8 with odd counts, folds 1..4, and the extreme widths of each encoding.
+ICARUS_GROUPS = {
+    "xnor_and": (lambda: [_xnor(1, 1), _xnor(8, 3), _xnor(5, 2), _and(1, 4, 2), _and(3, 3, 2), _and(8, 2, 1)],
+                 0.5, 0.5),
+    "shift_add": (lambda: [_shift(2, 1, 1, 1), _shift(3, 4, 4, 2), _shift(4, 8, 2, 3), _shift(5, 2, 3, 1),
+                           _shift(6, 8, 1, 2), _shift(3, 6, 2, 2)], 0.8, 0.4),
+    "mac_int": (lambda: [_mac(1, 1, 2, 2), _mac(2, 2, 4, 2), _mac(4, 4, 2, 3), _mac(8, 8, 4, 2), _mac(3, 7, 1, 4),
+                         _mac(8, 1, 3, 1), _mac(5, 3, 2, 1)], 0.4, 0.8),
+    "mac_odd": (lambda: [_mac(1, 2, 2, 2, "odd"), _mac(2, 2, 3, 1, "odd"), _mac(4, 4, 2, 2, "odd"),
+                         _mac(8, 8, 1, 3, "odd"), _mac(6, 5, 2, 2, "odd")], 0.6, 0.6),
+}
+#: one PE of every kind in one Verilator build
+VERILATOR_UNITS = lambda: [_xnor(8, 2), _and(2, 4, 2), _shift(4, 4, 4, 2), _mac(8, 8, 2, 2), _mac(4, 4, 2, 2, "odd")]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return sim_cache(tmp_path_factory)
+
+
+def unit_params(name: str, pe) -> dict:
+    s = pe.spec
+    return {"name": name, "w_code": s.w_code.value, "w_bits": s.w_bits, "a_code": s.a_code.value,
+            "a_bits": s.a_bits, "lanes": s.lanes, "fold": pe.fold, "acc_width": pe.acc_width}
+
+
+def run_pes(cache, simulator, pes, *, valid_prob, ready_prob, seed=1, vectors=50, long_vectors=150,
+            params_of=None, name="pe_harness"):
+    """Simulate ``pes`` side by side; ``params_of`` gives the testbench's view of each (default: itself)."""
+    if not have_simulator(simulator):
+        pytest.skip(f"{simulator} is not installed")
+    units = {f"u{k}": pe for k, pe in enumerate(pes)}
+    views = params_of or units
+    params = {"units": [unit_params(n, views[n]) for n in units], "vectors": vectors,
+              "long_vectors": long_vectors, "valid_prob": valid_prob, "ready_prob": ready_prob, "seed": seed}
+    r = simulate(Harness(units), name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
+                 parameters=params)
+    return r, params["units"]
+
+
+def _check_utilization(r, units):
+    for u in units:
+        util = r.records[f"{u['name']}.utilization"]
+        assert util >= 0.95, f"{u} utilization {util:.3f} < 0.95"
+        assert r.records[f"{u['name']}.steady_transfers_per_cycle"] == 1.0, u
+
+
+@pytest.mark.parametrize("group", sorted(ICARUS_GROUPS))
+def test_pe_sweep_icarus(cache, group):
+    make, valid_prob, ready_prob = ICARUS_GROUPS[group]
+    r, units = run_pes(cache, "icarus", make(), valid_prob=valid_prob, ready_prob=ready_prob, seed=len(group))
+    assert sorted(r.passed) == sorted(TESTS)
+    for u in units:
+        assert r.records[f"{u['name']}.checked"] == 50
+    _check_utilization(r, units)
+
+
+def test_pe_every_kind_verilator(cache):
+    r, units = run_pes(cache, "verilator", VERILATOR_UNITS(), valid_prob=0.6, ready_prob=0.6, seed=5,
+                       vectors=80, long_vectors=400)
+    assert sorted(r.passed) == sorted(TESTS)
+    _check_utilization(r, units)
+
+
+# -- broken PEs must fail --------------------------------------------------------------------
+
+class _FlipWeightBit(Rewire):
+    """Corrupts one weight: bit 0 of weight lane 0 is inverted on the way in."""
+
+    def corrupt(self, m, outer, inner):
+        m.d.comb += inner.i_stream.payload.w.eq(outer.i_stream.payload.w ^ 1)
+
+
+class _DropLastLane(Rewire):
+    """Drops a term: the last lane's activation reads as code 0."""
+
+    def corrupt(self, m, outer, inner):
+        s = inner.spec
+        keep = (1 << ((s.lanes - 1) * s.a_bits)) - 1
+        m.d.comb += inner.i_stream.payload.a.eq(outer.i_stream.payload.a & keep)
+
+
+BROKEN = {
+    "xnor_weight": lambda: _FlipWeightBit(_xnor(4, 2)),
+    "shift_add_weight": lambda: _FlipWeightBit(_shift(4, 4, 2, 2)),
+    "mac_dropped_term": lambda: _DropLastLane(_mac(4, 4, 3, 2)),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(BROKEN))
+def test_broken_pe_fails(cache, fault):
+    broken = BROKEN[fault]()
+    with pytest.raises(SimulationMismatch) as exc:
+        run_pes(cache, "icarus", [broken], valid_prob=0.7, ready_prob=0.7, params_of={"u0": broken.inner},
+                vectors=20, long_vectors=20)
+    msg = str(exc.value)
+    assert "dot_products_with_stalls" in msg and "mismatch" in msg, msg
