@@ -22,6 +22,20 @@ def run_qhw(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
                           env=env if env is not None else dict(os.environ), cwd=cwd or REPO, timeout=1800)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Two cores are shared with simulators and yosys: one torch thread is faster here."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def qhw_cli():
     return run_qhw

@@ -92,6 +92,7 @@ def test_fifo_latency_and_throughput(depth, per_cycle):
     c = cycles(res, dut.o_stream)
     assert c[0] == dut.latency  # first payload offered in cycle 0
     assert (c[-1] - c[0]) == pytest.approx((len(sent) - 1) / per_cycle, abs=1)
+    assert c[-1] + 1 == dut.estimate_cycles(len(sent))
 
 
 def test_fifo_level_never_exceeds_depth_and_fills():
@@ -136,6 +137,7 @@ def test_pack_takes_one_lane_per_cycle(count):
     c = cycles(res, dut.o_stream)
     # the last lane of word j is offered in cycle count*(j+1)-1; out one cycle later
     assert c == [count * (j + 1) - 1 + dut.latency for j in range(10)]
+    assert c[-1] + 1 == dut.estimate_cycles(10)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5])
@@ -157,6 +159,7 @@ def test_unpack_emits_one_lane_per_cycle(count):
     words = [_lanes_to_bits([(j + k) % 8 for k in range(count)], 3) for j in range(6)]
     res = run_streams(dut, sources={dut.i_stream: words}, sinks={dut.o_stream: 6 * count})
     assert cycles(res, dut.o_stream) == list(range(dut.latency, dut.latency + 6 * count))
+    assert dut.estimate_cycles(6 * count) == 6 * count
 
 
 @pytest.mark.parametrize("count", [2, 3])
@@ -190,6 +193,7 @@ def test_fork_full_rate_when_all_ready():
     res = run_streams(dut, sources={dut.i_stream: list(range(16))}, sinks={o: 16 for o in dut.o_streams})
     for o in dut.o_streams:
         assert cycles(res, o) == list(range(16))
+    assert dut.estimate_cycles(16) == 16
 
 
 @pytest.mark.parametrize("count", [1, 2, 4])
@@ -210,6 +214,7 @@ def test_join_full_rate_when_all_valid():
     res = run_streams(dut, sources={i: [k % 4 for k in range(20)] for i in dut.i_streams},
                       sinks={dut.o_stream: 20})
     assert cycles(res, dut.o_stream) == list(range(20))
+    assert dut.estimate_cycles(20) == 20
 
 
 # -- the checks above can fail ----------------------------------------------------------------
@@ -234,3 +239,13 @@ def test_a_broken_pack_is_caught():
     res = run_streams(dut, sources={dut.i_stream: lanes}, sinks={dut.o_stream: 8}, valid_prob=0.7, ready_prob=0.7)
     got = [_bits_to_lanes(v, 4, 3) for v in values(res, dut.o_stream)]
     assert got != Pack.reference(lanes, 3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: StreamFIFO(shape=8, depth=5), lambda: Pack(shape=3, count=4), lambda: Unpack(shape=3, count=4),
+    lambda: Fork(shape=6, count=3), lambda: Join(shape=5, count=2)])
+def test_resource_estimates_are_sane(make):
+    small = make()
+    est = small.estimate_resources()
+    assert set(est) >= {"ff", "lut"} and all(v >= 0 for v in est.values()) and est["lut"] > 0
+    to_verilog(small, name="blk")  # mark it used

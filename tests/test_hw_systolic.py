@@ -78,6 +78,18 @@ def test_matches_reference_and_golden_with_stalls(kind, shape):
     np.testing.assert_array_equal(arr.mapping.outputs_to_channels(got), golden(arr, x))
 
 
+@pytest.mark.parametrize("a_bits", [1, 8])
+@pytest.mark.parametrize("w_bits", [2, 8])
+def test_int_bit_width_sweep(w_bits, a_bits):
+    rng = np.random.default_rng(w_bits + a_bits)
+    w = rng.integers(-(1 << (w_bits - 1)), 1 << (w_bits - 1), size=(5, 13))
+    arr = SystolicArray(weights=w, rows=2, cols=3, lanes=2, w_code="int", w_bits=w_bits, a_bits=a_bits)
+    x = rng.integers(0, 1 << a_bits, size=(4, 13))
+    got, expected, _ = simulate(arr, x, valid_prob=0.8, ready_prob=0.7, seed=w_bits)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(arr.mapping.outputs_to_channels(got), golden(arr, x))
+
+
 @pytest.mark.parametrize("kind", ["xnor", "int4", "pow2", "odd3"])
 def test_worst_case_inputs_reach_the_exact_bounds(kind):
     arr = make_array(kind, 6, 40, 2, 3, 4, seed=11)

@@ -195,3 +195,18 @@ def test_predict_and_raw_encoding():
     spec = TensorSpec((2,), "bipolar", 1)
     assert to_raw(spec, torch.tensor([-1, 1])).tolist() == [0, 1]
     assert to_raw(TensorSpec((2,), "signed", 4), torch.tensor([-1, 3])).tolist() == [15, 3]
+
+
+def test_global_pool_with_folded_average_requantizer():
+    """gap sums; a requantizer with a = 1/(H·W) turns the sum into the rounded mean."""
+    from qhw.ir.requant import affine_requant
+
+    inp = Input(name="input", shape=(2, 2, 2), bits=4)
+    probe = GlobalPool(name="gap", input="input", in_spec=inp.out)
+    rq = affine_requant(np.full(2, 1 / 4), np.zeros(2), "unsigned", 4, probe.acc_lo, probe.acc_hi)
+    gap = GlobalPool(name="gap", input="input", in_spec=inp.out, requant=rq)
+    x = torch.tensor([[[[0, 1], [4, 5]], [[15, 15], [15, 14]]], [[[1, 1], [1, 0]], [[2, 2], [2, 3]]]])
+    out = GoldenModel(Network(layers=(inp, gap))).run(x)
+    # sums 10, 59 | 3, 9; means 2.5, 14.75 | 0.75, 2.25 round half up to 3, 15 | 1, 2
+    assert out["gap"].tolist() == [[3, 15], [1, 2]]
+    assert (gap.out.code.value, gap.out.bits, gap.out.hi) == ("unsigned", 4, 15)

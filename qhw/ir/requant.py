@@ -64,7 +64,7 @@ def level_to_value(out_code: ActCode | str, out_bits: int, level):
     return level + level_offset(code, out_bits)
 
 
-def _int_array(name: str, value, ndim: int) -> np.ndarray:
+def int_array(name: str, value, ndim: int) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
@@ -110,8 +110,8 @@ class Thresholds:
     def __post_init__(self):
         object.__setattr__(self, "out_code", ActCode(self.out_code))
         object.__setattr__(self, "out_bits", intmath.check_bits("out_bits", self.out_bits))
-        t = _int_array("thresholds", self.thresholds, 2)
-        s = _int_array("sign", self.sign, 1)
+        t = int_array("thresholds", self.thresholds, 2)
+        s = int_array("sign", self.sign, 1)
         levels = n_levels(self.out_code, self.out_bits)
         if t.shape[1] != levels:
             raise ValueError(
@@ -193,8 +193,8 @@ class MulShift:
         if self.out_code is ActCode.BIPOLAR:
             raise ValueError("out_code of a MulShift must be unsigned or signed; bipolar outputs use Thresholds")
         vlo, vhi = intmath.act_value_range(self.out_code, self.out_bits)
-        m = _int_array("mult", self.mult, 1)
-        b = _int_array("bias", self.bias, 1)
+        m = int_array("mult", self.mult, 1)
+        b = int_array("bias", self.bias, 1)
         if m.shape != b.shape:
             raise ValueError(f"mult has {m.shape[0]} channels but bias has {b.shape[0]}")
         shift = intmath.check_bits("shift", self.shift, 1, 62)

@@ -68,7 +68,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     seed: int = 0
-    augment: bool | None = None  # None: crop + flip for 32x32 colour images only
+    augment: bool | None = None  # None: crop + flip for CIFAR-10 only
     threads: int = 1
     init_from: str | None = None  # checkpoint to fine-tune from
     out_dir: str | None = None
@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> Tr
             raise InputError(f"checkpoint {cfg.init_from} does not match model {cfg.model}")
     xtr, ytr = ds.float_images("train")
     xte, yte = ds.float_images("test")
-    augment = cfg.augment if cfg.augment is not None else (ds.shape[0] == 3 and ds.shape[1] >= 32)
+    augment = cfg.augment if cfg.augment is not None else ds.name == "cifar10"
     ada = AdaQAT(model, cfg.adaqat) if cfg.adaqat else None
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)

@@ -19,7 +19,8 @@ the synapse fold and ``NF = ceil(C / cols)`` the neuron fold.
 * Output stream: one beat = ``cols`` accumulators per (vector, nf), column
   ``c`` = channel ``nf·cols + c``. :meth:`ArrayMapping.outputs_to_channels`
   undoes it.
-* PE ``(r, c)`` holds ``NF·SF`` ROM words, word ``nf·SF + sf``.
+* PE ``(r, c)`` holds ``NF·SF`` ROM words, word ``nf·SF + sf``. MAC
+  weights in a ROM (``steps > 1``) are stored Booth-recoded (``booth``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class ArrayMapping:
                             ("out_channels", C), ("in_features", K), ("beat_features", B),
                             ("sf", SF), ("nf", NF), ("steps", NF * SF)]:
             object.__setattr__(self, name, value)
+        # Constant weights fold into the logic; ROM weights multiply by Booth muxes.
+        booth = spec.kind == "mac" and self.steps > 1
+        object.__setattr__(self, "booth", booth)
+        object.__setattr__(self, "lane_word_bits", 3 * spec.booth_digit_count if booth else spec.w_bits)
         self._derive_bounds()
 
     # -- bounds ------------------------------------------------------------------
@@ -86,7 +91,9 @@ class ArrayMapping:
         spec, K, B = self.spec, self.in_features, self.beat_features
         real = np.arange(self.sf * B) < K
         tlo, thi = spec.term_range(self.raw)
-        tlo, thi = np.where(real, tlo, 0), np.where(real, thi, 0)
+        off = spec.booth_offset(self.raw) if self.booth else np.zeros_like(self.raw)
+        off = np.where(real, off, 0)
+        tlo, thi = np.where(real, tlo - off, 0), np.where(real, thi - off, 0)
         shape = (self.nf, self.cols, self.sf, self.rows, spec.lanes)
         row_lo = tlo.reshape(shape).sum(axis=4).cumsum(axis=3)  # psum below row r
         row_hi = thi.reshape(shape).sum(axis=4).cumsum(axis=3)
@@ -100,8 +107,8 @@ class ArrayMapping:
             (int(step_lo[:, c].min()), int(step_hi[:, c].max())) for c in range(self.cols)))
         alo, ahi = spec.a_range
         object.__setattr__(self, "q_bounds", (min(0, K * alo), max(0, K * ahi)))
-        gam = [[spec.gamma(self.raw[nf * self.cols + c, :K], K) for c in range(self.cols)]
-               for nf in range(self.nf)]
+        gam = [[spec.gamma(self.raw[nf * self.cols + c, :K], K) + spec.alpha * int(off[nf * self.cols + c].sum())
+                for c in range(self.cols)] for nf in range(self.nf)]
         object.__setattr__(self, "gamma", tuple(tuple(g) for g in gam))
         lo, hi = intmath.accumulator_bounds(self.values()[:, :K], alo, ahi)
         object.__setattr__(self, "channel_bounds", (lo, hi))
@@ -114,13 +121,17 @@ class ArrayMapping:
     # -- ROM contents ------------------------------------------------------------
 
     def rom_words(self, r: int, c: int) -> tuple[int, ...]:
-        """ROM of PE (r, c): word ``nf·SF + sf``, lane ``l`` at bits ``l·w_bits``."""
-        spec, B = self.spec, self.beat_features
+        """ROM of PE (r, c): word ``nf·SF + sf``, lane ``l`` at bits ``l·lane_word_bits``.
+
+        A lane holds the raw weight code, or its Booth code if ``booth``.
+        """
+        spec, B, bits = self.spec, self.beat_features, self.lane_word_bits
+        codes = spec.booth_codes(self.raw) if self.booth else self.raw
         words = []
         for nf in range(self.nf):
             for sf in range(self.sf):
-                lanes = self.raw[nf * self.cols + c, sf * B + r * spec.lanes:sf * B + (r + 1) * spec.lanes]
-                words.append(sum(int(x) << (l * spec.w_bits) for l, x in enumerate(lanes)))
+                lanes = codes[nf * self.cols + c, sf * B + r * spec.lanes:sf * B + (r + 1) * spec.lanes]
+                words.append(sum(int(x) << (l * bits) for l, x in enumerate(lanes)))
         return tuple(words)
 
     def max_exps(self, r: int, c: int) -> tuple[int, ...]:

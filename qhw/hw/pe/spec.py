@@ -17,6 +17,14 @@ mac (int) int      unsigned k  w · a                           1    0   0
 mac (odd) odd      unsigned k  c · a  (w = 2c + 1)             2   +1   0
 ========= ======== =========== ============================= ===== ==== ===============
 
+A MAC whose weights come from a ROM (the systolic array with folds) stores
+each weight radix-4 Booth-recoded instead: digits ``b_d`` in {-2..2} with
+``c = sum_d b_d·4^d`` (``ceil(w_bits/2)`` digits, 3 ROM bits each: one, two,
+neg). Its raw term is a sum of partial products ``(neg ? ~m_d : m_d) << 2d``
+with ``m_d = |b_d|·a`` -- a mux, no multiplier -- which equals
+``c·a − booth_offset(w)``, ``booth_offset = sum over negative digits of 4^d``;
+the array adds ``alpha · booth_offset`` to gamma.
+
 Every kind but ``xnor`` also takes ``signed`` activations (k-bit two's
 complement, intmath); ``a`` above is then the decoded value and Q is signed.
 (``and`` with 1-bit activations is the AND-popcount of 1-bit PACT layers;
@@ -166,6 +174,31 @@ class PESpec:
             return np.where(s == 1, -mag - 1, mag)
         c = np.where(w >= (1 << (self.w_bits - 1)), w - (1 << self.w_bits), w)
         return c * a  # int: the weight itself; odd: c of w = 2c + 1
+
+    # -- Booth recoding of MAC weights (ROM-resident weights) --------------------
+
+    @property
+    def booth_digit_count(self) -> int:
+        return (self.w_bits + 1) // 2
+
+    def booth_digits(self, w_raw) -> np.ndarray:
+        """Radix-4 Booth digits (..., D) in {-2..2} of the stored signed code c."""
+        w = np.asarray(w_raw, dtype=np.int64)
+        c = np.where(w >= (1 << (self.w_bits - 1)), w - (1 << self.w_bits), w)
+        bit = lambda i: (c >> i) & 1 if i >= 0 else np.zeros_like(c)  # noqa: E731 (arithmetic shift)
+        return np.stack([-2 * bit(2 * d + 1) + bit(2 * d) + bit(2 * d - 1)
+                         for d in range(self.booth_digit_count)], axis=-1)
+
+    def booth_codes(self, w_raw) -> np.ndarray:
+        """ROM codes: digit d at bits [3d, 3d+3) as (one, two, neg)."""
+        b = self.booth_digits(w_raw)
+        fields = (np.abs(b) == 1) | ((np.abs(b) == 2) << 1) | ((b < 0) << 2)
+        return np.sum(fields.astype(np.int64) << (3 * np.arange(self.booth_digit_count)), axis=-1)
+
+    def booth_offset(self, w_raw) -> np.ndarray:
+        """``c·a − t_booth(w, a)``: 4^d for every negative digit."""
+        b = self.booth_digits(w_raw)
+        return np.sum(np.where(b < 0, 4 ** np.arange(self.booth_digit_count), 0), axis=-1)
 
     def gamma(self, w_raw, lanes_used: int) -> int:
         """Weight-only constant of one dot product (see the module table)."""

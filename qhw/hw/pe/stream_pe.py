@@ -158,6 +158,6 @@ class StreamPE(wiring.Component):
             ff += self.q_shape.width
         if spec.kind == "shift_add":
             ff += self.g_shape.width
-        lut = cost.lane_luts(spec, const_weights=False) * spec.lanes + 2 * self.p_shape.width
-        lut += self.acc_width  # finishing adder
+        lut = cost.lane_luts(spec, const_weights=False) * spec.lanes  # includes the lane adder tree
+        lut += 2 * self.p_shape.width + self.acc_width  # accumulators, finishing adder
         return {"lut": int(round(lut)), "ff": ff, "dsp": 0, "bram": 0}
