@@ -81,3 +81,24 @@ def test_invalid_parameters_name_the_parameter(kwargs, exc, word):
     args = dict(w_code="int", w_bits=4, a_code="unsigned", a_bits=4, lanes=4) | kwargs
     with pytest.raises(exc, match=word):
         PESpec(**args)
+
+
+@pytest.mark.parametrize("w_code", ["int", "odd"])
+@pytest.mark.parametrize("w_bits", range(1, 10))
+def test_booth_recoding(w_code, w_bits):
+    spec = PESpec(w_code=w_code, w_bits=w_bits, a_code="signed", a_bits=5, lanes=1)
+    w = spec.all_codes()
+    c = np.where(w >= (1 << (w_bits - 1)), w - (1 << w_bits), w)
+    digits = spec.booth_digits(w)
+    assert digits.shape == (len(w), (w_bits + 1) // 2)
+    assert digits.min() >= -2 and digits.max() <= 2
+    np.testing.assert_array_equal((digits * 4 ** np.arange(digits.shape[1])).sum(axis=1), c)
+    # The partial products (neg ? ~m : m) << 2d sum to c·a − offset, for every a.
+    codes = spec.booth_codes(w)
+    for a in range(-16, 16):
+        pp = 0
+        for d in range(digits.shape[1]):
+            one, two, neg = (codes >> 3 * d) & 1, (codes >> 3 * d + 1) & 1, (codes >> 3 * d + 2) & 1
+            mag = np.where(two == 1, 2 * a, np.where(one == 1, a, 0))
+            pp = pp + (np.where(neg == 1, ~mag, mag) << 2 * d)
+        np.testing.assert_array_equal(pp, c * a - spec.booth_offset(w))

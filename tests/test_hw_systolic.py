@@ -135,12 +135,16 @@ def test_mapping_layout():
     mp = ArrayMapping(weights=w, rows=1, cols=2, spec=make_array("int4", 3, 4, 1, 2, 3).spec)
     assert (mp.beat_features, mp.sf, mp.nf, mp.steps) == (3, 2, 2, 4)
     assert mp.pad_lanes() == (1, 2)
-    codes = mp.raw
+    assert mp.booth and mp.lane_word_bits == 6  # ROM-resident MAC weights are Booth-coded
+    codes = mp.spec.booth_codes(mp.raw)
     # PE (0, 1), word nf·SF + sf = 1·2 + 0: channel 3 (padding, code 0) ...
     assert mp.rom_words(0, 1)[2] == 0
     # ... word 0·2 + 1 of PE (0, 0): channel 0, features 3, 4, 5 -> w[0, 3], pad, pad.
     assert mp.rom_words(0, 0)[1] == int(codes[0, 3])
-    assert int(codes[0, 3]) == (w[0, 3] & 0xF)
+    assert int(mp.raw[0, 3]) == (w[0, 3] & 0xF)
+    # With one fold step the weights are constants, kept as plain codes.
+    const = ArrayMapping(weights=w, rows=2, cols=3, spec=mp.spec)
+    assert not const.booth and const.rom_words(1, 2) == (int(const.raw[2, 3]),)
     beats = mp.vectors_to_beats(np.arange(8).reshape(2, 4))
     np.testing.assert_array_equal(beats, [[0, 1, 2], [3, 0, 0]] * 2 + [[4, 5, 6], [7, 0, 0]] * 2)
 

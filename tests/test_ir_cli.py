@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_ir_export import CONFIGS, calibrated_model  # noqa: E402
@@ -37,7 +36,6 @@ def qhw(capsys):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.set_num_threads(1)
     model, _ = calibrated_model(CONFIGS["w4a4"])
     path = tmp_path_factory.mktemp("ckpt") / "w4a4.pt"
     save_checkpoint(path, model, metrics={"top1": 0.0}, train={"dataset": "synthetic"})

@@ -13,13 +13,6 @@ from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, Network, TensorSpe
 from qhw.ir.requant import MulShift, Thresholds
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine is shared: one thread is faster than two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def hand_network():

@@ -1,4 +1,3 @@
-import math
 
 import pytest
 import torch
@@ -10,12 +9,6 @@ from qhw.quant.models import ResNetSpec, build_model
 SPEC = ResNetSpec(depth=8, widths=(2, 4, 4), in_channels=1, in_size=(4, 4), num_classes=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _toy(model, w_knee=4, a_knee=3):

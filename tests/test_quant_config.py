@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from qhw.errors import FormatVersionError, InputError
 from qhw.quant.config import LayerQuant, QuantConfig, load_quant_config
@@ -9,13 +8,6 @@ from qhw.quant.models import build_model
 from qhw.quant.train import CONFIG_DIR, builtin_configs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: a second thread only adds contention on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _model():

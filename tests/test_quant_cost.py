@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from qhw.quant.config import QuantConfig, uniform_config
 from qhw.quant.cost import cost_report
@@ -8,13 +7,6 @@ from qhw.quant.models import ResNetSpec, build_model
 TINY = ResNetSpec(depth=8, widths=(2, 4, 8), in_channels=1, in_size=(4, 4), num_classes=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: a second thread only adds contention on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_bitops_and_memory_on_a_hand_computed_resnet8():

@@ -5,13 +5,6 @@ from qhw.quant.config import LayerQuant, QuantConfig, uniform_config
 from qhw.quant.models import ADD_FRAC_BITS, BasicBlock, ResNetSpec, build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: a second thread only adds contention on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _calibrated(model, x, steps=3):

@@ -15,13 +15,6 @@ from qhw.quant.quantizers import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: a second thread only adds contention on a shared machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _weights(seed=0, shape=(6, 3, 3, 3), std=0.3):

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from qhw.cli import main
 from qhw.quant.adaqat import AdaQATConfig
@@ -9,12 +8,6 @@ from qhw.quant.checkpoint import load_checkpoint_full
 from qhw.quant.train import TrainConfig, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_train_api_with_adaqat_on_synthetic_writes_logs(tmp_path):

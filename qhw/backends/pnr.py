@@ -114,7 +114,7 @@ def place_and_route(
         wrapper = atomic_write_text(work / "harness.v", harness_verilog(top, top_ports(text, top)))
         srcs.append(wrapper)
         synth_top = HARNESS_TOP
-    syn = synthesize(srcs, top=synth_top, target=board.family, work_dir=work / "synth",
+    synthesize(srcs, top=synth_top, target=board.family, work_dir=work / "synth",
                      write_netlist=True, timeout=timeout)
     nextpnr = require_program(_NEXTPNR[board.family])
     freq = freq_mhz or board.clock_mhz

@@ -184,7 +184,7 @@ class ThresholdRequantizer(_Requantizer):
         word = rom_read(m, f"thr_{c}", self._words(c, [(self.u, cw), (self.invert, 1)]), L * cw + 1, group)
         inv = word[L * cw]
         bits = [(acc >= word[j * cw:(j + 1) * cw].as_signed()) ^ inv for j in range(L)]
-        return adder_tree(bits)
+        return adder_tree(bits, m, f"count_{c}")
 
     def reference(self, acc_beats) -> np.ndarray:
         """Codes for ``(n, lanes)`` accumulator beats, via intmath.apply_thresholds."""

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from qhw.errors import InputError
-from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, Network, TensorSpec
+from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, Network
 from qhw.ir.intmath import ActCode
 from qhw.ir.requant import affine_requant, logit_requant
 

@@ -125,7 +125,7 @@ def encode_weights(code: WeightCode | str, bits: int, values) -> np.ndarray:
         return v & ((1 << bits) - 1)
     if code is WeightCode.ODD:
         if np.any(v % 2 == 0):
-            raise ValueError(f"odd-level weights must be odd integers")
+            raise ValueError("odd-level weights must be odd integers")
         return ((v - 1) // 2) & ((1 << bits) - 1)
     if code is WeightCode.BINARY:
         if np.any(v == 0):

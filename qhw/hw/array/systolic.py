@@ -129,7 +129,7 @@ class SystolicArray(wiring.Component):
         if mp.steps > 1:
             fields["step"] = step
         if spec.beta:
-            fields["q"] = act_sum(spec, beat, mp.beat_features)
+            fields["q"] = act_sum(spec, beat, mp.beat_features, m)
         line = [fields]
         for k in range(1, self.rows + self.cols + 1):
             regs = {name: Signal.like(Value.cast(v), name=f"{name}_d{k}", reset_less=name != "valid")

@@ -143,6 +143,6 @@ def act_sum(spec: PESpec, a_flat: Value, lanes: int, m: Module | None = None, na
     return adder_tree(act_lanes(spec, a_flat, lanes), m, name)
 
 
-def sign_count(spec: PESpec, w_flat: Value) -> Value:
+def sign_count(spec: PESpec, w_flat: Value, m: Module | None = None) -> Value:
     """Number of set sign bits among the lanes (the gamma of ``shift_add``)."""
-    return adder_tree(w[spec.w_bits - 1] for w in lanes_of(w_flat, spec.w_bits, spec.lanes))
+    return adder_tree((w[spec.w_bits - 1] for w in lanes_of(w_flat, spec.w_bits, spec.lanes)), m, "signs")

@@ -89,13 +89,13 @@ class StreamPE(wiring.Component):
         # Running sums; on the first beat of a fold the old value is dropped.
         p = Signal(self.p_shape)
         a_flat, w_flat = beat.a, beat.w
-        sums = [(p, Mux(first, 0, p) + raw_sum(spec, a_flat, w_flat))]
+        sums = [(p, Mux(first, 0, p) + raw_sum(spec, a_flat, w_flat, m=m))]
         if spec.beta:
             q = Signal(self.q_shape)
-            sums.append((q, Mux(first, 0, q) + act_sum(spec, a_flat, spec.lanes)))
+            sums.append((q, Mux(first, 0, q) + act_sum(spec, a_flat, spec.lanes, m)))
         if spec.kind == "shift_add":
             g = Signal(self.g_shape)
-            sums.append((g, Mux(first, 0, g) + sign_count(spec, w_flat)))
+            sums.append((g, Mux(first, 0, g) + sign_count(spec, w_flat, m)))
         result = self._finish(*(new for _, new in sums))
 
         out_busy = self.o_stream.valid & ~self.o_stream.ready
