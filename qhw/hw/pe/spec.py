@@ -1,11 +1,11 @@
 """What a processing element multiplies, and the cheap form it computes it in.
 
 A PE computes ``sum_i w_i · a_i`` over decoded integer values (encodings of
-:mod:`qhw.ir.intmath`). No kind multiplies values directly; each sums a cheap
-*raw term* ``t(w, a)`` per lane and recovers the value at the very end::
+:mod:`qhw.ir.intmath`). Each kind sums a cheap *raw term* ``t(w, a)`` per
+lane (only the MAC multiplies) and recovers the value once, at the end::
 
     value = alpha · P + beta · Q + gamma
-    P = sum_i t(w_i, a_i)     Q = sum_i a_i (activation codes)
+    P = sum_i t(w_i, a_i)     Q = sum_i a_i (activation values)
 
 ========= ======== =========== ============================= ===== ==== ===============
 kind      weights  activations raw term t(w, a)              alpha beta gamma
