@@ -84,3 +84,38 @@ def test_cli_help_names_the_options(qhw_cli):
     assert r.returncode == 0
     for opt in ("--sizes", "--kinds", "--targets", "--json", "--no-pnr", "--jobs"):
         assert opt in r.stdout
+
+
+@pytest.mark.parametrize("message, expect", [
+    ("nextpnr failed on x for icebreaker: ERROR: Max frequency for clock 'clk$SB_IO_IN_$glb_clk': 46.94 MHz "
+     "(FAIL at 100.00 MHz) (log: l)", {"fits": True, "fmax_mhz": 46.94, "constraint_missed": True}),
+    ("nextpnr failed on x for icebreaker: ERROR: Unable to place cell 'm', no BELs remaining to implement cell "
+     "type 'ICESTORM_DSP' (log: l)", {"fits": False}),
+    ("nextpnr failed on x for icebreaker: ERROR: Failed to expand region (0, 0) |_> (25, 31) of 6346 "
+     "ICESTORM_LCs (log: l)", {"fits": False}),
+    ("nextpnr failed on x for icebreaker: ERROR: something else (log: l)",
+     {"error": "nextpnr failed on x for icebreaker: ERROR: something else (log: l)"}),
+])
+def test_pnr_outcomes_are_classified(monkeypatch, tmp_path, message, expect):
+    import qhw.backends.pnr as pnr
+    from qhw.bench.hw import pnr_task
+    from qhw.errors import ToolFailedError
+
+    def fail(*args, **kwargs):
+        raise ToolFailedError(message)
+
+    monkeypatch.setattr(pnr, "place_and_route", fail)
+    point = Point("qhw", "xnor_w1a1", 2, 1, top="t", dir=tmp_path, source=tmp_path / "t.v")
+    result, hit = pnr_task(point, "ice40", "tag", lambda: None)()
+    assert not hit
+    assert {k: result.get(k) for k in expect} == expect
+    # failures are retried next time, outcomes are remembered
+    assert (tmp_path / "pnr_ice40_tag.json").is_file() == ("error" not in result)
+
+
+def test_pnr_skips_a_design_too_big_for_the_device(tmp_path):
+    from qhw.bench.hw import pnr_task
+
+    point = Point("qhw", "xnor_w1a1", 2, 1, top="t", dir=tmp_path, source=tmp_path / "t.v")
+    result, _ = pnr_task(point, "ice40", "tag", lambda: 6000)()
+    assert result == {"fits": False, "reason": "needs 6000 LUT4 before I/O harness, UP5K has 5280"}

@@ -121,13 +121,11 @@ def test_broken_requantizer_fails(cache, fault):
 def test_threshold_padding_lanes_give_code_0(cache):
     """Contract of qhw.hw.requant: padding channels "give code 0 (threshold form)".
 
-    KNOWN BUG (reported to the lead): the hardware compares a padding lane
-    against ``never = max(thresholds, acc_hi) + 1``, so a padding accumulator
-    above that (any value the lane's width holds; the array's padded
-    channels compute the dot product of the pad weights, which is not
-    bounded by the real channels' acc_hi) yields a non-zero code, and
-    ``ThresholdRequantizer.reference`` (0 for padding) disagrees with the
-    hardware. Fix: force padding lanes to 0 (or narrow the contract).
+    Regression vector from a real failure: the hardware compared padding
+    lanes against ``max(thresholds, acc_hi) + 1``, but a padded channel
+    carries whatever its pad weights compute (anything the lane's width
+    holds), so a large one produced a non-zero code. Padding lanes now
+    compare against ``2^(acc_width-1)``, which no accumulator reaches.
     """
     p = {**threshold_params(7, 15, 12, 4, seed=3), "pad_full_range": True}
     r, _ = run_units(cache, "icarus", [p], beats=60, long_beats=20, name="requant_pad")

@@ -204,8 +204,9 @@ def synth_task(point: Point, target: str, dsp: bool, tag: str) -> Callable[[], t
 
 
 _MISSED = re.compile(r"Max frequency for clock\s+'[^']*':\s+([0-9.]+) MHz \(FAIL at")
-_NO_FIT = ("no bels remaining", "unable to place", "failed to place", "not enough", "exceeds", "too many",
-           "only has", "available")
+#: nextpnr's ways of saying the design is bigger than the device
+_NO_FIT = ("no bels remaining", "unable to place", "failed to place", "failed to expand region", "not enough",
+           "exceeds", "too many", "only has", "available")
 
 
 def pnr_task(point: Point, family: str, tag: str, synth_lut: Callable[[], int | None]):

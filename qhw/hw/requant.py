@@ -165,7 +165,10 @@ class ThresholdRequantizer(_Requantizer):
         self.thresholds = intmath.clamp_thresholds(t, self.acc_lo, self.acc_hi, s)
         # acc >= u, inverted for negative channels: -acc >= t  <=>  not (acc >= 1 - t).
         u = np.where(s[:, None] > 0, self.thresholds, 1 - self.thresholds)
-        never = int(max(u.max(), self.acc_hi.max())) + 1  # padding channels: never met -> code 0
+        # Padding channels carry whatever the array computed for pad weights,
+        # anything the accumulator width holds: compare against one past its
+        # largest value so they never meet a threshold (code 0).
+        never = 1 << (self.acc_width - 1)
         self.u = self._pad(u, never)
         self.invert = self._pad((s < 0).astype(np.int64), 0)
         lo = min(int(self.u.min()), -(1 << (self.acc_width - 1)))
