@@ -86,7 +86,7 @@ def run_units(cache, simulator, params_list, *, hw_params=None, valid_prob=0.6, 
 
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 def test_requantizers(cache, simulator):
-    # Padding lanes within the real channels' range; see the test below for the rest.
+    # Padding lanes within the real channels' range here; the full range below.
     units = [{**u, "pad_full_range": False} for u in (ICARUS_UNITS if simulator == "icarus" else VERILATOR_UNITS)]
     r, views = run_units(cache, simulator, units)
     assert sorted(r.passed) == sorted(TESTS)
@@ -119,13 +119,12 @@ def test_broken_requantizer_fails(cache, fault):
 
 
 def test_threshold_padding_lanes_give_code_0(cache):
-    """Contract of qhw.hw.requant: padding channels "give code 0 (threshold form)".
+    """Contract of qhw.hw.requant: padding channels "give code 0 (threshold form)" whatever they carry.
 
-    Regression vector from a real failure: the hardware compared padding
-    lanes against ``max(thresholds, acc_hi) + 1``, but a padded channel
-    carries whatever its pad weights compute (anything the lane's width
-    holds), so a large one produced a non-zero code. Padding lanes now
-    compare against ``2^(acc_width-1)``, which no accumulator reaches.
+    Regression test: padding lanes once compared against
+    ``max(thresholds, acc_hi) + 1``, so a padding accumulator above that (the
+    array's padded channels compute the dot product of the pad weights, not
+    bounded by the real channels' acc_hi) gave a non-zero code.
     """
     p = {**threshold_params(7, 15, 12, 4, seed=3), "pad_full_range": True}
     r, _ = run_units(cache, "icarus", [p], beats=60, long_beats=20, name="requant_pad")
