@@ -75,8 +75,6 @@ def run_streams(dut, payloads, n_out: int, *, valid_prob: float = 1.0, ready_pro
 
 def extreme_codes(spec):
     """((w_code, a_code) of the largest product, (w_code, a_code) of the smallest)."""
-    import numpy as np
-
     from qhw.ir import intmath
 
     wlo, whi = intmath.weight_value_range(spec.w_code, spec.w_bits)

@@ -135,6 +135,7 @@ class Point:
     dir: Path = Path()
     source: Path = Path()
     unit: dict = field(default_factory=dict)
+    estimate: dict = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -161,6 +162,8 @@ def prepare(point: Point, fold: int, cache: Path) -> Point:
     point.unit = {"name": "u0", "prefix": "", "weights": comp.mapping.weights.tolist(), "rows": point.n,
                   "cols": point.n, "lanes": point.lanes, "w_code": s.w_code.value, "w_bits": s.w_bits,
                   "a_code": s.a_code.value, "a_bits": s.a_bits, "acc_width": comp.acc_width}
+    if hasattr(comp, "estimate_resources"):  # the pre-synthesis estimate the tables check
+        point.estimate = {**comp.estimate_resources(), "cycles": comp.estimate_cycles(UTIL_VECTORS)}
     return point
 
 
@@ -281,8 +284,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
     # Priority: what acceptance needs first (Fmax, Xilinx LUTs), then the rest.
     for p in points:
         size_rank = {8: 0, 4: 1}.get(p.n, 2)
-        res = results.setdefault(p.key, {"design": p.design, "kind": p.kind, "n": p.n, "lanes": p.lanes,
-                                         "mac_lanes": p.mac_lanes, "digest": p.digest, "synth": {}, "pnr": {}})
+        results.setdefault(p.key, {"design": p.design, "kind": p.kind, "n": p.n, "lanes": p.lanes,
+                                    "mac_lanes": p.mac_lanes, "digest": p.digest, "estimate": p.estimate,
+                                    "synth": {}, "pnr": {}})
         # Xilinx first (LUTs/lane), then iCE40 (its LUT count lets place and
         # route skip designs that cannot fit UP5K), place and route, the rest.
         rank_of = {"xilinx": 0, "ice40": 1, "ecp5": 3, "gowin": 3}
@@ -378,6 +382,7 @@ def summary_rows(cfg: BenchConfig, results: dict) -> list[dict]:
             row["util"] = q.get("util", {})
             row["util_ref"] = ref.get("util", {})
             row["finn_r_lut_per_lane"] = FINN_R_LUTS_PER_LANE.get(kind)
+            row["estimate"] = q.get("estimate", {})
             rows.append(row)
     return rows
 
@@ -439,6 +444,18 @@ def markdown(cfg: BenchConfig, rows: list[dict], seconds: float) -> str:
         lines.append(f"| {r['label']} | {r['n']}×{r['n']} | {_fmax(r['pnr_ice40'])} | {_fmax(r['pnr_ice40_ref'])} | "
                      f"{_fmax(r['pnr_ecp5'])} | {_fmax(r['pnr_ecp5_ref'])} | "
                      f"{_fmt(None if u is None else 100 * u)} % | {_fmt(None if ur is None else 100 * ur)} % |")
+    lines += ["", "## Pre-synthesis estimates against yosys (Xilinx, DSP off) and cocotb", "",
+              "Estimates from `SystolicArray.estimate_resources()` / `estimate_cycles()` before any tool runs; "
+              "LUT counts include LUT-RAM cells; FFs that yosys packs into SRL delay lines are not in its FF count.",
+              "", "| kind | N×N | est LUT | yosys LUT | est/yosys | est FF | yosys FF | est cycles | sim cycles | est/sim |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e, s = r["estimate"], r.get("xilinx_nodsp", {})
+        y_lut = None if "lut" not in s else s["lut"] + s.get("lutram", 0)
+        cyc = r["util"].get("cycles")
+        lines.append(f"| {r['label']} | {r['n']}×{r['n']} | {_fmt(e.get('lut'))} | {_fmt(y_lut)} | "
+                     f"{_ratio(e.get('lut'), y_lut)} | {_fmt(e.get('ff'))} | {_fmt(s.get('ff'))} | "
+                     f"{_fmt(e.get('cycles'))} | {_fmt(cyc)} | {_ratio(e.get('cycles'), cyc)} |")
     for target in list(cfg.targets) + (["xilinx_nodsp"] if "xilinx" in cfg.targets else []):
         lines += ["", f"## Resources on {target} (LUT / FF / carry / DSP / BRAM)", "",
                   "| kind | N×N | qhw | ref | LUT/lane qhw | LUT/lane ref | qhw/ref |", "|---|---|---|---|---|---|---|"]

@@ -34,7 +34,7 @@ from qhw.backends.sim import record, tb_params
 from qhw.hw.array.mapping import ArrayMapping
 from qhw.hw.pe.spec import PESpec
 from qhw.ir import intmath
-from qhw_tb import Scoreboard, StreamDriver, StreamMonitor, StreamProbe, pack_lanes, reset, start_clock, unpack_lanes
+from qhw_tb import StreamUnit, pack_lanes, run_units, unpack_lanes
 
 
 def _mapping(u: dict) -> ArrayMapping:
@@ -59,23 +59,18 @@ def make_vectors(u: dict, n: int, rng: random.Random) -> np.ndarray:
     return x
 
 
-class Unit:
+class Unit(StreamUnit):
     def __init__(self, dut, u: dict, rng: random.Random, valid_prob: float, ready_prob: float):
         self.u = u
         self.mp = _mapping(u)
-        self.board = Scoreboard(f"{u['name']} ({u['w_code']} w{u['w_bits']} {u['a_code']} a{u['a_bits']} "
-                                f"{u['rows']}x{u['cols']}x{u['lanes']})")
         self.rng = random.Random(rng.random())
         self.outputs = 0
         acc, cols = u["acc_width"], u["cols"]
-        prefix = u.get("prefix", f"{u['name']}_")
-        self.src = StreamDriver(dut, f"{prefix}i_stream", rng=random.Random(rng.random()),
-                                valid_prob=valid_prob)
-        self.sink = StreamMonitor(dut, f"{prefix}o_stream", rng=random.Random(rng.random()),
-                                  ready_prob=ready_prob,
-                                  decode=lambda v: self._mask(unpack_lanes(int(v), acc, cols, signed=True)),
-                                  on_transfer=self.board.check)
-        self.in_probe = StreamProbe(dut, f"{prefix}i_stream")
+        super().__init__(dut, u.get("prefix", f"{u['name']}_"), rng=rng, valid_prob=valid_prob,
+                         ready_prob=ready_prob,
+                         label=f"{u['name']} ({u['w_code']} w{u['w_bits']} {u['a_code']} a{u['a_bits']} "
+                               f"{u['rows']}x{u['cols']}x{u['lanes']})",
+                         decode=lambda v: self._mask(unpack_lanes(v, acc, cols, signed=True)))
 
     def _mask(self, columns) -> tuple:
         """Padded channels of output beat ``k`` (neuron group ``k % NF``) become None."""
@@ -106,10 +101,6 @@ class Unit:
                 b[i, j] = self.rng.randrange(a_max + 1)
         return [pack_lanes(row, self.u["a_bits"]) for row in b], b
 
-    def start(self) -> None:
-        cocotb.start_soon(self.sink.run())
-        cocotb.start_soon(self.in_probe.run())
-
     async def run(self, x: np.ndarray, timeout_cycles: int) -> None:
         want = self.expected(x)
         payloads, b = self.beats(x)
@@ -118,28 +109,20 @@ class Unit:
         for k, (row, exp) in enumerate(zip(model, want)):
             real = [(int(m), e) for m, e in zip(row, exp) if e is not None]
             assert all(m == e for m, e in real), f"{self.board.name}: mapping.reference differs at beat {k}"
-        for w in want:
-            self.board.expect(w)
-        await self.src.send_all(payloads)
-        await self.sink.wait_for(len(want), timeout_cycles=timeout_cycles)
-        self.board.assert_drained()
+        await self.play(payloads, want, timeout_cycles=timeout_cycles)
 
 
 async def _run_units(dut, p, *, n_vectors: int, valid_prob: float, ready_prob: float, seed: int):
     rng = random.Random(seed)
     units = [Unit(dut, u, rng, valid_prob, ready_prob) for u in p["units"]]
-    start_clock(dut)
-    await reset(dut)
-    for unit in units:
-        unit.start()
-    tasks = []
-    for unit in units:
+
+    def job(unit: Unit):
         x = make_vectors(unit.u, n_vectors, random.Random(rng.random()))
         beats = n_vectors * unit.mp.steps
         timeout = int(6 * beats / (valid_prob * ready_prob)) + 4 * (unit.u["rows"] + unit.u["cols"]) + 100
-        tasks.append(cocotb.start_soon(unit.run(x, timeout)))
-    for t in tasks:
-        await t
+        return unit.run(x, timeout)
+
+    await run_units(dut, units, [job(unit) for unit in units])
     return units
 
 
@@ -160,8 +143,7 @@ async def utilization_long_stream(dut):
     units = await _run_units(dut, p, n_vectors=n, valid_prob=1.0, ready_prob=1.0, seed=p.get("seed", 1) + 99)
     for unit in units:
         u, mp = unit.u, unit.mp
-        first_in, last_out = unit.in_probe.cycles[0], unit.sink.cycles[-1]
-        window = last_out - first_in + 1
+        window = unit.window()
         useful = n * mp.out_channels * mp.in_features
         lanes = u["rows"] * u["cols"] * u["lanes"]
         name = u["name"]

@@ -24,8 +24,7 @@ import numpy as np
 
 from qhw.backends.sim import record, tb_params
 from qhw.ir import intmath
-from qhw_tb import (Scoreboard, StreamDriver, StreamMonitor, StreamProbe, pack_fields, pack_lanes, reset,
-                    start_clock, to_signed)
+from qhw_tb import StreamUnit, pack_fields, pack_lanes, run_units, to_signed
 
 
 def expected_dot(u: dict, a_codes, w_codes) -> int:
@@ -75,49 +74,31 @@ def beats(u: dict, a: list[int], w: list[int]) -> list[int]:
     return out
 
 
-class Unit:
-    """Driver, monitor, probes and scoreboard of one PE in the harness."""
+class Unit(StreamUnit):
+    """Driver, monitor, probe and scoreboard of one PE in the harness."""
 
     def __init__(self, dut, u: dict, rng: random.Random, valid_prob: float, ready_prob: float):
         self.u = u
-        self.board = Scoreboard(f"{u['name']} ({u['w_code']} w{u['w_bits']} {u['a_code']} a{u['a_bits']} "
-                                f"x{u['lanes']} fold {u['fold']})")
         width = u["acc_width"]
-        self.src = StreamDriver(dut, f"{u['name']}_i_stream", rng=random.Random(rng.random()),
-                                valid_prob=valid_prob)
-        self.sink = StreamMonitor(dut, f"{u['name']}_o_stream", rng=random.Random(rng.random()),
-                                  ready_prob=ready_prob, decode=lambda v: to_signed(int(v), width),
-                                  on_transfer=self.board.check)
-        self.in_probe = StreamProbe(dut, f"{u['name']}_i_stream")
-
-    def start(self) -> None:
-        cocotb.start_soon(self.sink.run())
-        cocotb.start_soon(self.in_probe.run())
+        super().__init__(dut, f"{u['name']}_", rng=rng, valid_prob=valid_prob, ready_prob=ready_prob,
+                         label=f"{u['name']} ({u['w_code']} w{u['w_bits']} {u['a_code']} a{u['a_bits']} "
+                               f"x{u['lanes']} fold {u['fold']})",
+                         decode=lambda v: to_signed(v, width))
 
     async def run(self, vectors, timeout_cycles: int) -> None:
-        payloads = []
-        for a, w in vectors:
-            self.board.expect(expected_dot(self.u, a, w))
-            payloads += beats(self.u, a, w)
-        await self.src.send_all(payloads)
-        await self.sink.wait_for(len(vectors), timeout_cycles=timeout_cycles)
-        self.board.assert_drained()
+        payloads = [p for a, w in vectors for p in beats(self.u, a, w)]
+        await self.play(payloads, [expected_dot(self.u, a, w) for a, w in vectors], timeout_cycles=timeout_cycles)
 
 
 async def _run_units(dut, p, *, n_vectors: int, valid_prob: float, ready_prob: float, seed: int):
     rng = random.Random(seed)
     units = [Unit(dut, u, rng, valid_prob, ready_prob) for u in p["units"]]
-    start_clock(dut)
-    await reset(dut)
-    for unit in units:
-        unit.start()
-    tasks = []
-    for unit in units:
+
+    def job(unit: Unit):
         vectors = make_vectors(unit.u, n_vectors, random.Random(rng.random()))
-        timeout = int(8 * n_vectors * unit.u["fold"] / (valid_prob * ready_prob)) + 100
-        tasks.append(cocotb.start_soon(unit.run(vectors, timeout)))
-    for t in tasks:
-        await t
+        return unit.run(vectors, int(8 * n_vectors * unit.u["fold"] / (valid_prob * ready_prob)) + 100)
+
+    await run_units(dut, units, [job(unit) for unit in units])
     return units
 
 
@@ -137,8 +118,7 @@ async def utilization_long_stream(dut):
     n = p.get("long_vectors", 200)
     units = await _run_units(dut, p, n_vectors=n, valid_prob=1.0, ready_prob=1.0, seed=p.get("seed", 1) + 99)
     for unit in units:
-        first_in, last_out = unit.in_probe.cycles[0], unit.sink.cycles[-1]
-        window = last_out - first_in + 1
+        window = unit.window()
         transfers = unit.in_probe.transfers
         name = unit.u["name"]
         # Every transfer feeds every lane with a real (activation, weight) pair.

@@ -29,7 +29,7 @@ import numpy as np
 
 from qhw.backends.sim import record, tb_params
 from qhw.ir import intmath
-from qhw_tb import Scoreboard, StreamDriver, StreamMonitor, StreamProbe, pack_lanes, reset, start_clock, unpack_lanes
+from qhw_tb import StreamUnit, pack_lanes, run_units, unpack_lanes
 
 
 def expected_code(u: dict, ch: int, acc: int) -> int:
@@ -85,44 +85,28 @@ def make_beats(u: dict, n: int, rng: random.Random) -> list[list[int]]:
     return beats
 
 
-class Unit:
+class Unit(StreamUnit):
     def __init__(self, dut, u: dict, rng: random.Random, valid_prob: float, ready_prob: float):
         self.u = u
-        self.board = Scoreboard(f"{u['name']} ({u['form']}, {len(u['acc_lo'])} channels x{u['lanes']})")
         ob, lanes, signed = u["out_bits"], u["lanes"], u["out_signed"]
-        self.src = StreamDriver(dut, f"{u['name']}_i_stream", rng=random.Random(rng.random()), valid_prob=valid_prob)
-        self.sink = StreamMonitor(dut, f"{u['name']}_o_stream", rng=random.Random(rng.random()),
-                                  ready_prob=ready_prob,
-                                  decode=lambda v: tuple(unpack_lanes(int(v), ob, lanes, signed=signed)),
-                                  on_transfer=self.board.check)
+        super().__init__(dut, f"{u['name']}_", rng=rng, valid_prob=valid_prob, ready_prob=ready_prob,
+                         label=f"{u['name']} ({u['form']}, {len(u['acc_lo'])} channels x{u['lanes']})",
+                         decode=lambda v: tuple(unpack_lanes(v, ob, lanes, signed=signed)))
         assert len(self.sink.payload) == lanes * ob, "output payload width differs from lanes·out_bits"
-        self.in_probe = StreamProbe(dut, f"{u['name']}_i_stream")
-
-    def start(self):
-        cocotb.start_soon(self.sink.run())
-        cocotb.start_soon(self.in_probe.run())
 
     async def run(self, beats, timeout_cycles: int):
         u = self.u
         groups = -(-len(u["acc_lo"]) // u["lanes"])
-        for i, row in enumerate(beats):
-            self.board.expect(tuple(expected_code(u, (i % groups) * u["lanes"] + c, acc) for c, acc in enumerate(row)))
-        await self.src.send_all([pack_lanes(row, u["acc_width"]) for row in beats])
-        await self.sink.wait_for(len(beats), timeout_cycles=timeout_cycles)
-        self.board.assert_drained()
+        want = [tuple(expected_code(u, (i % groups) * u["lanes"] + c, acc) for c, acc in enumerate(row))
+                for i, row in enumerate(beats)]
+        await self.play([pack_lanes(row, u["acc_width"]) for row in beats], want, timeout_cycles=timeout_cycles)
 
 
 async def _run_units(dut, p, *, n: int, valid_prob: float, ready_prob: float, seed: int):
     rng = random.Random(seed)
     units = [Unit(dut, u, rng, valid_prob, ready_prob) for u in p["units"]]
-    start_clock(dut)
-    await reset(dut)
-    for unit in units:
-        unit.start()
-    tasks = [cocotb.start_soon(unit.run(make_beats(unit.u, n, random.Random(rng.random())),
-                                        int(6 * n / (valid_prob * ready_prob)) + 100)) for unit in units]
-    for t in tasks:
-        await t
+    await run_units(dut, units, [unit.run(make_beats(unit.u, n, random.Random(rng.random())),
+                                          int(6 * n / (valid_prob * ready_prob)) + 100) for unit in units])
     return units
 
 
@@ -141,6 +125,5 @@ async def full_rate_without_stalls(dut):
     n = p.get("long_beats", 200)
     units = await _run_units(dut, p, n=n, valid_prob=1.0, ready_prob=1.0, seed=p.get("seed", 1) + 99)
     for unit in units:
-        window = unit.sink.cycles[-1] - unit.in_probe.cycles[0] + 1
-        record(f"{unit.u['name']}.cycles", window)
+        record(f"{unit.u['name']}.cycles", unit.window())
         record(f"{unit.u['name']}.steady_transfers_per_cycle", unit.in_probe.busy_fraction())
