@@ -40,11 +40,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ..pe import cost
 from ..pe.cell import SystolicCell
 from ..pe.datapath import act_sum, as_signed_value, mux_tree
 from ..pe.params import check_positive, shape_for
 from ..pe.spec import PESpec
+from . import cost
 from .mapping import ArrayMapping
 
 
@@ -240,20 +240,16 @@ class SystolicArray(wiring.Component):
         return n_vectors * self.mapping.steps + self.latency
 
     def estimate_resources(self) -> dict[str, int]:
-        """Rough Xilinx-7 (no DSP) counts: LUTs from :mod:`qhw.hw.pe.cost` (within
-        ~30 % of yosys on 8×8 arrays), FFs = registers in the RTL (yosys packs
-        the skew/deskew delay lines into SRL LUTs, so it reports fewer)."""
-        mp, spec = self.mapping, self.spec
-        const_w = mp.steps == 1
-        act_w = spec.lanes * spec.a_bits
+        """Pre-synthesis Xilinx-7 (no DSP) counts. LUTs (logic + LUT-RAM): the
+        structural estimate of :mod:`qhw.hw.array.cost`; FFs: registers in the
+        RTL (yosys packs the skew/deskew delay lines into SRL LUTs, so it
+        reports fewer)."""
+        mp = self.mapping
+        act_w = self.spec.lanes * self.spec.a_bits
         psum_w = sum(shape_for(*b).width for row in mp.psum_bounds for b in row)
         ff = act_w * (self.rows * (self.rows + 1) // 2 + self.rows * (self.cols - 1)) + psum_w
         ff += sum(shape_for(*mp.psum_bounds[-1][c]).width * (self.cols - 1 - c) for c in range(self.cols))
         ff += (self.rows + self.cols) * (3 + max(1, (mp.steps - 1).bit_length()))
         if mp.sf > 1:
             ff += sum(shape_for(*b).width for b in mp.p_bounds)
-        lut = cost.lane_luts(spec, const_weights=const_w) * spec.lanes * self.rows * self.cols
-        lut += self.cols * 2 * self.acc_width  # fold accumulators and finishing adders
-        lut += self.cols * self.acc_width // 6 * max(1, self.out_fifo_depth // 32)  # LUT-RAM FIFO
-        return {"lut": int(round(lut)), "ff": int(ff), "dsp": 0, "bram": 0}
-
+        return {"lut": cost.array_luts(self), "ff": int(ff), "dsp": 0, "bram": 0}

