@@ -135,6 +135,7 @@ def test_array_then_thresholds_is_one_layer():
     (dict(acc_hi=[10, 10]), ValueError, "acc_hi"),
     (dict(acc_width=4), ValueError, "acc_width"),
     (dict(acc_width=0), ValueError, "acc_width"),
+    (dict(acc_width=64), ValueError, "acc_width"),  # was a bare OverflowError (review finding)
     (dict(lanes=0), ValueError, "lanes"),
 ])
 def test_threshold_invalid_parameters(kwargs, exc, word):
@@ -151,6 +152,10 @@ def test_threshold_invalid_parameters(kwargs, exc, word):
     (dict(mult=[[1, 2]]), ValueError, "mult"),
     (dict(lanes=-1), ValueError, "lanes"),
     (dict(hi=1 << 40), ValueError, "lo/hi"),
+    # acc·mult past int64: the product width used to be computed in wrapped int64 (41 bits, not 82)
+    (dict(mult=[1 << 40] * 2, acc_lo=[-(1 << 40)] * 2, acc_hi=[1 << 40] * 2, acc_width=42, shift=40), ValueError,
+     "mult"),
+    (dict(bias=[1 << 62, 0]), ValueError, "bias"),
 ])
 def test_mul_shift_invalid_parameters(kwargs, exc, word):
     args = dict(mult=[3, 4], bias=[0, 1], shift=2, lo=0, hi=15, acc_lo=[-10] * 2, acc_hi=[10] * 2,

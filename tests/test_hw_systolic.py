@@ -90,6 +90,18 @@ def test_int_bit_width_sweep(w_bits, a_bits):
     np.testing.assert_array_equal(arr.mapping.outputs_to_channels(got), golden(arr, x))
 
 
+def test_padded_channels_do_not_widen_the_output():
+    """Pad weights decode to +1 for binary codes, so a padded channel can exceed every real one; it
+    wraps (don't-care) and the width comes from the real channels (review finding)."""
+    w = np.full((3, 8), -1)  # real channels in [-8, 0]: 4 bits; the padded one reaches +8: 5 bits
+    arr = make_array("and1", 3, 8, 2, 2, 1, weights=w)
+    assert arr.acc_width == 4
+    x = np.ones((4, 8), dtype=np.int64)
+    got, expected, _ = simulate(arr, x, valid_prob=0.7, ready_prob=0.8, seed=2)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(arr.mapping.outputs_to_channels(got), golden(arr, x))
+
+
 @pytest.mark.parametrize("kind", ["xnor", "int4", "pow2", "odd3"])
 def test_worst_case_inputs_reach_the_exact_bounds(kind):
     arr = make_array(kind, 6, 40, 2, 3, 4, seed=11)

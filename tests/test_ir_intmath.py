@@ -30,3 +30,13 @@ def test_signed_range_checks():
         intmath.act_value_range(ActCode.SIGNED, 64)
     with pytest.raises(ValueError, match="act_bits must be between 1 and 16, not 17"):
         intmath.act_value_range(ActCode.UNSIGNED, 17)  # unchanged for the other encodings
+
+
+def test_bounds_and_requant_refuse_what_int64_cannot_hold():
+    # 2^40 · 2^40 wrapped silently in int64 before (review finding): now one clear error.
+    with pytest.raises(ValueError, match="overflow"):
+        intmath.accumulator_bounds(np.full((1, 4), 3), -(1 << 61), 1 << 61)
+    with pytest.raises(ValueError, match="int64"):
+        intmath.requant_mul_shift(np.array([[1 << 40]]), [1 << 40], [0], 40, -128, 127)
+    lo, hi = intmath.accumulator_bounds(np.array([[3, -2]]), -(1 << 40), 1 << 40)
+    assert (int(lo[0]), int(hi[0])) == (-5 << 40, 5 << 40)

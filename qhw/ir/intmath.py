@@ -186,6 +186,11 @@ def accumulator_bounds(weights, act_lo: int, act_hi: int) -> tuple[np.ndarray, n
     [act_lo, act_hi]. The bound is attained: each term picks its own extreme.
     """
     w = np.asarray(weights, dtype=np.int64).reshape(np.shape(weights)[0], -1)
+    # Bound the worst case with Python integers first: int64 must hold every sum.
+    worst = (int(np.abs(w).max(initial=0)) * max(abs(int(act_lo)), abs(int(act_hi))) * max(w.shape[1], 1))
+    if worst >= 1 << 62:
+        raise ValueError(f"accumulator bounds overflow 62 bits (|w|·|a|·terms up to {worst}): "
+                         "weights or activations too wide")
     t_lo, t_hi = w * act_lo, w * act_hi
     return np.minimum(t_lo, t_hi).sum(axis=1), np.maximum(t_lo, t_hi).sum(axis=1)
 
@@ -256,6 +261,10 @@ def requant_mul_shift(acc, mult, bias, shift: int, lo: int, hi: int, channel_axi
     shape[channel_axis] = -1
     m = np.asarray(mult, dtype=np.int64).reshape(shape)
     b = np.asarray(bias, dtype=np.int64).reshape(shape)
+    worst = (int(np.abs(acc).max(initial=0)) * int(np.abs(m).max(initial=0)) + int(np.abs(b).max(initial=0))
+             + (1 << (shift - 1)))
+    if worst >= 1 << 63:  # int64 would wrap silently
+        raise ValueError(f"acc·mult + bias reaches {worst}, beyond int64")
     y = (acc * m + b + (1 << (shift - 1))) >> shift
     return np.clip(y, lo, hi)
 

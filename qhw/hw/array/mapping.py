@@ -112,7 +112,10 @@ class ArrayMapping:
         object.__setattr__(self, "gamma", tuple(tuple(g) for g in gam))
         lo, hi = intmath.accumulator_bounds(self.values()[:, :K], alo, ahi)
         object.__setattr__(self, "channel_bounds", (lo, hi))
-        object.__setattr__(self, "acc_width", signed_width(int(lo.min()), int(hi.max())))
+        # Only real channels size the output: a padded channel (pad weights
+        # may be +1) can exceed them, and wraps; its value is don't-care.
+        C = self.out_channels
+        object.__setattr__(self, "acc_width", signed_width(int(lo[:C].min()), int(hi[:C].max())))
 
     def values(self) -> np.ndarray:
         """Decoded weights of every (padded) channel and feature, (NF·cols, SF·B)."""
@@ -168,7 +171,8 @@ class ArrayMapping:
 
         Every ``SF`` consecutive beats form one (vector, nf) group, nf
         counting 0..NF−1 cyclically; padded features are ignored whatever
-        their codes. Values come from intmath decoding alone.
+        their codes. Values come from intmath decoding alone; padded output
+        channels wrap to ``acc_width`` bits as in hardware (real ones fit).
         """
         spec = self.spec
         b = np.asarray(beats, dtype=np.int64).reshape(-1, self.beat_features)
@@ -179,4 +183,6 @@ class ArrayMapping:
         a = intmath.decode_acts(spec.a_code, spec.a_bits, x)
         w = self.values()[:, :self.in_features].reshape(self.nf, self.cols, -1)
         nf = np.arange(groups) % self.nf
-        return np.einsum("gck,gk->gc", w[nf], a)
+        y = np.einsum("gck,gk->gc", w[nf], a)
+        half = 1 << (self.acc_width - 1)
+        return (y + half) % (2 * half) - half
