@@ -11,7 +11,8 @@ from qhw.ir import intmath
 from stream_harness import cycles, run_streams, values
 
 KINDS = {"xnor": ("binary", 1, "bipolar", 1), "and": ("binary", 1, "unsigned", 3),
-         "shift_add": ("pow2", 4, "unsigned", 4), "mac": ("int", 4, "unsigned", 4), "odd": ("odd", 3, "unsigned", 2)}
+         "shift_add": ("pow2", 4, "unsigned", 4), "mac": ("int", 4, "unsigned", 4), "odd": ("odd", 3, "unsigned", 2),
+         "mac_signed_acts": ("int", 4, "signed", 3)}  # signed codes were read as unsigned (review finding)
 
 
 def _make(kind, rows, cols, lanes, C, K, seed=0):

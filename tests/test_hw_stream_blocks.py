@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from amaranth.hdl import Module, Shape, signed, unsigned
 from amaranth.lib import data, wiring
@@ -59,6 +60,8 @@ def test_parameter_checks(cls, extra):
         cls(shape=4, **{extra: True})
     with pytest.raises(ValueError, match=rf"^{extra} must be at least 1, not 0$"):
         cls(shape=4, **{extra: 0})
+    # numpy integers are integers (sizes often come out of numpy arrays)
+    assert getattr(cls(shape=4, **{extra: np.int64(3)}), extra) == 3
 
 
 @pytest.mark.parametrize("make", [

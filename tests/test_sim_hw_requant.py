@@ -22,11 +22,18 @@ def _bounds(rng, channels: int, acc_width: int):
 
 
 def threshold_params(channels, levels, acc_width, lanes, seed, signs=True) -> dict:
-    """Ascending thresholds around (and past) each channel's bounds, mixed signs."""
+    """Ascending thresholds, mixed signs: most inside the range ``sign·acc`` reaches (so every
+    comparator switches), one in eight a little past either end (clipping)."""
     rng = np.random.default_rng(seed)
     lo, hi = _bounds(rng, channels, acc_width)
     sign = rng.choice([-1, 1], size=channels) if signs else np.ones(channels, dtype=np.int64)
-    t = np.sort(rng.integers(-(1 << (acc_width - 1)) - 3, 1 << (acc_width - 1) + 3, size=(channels, levels)), axis=1)
+    r_lo, r_hi = np.where(sign > 0, lo, -hi), np.where(sign > 0, hi, -lo)
+    t = np.empty((channels, levels), dtype=np.int64)
+    for ch in range(channels):
+        inside = rng.integers(r_lo[ch], r_hi[ch] + 2, size=levels)
+        past = rng.choice([r_lo[ch] - 3, r_hi[ch] + 4], size=levels) + rng.integers(0, 3, size=levels)
+        t[ch] = np.where(rng.random(levels) < 0.125, past, inside)
+    t = np.sort(t, axis=1)
     return {"form": "threshold", "thresholds": t, "sign": sign, "acc_lo": lo, "acc_hi": hi,
             "acc_width": acc_width, "lanes": lanes}
 

@@ -107,7 +107,10 @@ class ReferenceMacArray(wiring.Component):
         acts = []
         for j in range(mp.beat_features):
             code = i.payload[j * spec.a_bits:(j + 1) * spec.a_bits]
-            acts.append(Mux(code[0], 1, -1) if spec.a_code.value == "bipolar" else code)
+            if spec.a_code.value == "bipolar":
+                acts.append(Mux(code[0], 1, -1))
+            else:
+                acts.append(code.as_signed() if spec.a_signed else code)
 
         results = []
         for c in range(self.cols):

@@ -27,6 +27,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Sequence
 
+import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -46,11 +47,11 @@ def _check_shape(name: str, shape) -> Shape:
 
 
 def _check_count(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if value < lo:
         raise ValueError(f"{name} must be at least {lo}, not {value}")
-    return value
+    return int(value)
 
 
 @contextmanager
@@ -59,6 +60,7 @@ def _discarded_on_error(component):
     try:
         yield
     except (TypeError, ValueError):
+        # The flag amaranth._unused.MustUse reads (Amaranth 0.5; pinned in pyproject).
         component._MustUse__silence = True
         raise
 
@@ -101,7 +103,7 @@ class StreamFIFO(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.depth = _check_count("depth", depth, 1)
+            self.depth = depth = _check_count("depth", depth, 1)
         self.latency = 1 if depth == 1 else 2
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
@@ -169,7 +171,7 @@ class Pack(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = _check_count("count", count, 1)
+            self.count = count = _check_count("count", count, 1)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
@@ -240,7 +242,7 @@ class Unpack(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = _check_count("count", count, 1)
+            self.count = count = _check_count("count", count, 1)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_stream": In(stream.Signature(self.wide)),
@@ -306,7 +308,7 @@ class Fork(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = _check_count("count", count, 1)
+            self.count = count = _check_count("count", count, 1)
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
             "o_streams": Out(stream.Signature(shape)).array(count),
@@ -369,7 +371,7 @@ class Join(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = _check_count("count", count, 1)
+            self.count = count = _check_count("count", count, 1)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_streams": In(stream.Signature(shape)).array(count),

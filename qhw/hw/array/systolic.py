@@ -60,8 +60,8 @@ class SystolicArray(wiring.Component):
     w_code : {"binary", "pow2", "int", "odd"}
         Weight encoding; selects the PE kind (XNOR/AND-popcount, shift-add, MAC).
     w_bits : int
-        Weight code width (1 for binary, 2..8 pow2, 1..16 int/odd).
-    a_code : {"unsigned", "bipolar"}
+        Weight code width (1 for binary, 2..6 pow2, 1..16 int/odd).
+    a_code : {"unsigned", "signed", "bipolar"}
         Activation encoding.
     a_bits : int
         Activation code width.

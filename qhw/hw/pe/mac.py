@@ -7,7 +7,7 @@ from .stream_pe import StreamPE
 
 
 class MacPE(StreamPE):
-    """Signed weights times unsigned activations, one product per lane.
+    """Signed weights times unsigned (or signed) activations, one product per lane.
 
     ``w_code="int"``: two's complement weights, product ``w·a``.
     ``w_code="odd"``: DoReFa odd levels stored as ``c`` (value ``2c + 1``);

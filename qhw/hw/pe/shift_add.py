@@ -7,7 +7,7 @@ from .stream_pe import StreamPE
 
 
 class ShiftAddPE(StreamPE):
-    """Power-of-two weights times unsigned activations by shifts and adds.
+    """Power-of-two weights times unsigned (or signed) activations by shifts and adds.
 
     Each lane selects ``a << (e − 1)`` with a mux tree on the exponent code
     ``e`` (0 gives 0) and conditionally complements it by the sign bit; the
@@ -20,7 +20,8 @@ class ShiftAddPE(StreamPE):
     fold : int
         Transfers per dot product, at least 1.
     w_bits : int
-        pow2 code width 2..8 (sign bit, then ``w_bits − 1`` exponent bits).
+        pow2 code width 2..6 (sign bit, then ``w_bits − 1`` exponent bits); 7 and 8
+        would shift past 48-bit products and are refused.
     a_bits : int
         Activation width 1..16.
     a_code : {"unsigned", "signed"}

@@ -61,7 +61,8 @@ class PESpec:
     w_code : {"binary", "pow2", "int", "odd"}
         Weight encoding (:class:`qhw.ir.intmath.WeightCode`).
     w_bits : int
-        Stored weight width: 1 for binary, 2..8 for pow2, 1..16 for int/odd.
+        Stored weight width: 1 for binary, 2..6 for pow2 (wider exponent codes
+        shift past ``MAX_PRODUCT_BITS``), 1..16 for int/odd.
     a_code : {"unsigned", "signed", "bipolar"}
         Activation encoding; bipolar only with binary weights and ``a_bits=1``.
     a_bits : int
