@@ -31,7 +31,9 @@ def random_weights(w_code: str, w_bits: int, C: int, K: int, seed: int) -> np.nd
 def array(kind: str, w_bits: int, a_bits: int, rows: int, cols: int, lanes: int, C: int, K: int, seed: int = 0,
           cls=SystolicArray):
     w_code, a_code = {"xnor": ("binary", "bipolar"), "and": ("binary", "unsigned"), "shift_add": ("pow2", "unsigned"),
-                      "mac": ("int", "unsigned"), "odd": ("odd", "unsigned")}[kind]
+                      "mac": ("int", "unsigned"), "odd": ("odd", "unsigned"), "and_s": ("binary", "signed"),
+                      "shift_add_s": ("pow2", "signed"), "mac_s": ("int", "signed"),
+                      "odd_s": ("odd", "signed")}[kind]
     w = random_weights(w_code, w_bits, C, K, seed + 7 * rows + cols)
     return cls(weights=w, rows=rows, cols=cols, lanes=lanes, w_code=w_code, w_bits=w_bits,
                a_code=a_code, a_bits=a_bits)
@@ -54,6 +56,8 @@ ICARUS_GROUPS = {
     "mac": ([("mac", 8, 8, 2, 2, 2, 3, 9), ("mac", 2, 2, 1, 4, 1, 8, 3), ("mac", 4, 4, 3, 2, 3, 5, 20),
              ("mac", 1, 1, 4, 4, 1, 4, 16), ("mac", 6, 3, 1, 1, 1, 1, 5), ("mac", 7, 5, 2, 1, 2, 3, 4)], 0.4, 0.8),
     "odd": ([("odd", 4, 4, 2, 3, 1, 5, 7), ("odd", 1, 6, 3, 1, 2, 2, 12), ("odd", 8, 8, 1, 2, 1, 4, 3)], 0.6, 0.6),
+    "signed_acts": ([("mac_s", 8, 8, 2, 2, 2, 3, 9), ("odd_s", 3, 4, 1, 3, 2, 4, 6), ("shift_add_s", 4, 5, 2, 2, 1, 3, 5),
+                     ("and_s", 1, 3, 2, 1, 3, 2, 10)], 0.7, 0.6),
 }
 VERILATOR_UNITS = [("xnor", 1, 1, 2, 3, 4, 7, 24), ("shift_add", 4, 4, 3, 2, 2, 5, 13), ("mac", 8, 8, 1, 4, 1, 8, 5),
                    ("odd", 2, 3, 2, 2, 2, 3, 8)]
@@ -87,6 +91,7 @@ def test_array_sweep_icarus(cache, group):
         nf = -(-len(u["weights"]) // u["cols"])
         assert r.records[f"{u['name']}.checked"] == 12 * nf
         assert r.records[f"{u['name']}.steady_transfers_per_cycle"] == 1.0
+    assert sum(r.records[f"{u['name']}.out_stalls"] for u in units) > 0  # the handshake rules saw backpressure
 
 
 def test_array_every_kind_verilator(cache):

@@ -27,12 +27,16 @@ def _and(a_bits, lanes, fold):
     return XnorPopcountPE(lanes=lanes, fold=fold, act_code="unsigned", a_bits=a_bits)
 
 
-def _shift(w_bits, a_bits, lanes, fold):
-    return ShiftAddPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits)
+def _and_signed(a_bits, lanes, fold):
+    return XnorPopcountPE(lanes=lanes, fold=fold, act_code="signed", a_bits=a_bits)
 
 
-def _mac(w_bits, a_bits, lanes, fold, w_code="int"):
-    return MacPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits, w_code=w_code)
+def _shift(w_bits, a_bits, lanes, fold, a_code="unsigned"):
+    return ShiftAddPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits, a_code=a_code)
+
+
+def _mac(w_bits, a_bits, lanes, fold, w_code="int", a_code="unsigned"):
+    return MacPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits, w_code=w_code, a_code=a_code)
 
 
 # Sweep groups (one Icarus build each): every bit-width 1..8 appears, lanes
@@ -46,6 +50,9 @@ ICARUS_GROUPS = {
                          _mac(8, 1, 3, 1), _mac(5, 3, 2, 1)], 0.4, 0.8),
     "mac_odd": (lambda: [_mac(1, 2, 2, 2, "odd"), _mac(2, 2, 3, 1, "odd"), _mac(4, 4, 2, 2, "odd"),
                          _mac(8, 8, 1, 3, "odd"), _mac(6, 5, 2, 2, "odd")], 0.6, 0.6),
+    # two's complement activations: the most negative code times the most negative weight
+    "signed_acts": (lambda: [_mac(8, 8, 2, 2, a_code="signed"), _mac(4, 3, 3, 1, "odd", "signed"),
+                             _shift(4, 5, 2, 2, "signed"), _and_signed(4, 3, 2)], 0.7, 0.6),
 }
 #: one PE of every kind in one Verilator build
 VERILATOR_UNITS = lambda: [_xnor(8, 2), _and(2, 4, 2), _shift(4, 4, 4, 2), _mac(8, 8, 2, 2), _mac(4, 4, 2, 2, "odd")]
@@ -90,6 +97,7 @@ def test_pe_sweep_icarus(cache, group):
     assert sorted(r.passed) == sorted(TESTS)
     for u in units:
         assert r.records[f"{u['name']}.checked"] == 50
+    assert sum(r.records[f"{u['name']}.out_stalls"] for u in units) > 0  # the handshake rules saw backpressure
     _check_utilization(r, units)
 
 
@@ -133,6 +141,40 @@ def test_broken_pe_fails(cache, fault):
                 vectors=20, long_vectors=20)
     msg = str(exc.value)
     assert "dot_products_with_stalls" in msg and "mismatch" in msg, msg
+
+
+class _DropsValidWhenStalled(Rewire):
+    """Withdraws an offered result for one cycle after each stall: no value lost or changed."""
+
+    def corrupt(self, m, outer, inner):
+        from amaranth.hdl import Signal
+
+        stalled = Signal()
+        m.d.sync += stalled.eq(outer.o_stream.valid & ~outer.o_stream.ready)
+        m.d.comb += [outer.o_stream.valid.eq(inner.o_stream.valid & ~stalled),
+                     inner.o_stream.ready.eq(outer.o_stream.ready & ~stalled)]
+
+
+class _ChangesPayloadWhenStalled(Rewire):
+    """Shows a wrong payload while the sink is not ready; the right one in the transfer cycle."""
+
+    def corrupt(self, m, outer, inner):
+        m.d.comb += outer.o_stream.payload.eq(inner.o_stream.payload ^ ~outer.o_stream.ready)
+
+
+HANDSHAKE_FAULTS = {"valid_dropped": (_DropsValidWhenStalled, "valid dropped"),
+                    "payload_changed": (_ChangesPayloadWhenStalled, "payload changed")}
+
+
+@pytest.mark.parametrize("fault", sorted(HANDSHAKE_FAULTS))
+def test_handshake_violation_fails_though_values_are_right(cache, fault):
+    cls, words = HANDSHAKE_FAULTS[fault]
+    broken = cls(_mac(4, 4, 2, 2))
+    with pytest.raises(SimulationMismatch) as exc:
+        run_pes(cache, "icarus", [broken], valid_prob=0.7, ready_prob=0.5, params_of={"u0": broken.inner},
+                vectors=20, long_vectors=20)
+    msg = str(exc.value)
+    assert "protocol violation" in msg and words in msg and "mismatch" not in msg, msg
 
 
 class _HalfRate(Rewire):

@@ -101,6 +101,7 @@ def test_requantizers(cache, simulator):
         assert r.records[f"{u['name']}.checked"] == 150
         assert r.records[f"{u['name']}.steady_transfers_per_cycle"] == 1.0
         assert r.records[f"{u['name']}.cycles"] == 200 + 1  # latency 1
+    assert sum(r.records[f"{u['name']}.out_stalls"] for u in views) > 0  # the handshake rules saw backpressure
 
 
 def _shifted_threshold(p: dict) -> dict:

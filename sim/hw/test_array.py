@@ -43,17 +43,20 @@ def _mapping(u: dict) -> ArrayMapping:
 
 
 def make_vectors(u: dict, n: int, rng: random.Random) -> np.ndarray:
-    """(n, K) activation codes: all-max, all-zero, then extremes-only and uniform ones."""
+    """(n, K) activation codes: all at the largest value, all at the smallest, then extremes-only
+    and uniform ones (extremes from intmath, so signed codes get 011..1 and 100..0)."""
     K = len(u["weights"][0])
+    lo, hi = intmath.act_value_range(u["a_code"], u["a_bits"])
+    a_lo, a_hi = (int(c) for c in intmath.encode_acts(u["a_code"], u["a_bits"], [lo, hi]))
     a_max = (1 << u["a_bits"]) - 1
     x = np.zeros((n, K), dtype=np.int64)
     for v in range(n):
         if v == 0:
-            x[v] = a_max
+            x[v] = a_hi
         elif v == 1:
-            x[v] = 0
+            x[v] = a_lo
         elif v % 3 == 0:
-            x[v] = [rng.choice((0, a_max)) for _ in range(K)]
+            x[v] = [rng.choice((a_lo, a_hi)) for _ in range(K)]
         else:
             x[v] = [rng.randrange(a_max + 1) for _ in range(K)]
     return x
@@ -133,6 +136,7 @@ async def matrix_vector_products_with_stalls(dut):
                              ready_prob=p["ready_prob"], seed=p.get("seed", 1))
     for unit in units:
         record(f"{unit.u['name']}.checked", unit.board.matched)
+        record(f"{unit.u['name']}.out_stalls", unit.sink.rules.stalls)  # cycles the handshake rules were tested
 
 
 @cocotb.test()

@@ -39,26 +39,33 @@ def _extreme_weight_codes(u: dict) -> tuple[int, int]:
     return int(codes[0]), int(codes[1])
 
 
+def _extreme_act_codes(u: dict) -> tuple[int, int]:
+    """Codes of the smallest and largest activation value (for signed codes: 100..0 and 011..1)."""
+    lo, hi = intmath.act_value_range(u["a_code"], u["a_bits"])
+    codes = intmath.encode_acts(u["a_code"], u["a_bits"], [lo, hi])
+    return int(codes[0]), int(codes[1])
+
+
 def make_vectors(u: dict, n: int, rng: random.Random) -> list[tuple[list[int], list[int]]]:
     """``n`` dot products of ``lanes · fold`` (activation, weight) code pairs.
 
-    The first two are the extremes of the accumulator (every activation at
-    its largest code, every weight at the most negative / positive value);
-    every third is drawn from extreme codes only; the rest are uniform over
-    all codes.
+    The first four are the extremes of the accumulator (every activation at
+    its smallest / largest value, every weight at the most negative /
+    positive value); every third is drawn from extreme codes only; the rest
+    are uniform over all codes.
     """
     length = u["lanes"] * u["fold"]
-    a_max = (1 << u["a_bits"]) - 1
+    a_lo, a_hi = _extreme_act_codes(u)
     w_lo, w_hi = _extreme_weight_codes(u)
     out = []
     for k in range(n):
-        if k < 2:
-            a, w = [a_max] * length, [w_lo if k == 0 else w_hi] * length
+        if k < 4:
+            a, w = [(a_hi, a_lo)[k // 2]] * length, [(w_lo, w_hi)[k % 2]] * length
         elif k % 3 == 0:
-            a = [rng.choice((0, a_max)) for _ in range(length)]
+            a = [rng.choice((a_lo, a_hi)) for _ in range(length)]
             w = [rng.choice((w_lo, w_hi)) for _ in range(length)]
         else:
-            a = [rng.randrange(a_max + 1) for _ in range(length)]
+            a = [rng.randrange(1 << u["a_bits"]) for _ in range(length)]
             w = [rng.randrange(1 << u["w_bits"]) for _ in range(length)]
         out.append((a, w))
     return out
@@ -109,6 +116,7 @@ async def dot_products_with_stalls(dut):
                              ready_prob=p["ready_prob"], seed=p.get("seed", 1))
     for unit in units:
         record(f"{unit.u['name']}.checked", unit.board.matched)
+        record(f"{unit.u['name']}.out_stalls", unit.sink.rules.stalls)  # cycles the handshake rules were tested
 
 
 @cocotb.test()

@@ -117,6 +117,7 @@ async def codes_with_stalls(dut):
                              ready_prob=p["ready_prob"], seed=p.get("seed", 1))
     for unit in units:
         record(f"{unit.u['name']}.checked", unit.board.matched)
+        record(f"{unit.u['name']}.out_stalls", unit.sink.rules.stalls)  # cycles the handshake rules were tested
 
 
 @cocotb.test()

@@ -46,6 +46,8 @@ class StreamDriver:
     async def send(self, payload: int) -> None:
         while self.rng.random() >= self.valid_prob:
             self.valid.value = 0
+            # garbage while not valid: a design that reads payload without valid sees it
+            self.payload.value = self.rng.getrandbits(self.width)
             await RisingEdge(self.clk)
         self.valid.value = 1
         self.payload.value = payload & ((1 << self.width) - 1)
@@ -64,12 +66,14 @@ class StreamDriver:
 
 
 class StreamMonitor:
-    """Sink side of a stream: randomly ready, records every transfer.
+    """Sink side of a stream: randomly ready, records every transfer, checks the handshake.
 
     ``decode`` turns the raw payload (a cocotb Logic or LogicArray) into a
     Python value; the default reads it as an unsigned integer. ``on_transfer`` is called
     with each value (a scoreboard's ``check``), and ``cycles`` holds the
-    cycle number of each transfer for throughput measurements.
+    cycle number of each transfer for throughput measurements. ``rules``
+    (:class:`HandshakeRules`) fails the test when the design withdraws or
+    changes an offered payload.
     """
 
     def __init__(self, dut, name: str, *, rng: random.Random, ready_prob: float = 1.0,
@@ -85,6 +89,7 @@ class StreamMonitor:
         self.on_transfer = on_transfer
         self.values: list = []
         self.cycles: list[int] = []
+        self.rules = HandshakeRules(name)
         self.ready.value = 0
 
     async def run(self) -> None:
@@ -92,7 +97,9 @@ class StreamMonitor:
         while True:
             self.ready.value = 1 if self.rng.random() < self.ready_prob else 0
             await ReadOnly()
-            if int(self.valid.value) == 1 and int(self.ready.value) == 1:
+            valid, ready = int(self.valid.value) == 1, int(self.ready.value) == 1
+            self.rules.observe(cycle, valid, ready, str(self.payload.value))
+            if valid and ready:
                 value = self.decode(self.payload.value)
                 self.values.append(value)
                 self.cycles.append(cycle)
@@ -147,6 +154,33 @@ class StreamProbe:
         hi = self.cycles[-1] if stop is None else stop
         inside = sum(1 for c in self.cycles if lo <= c <= hi)
         return inside / (hi - lo + 1)
+
+
+class HandshakeRules:
+    """The handshake rules a stream's transmitter must keep, checked cycle by cycle.
+
+    Amaranth streams (RFC 61), as AXI-Stream: once ``valid`` is high it
+    stays high, and ``payload`` stays put, until the cycle of the transfer
+    (``valid`` and ``ready``). A design that breaks them can still hand the
+    right values to a scoreboard, so they are checked on their own; the
+    first violation fails the test naming the stream and the cycle.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.held: str | None = None  # payload offered and not taken in the previous cycle
+        self.stalls = 0  # cycles seen with valid and not ready
+
+    def observe(self, cycle: int, valid: bool, ready: bool, payload: str) -> None:
+        if self.held is not None:
+            if not valid:
+                raise AssertionError(f"{self.name}: protocol violation at cycle {cycle}: "
+                                     "valid dropped before its payload was taken")
+            if payload != self.held:
+                raise AssertionError(f"{self.name}: protocol violation at cycle {cycle}: payload changed "
+                                     f"while valid and not ready ({self.held} -> {payload})")
+        self.held = payload if valid and not ready else None
+        self.stalls += self.held is not None
 
 
 def idle_inputs(dut, *, sources=(), sinks=()) -> None:

@@ -3,8 +3,9 @@
 Most qhw blocks take one input stream and give one output stream. A
 :class:`StreamUnit` bundles what checking such a block needs: a driver with
 random valid stalls on ``<prefix>i_stream``, a monitor with random ready
-stalls on ``<prefix>o_stream`` feeding a scoreboard, and a probe counting
-input transfers for utilization. Harnesses put several units side by side
+stalls on ``<prefix>o_stream`` feeding a scoreboard and checking the
+handshake rules (valid held, payload stable until taken), and a probe
+counting input transfers for utilization. Harnesses put several units side by side
 in one top level so one simulator build covers a whole parameter sweep;
 :func:`run_units` clocks, resets and drives them concurrently.
 """
@@ -21,7 +22,7 @@ from qhw_tb.streams import StreamDriver, StreamMonitor, StreamProbe, reset, star
 
 
 class StreamUnit:
-    """Driver, monitor, input probe and scoreboard of one block.
+    """Driver, monitor (with its handshake check), input probe and scoreboard of one block.
 
     Parameters
     ----------
