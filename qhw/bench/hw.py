@@ -405,12 +405,21 @@ def _res(s: dict) -> str:
     return f"{s['lut']} / {s['ff']} / {s['carry']} / {s['dsp']} / {s['bram']}" + (f" (+{s['lutram']} LUTRAM)" if s.get("lutram") else "")
 
 
+_NEED = re.compile(r"needs (\d+) LUT4|of (\d+) ICESTORM_LCs|of (\d+) TRELLIS_COMBs")
+
+
 def _fmax(r: dict) -> str:
     if not r:
         return "–"
     if "error" in r:
         return "error"
-    return f"{r['fmax_mhz']:.1f}" if r.get("fits") else "does not fit"
+    if r.get("fits"):
+        return f"{r['fmax_mhz']:.1f}"
+    need = _NEED.search(r.get("reason", ""))
+    if need is None:
+        return "does not fit"
+    count, unit = next((g, u) for g, u in zip(need.groups(), ("LUT4", "LCs", "LUT4")) if g)
+    return f"does not fit (needs {count} {unit})"
 
 
 def _ratio(a, b) -> str:
