@@ -397,6 +397,10 @@ def _fmt(v, digits=1) -> str:
     return str(v)
 
 
+def _pct(fraction) -> str:
+    return "–" if fraction is None else f"{100 * fraction:.1f} %"
+
+
 def _res(s: dict) -> str:
     if not s:
         return "–"
@@ -454,7 +458,7 @@ def markdown(cfg: BenchConfig, rows: list[dict], seconds: float) -> str:
         u, ur = r["util"].get("utilization"), r["util_ref"].get("utilization")
         lines.append(f"| {r['label']} | {r['n']}×{r['n']} | {_fmax(r['pnr_ice40'])} | {_fmax(r['pnr_ice40_ref'])} | "
                      f"{_fmax(r['pnr_ecp5'])} | {_fmax(r['pnr_ecp5_ref'])} | "
-                     f"{_fmt(None if u is None else 100 * u)} % | {_fmt(None if ur is None else 100 * ur)} % |")
+                     f"{_pct(u)} | {_pct(ur)} |")
     lines += ["", "## Pre-synthesis estimates against yosys (Xilinx, DSP off) and cocotb", "",
               "Estimates from `SystolicArray.estimate_resources()` / `estimate_cycles()` before any tool runs; "
               "LUT counts include LUT-RAM cells; FFs that yosys packs into SRL delay lines are not in its FF count.",
