@@ -14,6 +14,8 @@ feature       what is counted                                       LUT/bit
               2 up to 8, ...)
 ``booth``     Booth partial-product bits ``digits·(a_bits+2)``       1.01
 ``add``       kept adder-tree sums over lanes / Booth digits         0.59
+``narrow``    sums narrower than ``KEEP_WIDTH`` (popcount leaves);   0.4
+              LUT packing absorbs most of them
 ``psum``      partial-sum adder of every cell below the top row      0.77
 ``out``       per column, fold accumulator + finishing adder         0.61
               (``2·acc_width``)
@@ -24,8 +26,10 @@ feature       what is counted                                       LUT/bit
 The per-bit costs are a least-squares fit (of relative error) to yosys 0.70
 ``synth_xilinx -flatten -nodsp`` LUT + LUT-RAM counts of the ``qhw bench
 hw`` arrays at 4×4 and 8×8 (one lane, fold 4×4) over all six kinds; on those
-12 designs the estimate lies within 0.89–1.07 of yosys, on the 16×16 ones
-(not in the fit) within 0.88–1.24. ``qhw bench hw`` prints the estimate next to
+12 designs the estimate lies within 0.88–1.07 of yosys, on the 16×16 ones
+(not in the fit) within 0.88–1.24. One-lane PEs have no narrow sums; their
+cost is set from the 8×8 array of 4-lane XNOR PEs, and on the other five
+4-lane 8×8 arrays (not in any fit) the estimate lies within 0.90–1.19. ``qhw bench hw`` prints the estimate next to
 yosys for every array it measures, so sizes and kinds outside the fit
 (16×16, several lanes) are checked, not assumed.
 """
@@ -42,7 +46,7 @@ from ..pe.datapath import KEEP_WIDTH, raw_terms
 from ..pe.params import shape_for
 
 #: LUT6 per counted bit, by feature (see the module docstring).
-LUTS_PER_BIT = {"rom": 1.0, "mux": 1.42, "booth": 1.006, "add": 0.585, "psum": 0.768, "out": 0.613,
+LUTS_PER_BIT = {"rom": 1.0, "mux": 1.42, "booth": 1.006, "add": 0.585, "narrow": 0.4, "psum": 0.768, "out": 0.613,
                 "const": 1.0, "ctrl": 1.0}
 
 
@@ -60,17 +64,20 @@ def rom_luts(depth: int, bits: int) -> float:
     return bits / 2 if depth <= 32 else bits * math.ceil(depth / 64)
 
 
-def _tree_bits(widths: list[int]) -> int:
-    """Bits of the kept adders of :func:`qhw.hw.pe.datapath.adder_tree` over terms of these widths."""
-    total = 0
+def _tree_bits(widths: list[int]) -> tuple[int, int]:
+    """Bits of the (kept, narrow) sums of :func:`qhw.hw.pe.datapath.adder_tree` over terms of these widths."""
+    kept = narrow = 0
     while len(widths) > 1:
         paired = []
         for i in range(0, len(widths) - 1, 2):
             s = max(widths[i], widths[i + 1]) + 1
-            total += s if s >= KEEP_WIDTH else 0  # narrow sums pack into the LUTs around them
+            if s >= KEEP_WIDTH:
+                kept += s
+            else:
+                narrow += s
             paired.append(s)
         widths = paired + ([widths[-1]] if len(widths) % 2 else [])
-    return total
+    return kept, narrow
 
 
 def cell_features(array, r: int, c: int) -> Counter:
@@ -93,7 +100,9 @@ def cell_features(array, r: int, c: int) -> Counter:
                 f["mux"] += mux_luts(1 + sum(1 for k in range(x) if 0 <= j - k < spec.a_bits))
     if mp.booth:
         f["booth"] += spec.lanes * spec.booth_digit_count * (spec.a_bits + 2)
-    f["add"] += _tree_bits([len(t) for t in terms])
+    kept, narrow = _tree_bits([len(t) for t in terms])
+    f["add"] += kept
+    f["narrow"] += narrow
     return f
 
 
