@@ -59,3 +59,11 @@ def test_estimate_grows_with_bits_and_size():
     big = _array("int", 4, 4, rng.integers(-8, 8, (16, 64)), rows=8, cols=8)
     assert cost.array_luts(wide) > cost.array_luts(small) and cost.array_luts(big) > 3 * cost.array_luts(small)
     assert small.estimate_resources()["lut"] == cost.array_luts(small)
+
+
+def test_popcount_leaves_count_as_narrow_sums():
+    # four 1-bit xnor terms: two 2-bit sums and one 3-bit sum, all below KEEP_WIDTH
+    w = np.where(np.arange(16).reshape(2, 8) % 3, 1, -1)
+    arr = SystolicArray(weights=w, rows=2, cols=1, lanes=4, w_code="binary", w_bits=1, a_code="bipolar", a_bits=1)
+    f = cost.cell_features(arr, 0, 0)
+    assert f["narrow"] == 2 + 2 + 3 and f["add"] == 0
