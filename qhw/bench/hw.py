@@ -136,6 +136,8 @@ class Point:
     source: Path = Path()
     unit: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
+    #: the Verilog multiplies: Xilinx synthesis runs with DSP inference on and off
+    has_mul: bool = False
 
     @property
     def key(self) -> str:
@@ -156,6 +158,7 @@ def prepare(point: Point, fold: int, cache: Path) -> Point:
     point.digest = digest(text)
     point.dir = cache / f"{point.design}_{point.kind}_{point.n}x{point.n}_l{point.lanes}_{point.digest}"
     point.source = point.dir / f"{point.top}.v"
+    point.has_mul = " * " in text
     if not point.source.is_file():
         atomic_write_text(point.source, text)
     s = comp.spec
@@ -241,16 +244,16 @@ def pnr_task(point: Point, family: str, tag: str, synth_lut: Callable[[], int | 
     return lambda: _cached(point.dir / f"{name}.json", work)
 
 
-def util_task(point: Point, fold: int, sim_cache: Path):
-    from qhw.bench.simcache import simulate
+def util_task(point: Point, sim_cache: Path):
+    from qhw.bench.simcache import simulate_verilog
 
     def work() -> dict:
-        comp = build(point.design, point.kind, point.n, point.lanes, fold)
         params = {"units": [point.unit], "vectors": 2, "long_vectors": UTIL_VECTORS, "valid_prob": 1.0,
                   "ready_prob": 1.0, "seed": 1}
-        try:
-            r = simulate(comp, name=point.top, test_module="hw.test_array", cache_dir=sim_cache,
-                         simulator="icarus", parameters=params, testcase="utilization_long_stream")
+        try:  # the Verilog prepare() wrote: no second elaboration
+            r = simulate_verilog(point.source.read_text(), name=point.top, test_module="hw.test_array",
+                                 cache_dir=sim_cache, simulator="icarus", parameters=params,
+                                 testcase="utilization_long_stream")
         except QhwError as exc:
             return {"error": str(exc)}
         rec = r.records
@@ -293,9 +296,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
         # route skip designs that cannot fit UP5K), place and route, the rest.
         rank_of = {"xilinx": 0, "ice40": 1, "ecp5": 3, "gowin": 3}
         # Without a `*` there is nothing for DSP inference to map: one run serves both.
-        has_mul = " * " in p.source.read_text()
         for target in cfg.targets:
-            for dsp in ([True, False] if target == "xilinx" and has_mul else [True]):
+            for dsp in ([True, False] if target == "xilinx" and p.has_mul else [True]):
                 label = target + ("" if dsp else "_nodsp")
                 tasks.append((size_rank * 10 + rank_of[target], f"synth {label}", p, label,
                               synth_task(p, target, dsp, yosys_tags[target])))
@@ -309,7 +311,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
     def finish(i: int, what: str, p: Point, label: str, result: dict, hit: bool):
         section = "pnr" if what.startswith("pnr") else "synth"
         results[p.key][section][label] = result
-        if label == "xilinx" and "xilinx_nodsp" not in results[p.key]["synth"] and " * " not in p.source.read_text():
+        if label == "xilinx" and not p.has_mul:
             results[p.key]["synth"]["xilinx_nodsp"] = {**result, "same_as": "xilinx (no multiplier in the design)"}
         note = "cached" if hit else f"{result.get('seconds', '?')} s"
         brief = result.get("error") or _brief(result)
@@ -327,7 +329,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None]) -> dict:
     if cfg.utilization:  # serial: the cocotb runner changes process-wide state
         for p in sorted(points, key=lambda p: ({8: 0, 4: 1}.get(p.n, 2), p.kind)):
             t0 = time.monotonic()
-            result, hit = util_task(p, cfg.fold, out / "sim")()
+            result, hit = util_task(p, out / "sim")()
             results[p.key]["util"] = result
             done += 1
             brief = result.get("error") or f"{100 * result['utilization']:.1f} %"

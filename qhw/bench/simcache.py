@@ -83,7 +83,23 @@ def simulate(
 
     Raises :class:`qhw.errors.SimulationMismatch` if a cocotb test fails.
     """
-    verilog = to_verilog(component, name=name)
+    return simulate_verilog(to_verilog(component, name=name), name=name, test_module=test_module,
+                            cache_dir=cache_dir, simulator=simulator, parameters=parameters, testcase=testcase,
+                            seed=seed)
+
+
+def simulate_verilog(
+    verilog: str,
+    *,
+    name: str,
+    test_module: str,
+    cache_dir: str | os.PathLike,
+    simulator: str = "icarus",
+    parameters: Mapping[str, Any] | None = None,
+    testcase: str | Sequence[str] | None = None,
+    seed: int | None = None,
+) -> SimResult:
+    """:func:`simulate` for Verilog already emitted (top module ``name``)."""
     build = build_dir_for(verilog, name=name, cache_dir=cache_dir)
     source = build / f"{name}.v"
     if not source.is_file() or source.read_text() != verilog:

@@ -27,11 +27,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Sequence
 
-import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
+
+from .pe.params import check_positive
 
 __all__ = ["StreamFIFO", "Pack", "Unpack", "Fork", "Join"]
 
@@ -44,14 +45,6 @@ def _check_shape(name: str, shape) -> Shape:
     if cast.width < 1:
         raise ValueError(f"{name} must be at least 1 bit wide, not {cast.width}")
     return cast
-
-
-def _check_count(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be at least {lo}, not {value}")
-    return int(value)
 
 
 @contextmanager
@@ -103,7 +96,7 @@ class StreamFIFO(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.depth = depth = _check_count("depth", depth, 1)
+            self.depth = depth = check_positive("depth", depth)
         self.latency = 1 if depth == 1 else 2
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
@@ -171,7 +164,7 @@ class Pack(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = count = _check_count("count", count, 1)
+            self.count = count = check_positive("count", count)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
@@ -242,7 +235,7 @@ class Unpack(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = count = _check_count("count", count, 1)
+            self.count = count = check_positive("count", count)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_stream": In(stream.Signature(self.wide)),
@@ -308,7 +301,7 @@ class Fork(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = count = _check_count("count", count, 1)
+            self.count = count = check_positive("count", count)
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
             "o_streams": Out(stream.Signature(shape)).array(count),
@@ -371,7 +364,7 @@ class Join(wiring.Component):
         self.shape = shape
         with _discarded_on_error(self):
             self.width = _check_shape("shape", shape).width
-            self.count = count = _check_count("count", count, 1)
+            self.count = count = check_positive("count", count)
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
             "i_streams": In(stream.Signature(shape)).array(count),

@@ -151,6 +151,12 @@ def act_value_range(code: ActCode | str, bits: int) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
+def act_extreme_codes(code: ActCode | str, bits: int) -> tuple[int, int]:
+    """Raw codes of the smallest and largest activation value (signed: 100..0 and 011..1)."""
+    lo, hi = encode_acts(code, bits, list(act_value_range(code, bits)))
+    return int(lo), int(hi)
+
+
 def decode_acts(code: ActCode | str, bits: int, raw) -> np.ndarray:
     code = ActCode(code)
     act_value_range(code, bits)

@@ -46,8 +46,7 @@ def make_vectors(u: dict, n: int, rng: random.Random) -> np.ndarray:
     """(n, K) activation codes: all at the largest value, all at the smallest, then extremes-only
     and uniform ones (extremes from intmath, so signed codes get 011..1 and 100..0)."""
     K = len(u["weights"][0])
-    lo, hi = intmath.act_value_range(u["a_code"], u["a_bits"])
-    a_lo, a_hi = (int(c) for c in intmath.encode_acts(u["a_code"], u["a_bits"], [lo, hi]))
+    a_lo, a_hi = intmath.act_extreme_codes(u["a_code"], u["a_bits"])
     a_max = (1 << u["a_bits"]) - 1
     x = np.zeros((n, K), dtype=np.int64)
     for v in range(n):

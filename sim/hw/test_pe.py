@@ -39,13 +39,6 @@ def _extreme_weight_codes(u: dict) -> tuple[int, int]:
     return int(codes[0]), int(codes[1])
 
 
-def _extreme_act_codes(u: dict) -> tuple[int, int]:
-    """Codes of the smallest and largest activation value (for signed codes: 100..0 and 011..1)."""
-    lo, hi = intmath.act_value_range(u["a_code"], u["a_bits"])
-    codes = intmath.encode_acts(u["a_code"], u["a_bits"], [lo, hi])
-    return int(codes[0]), int(codes[1])
-
-
 def make_vectors(u: dict, n: int, rng: random.Random) -> list[tuple[list[int], list[int]]]:
     """``n`` dot products of ``lanes · fold`` (activation, weight) code pairs.
 
@@ -55,7 +48,7 @@ def make_vectors(u: dict, n: int, rng: random.Random) -> list[tuple[list[int], l
     are uniform over all codes.
     """
     length = u["lanes"] * u["fold"]
-    a_lo, a_hi = _extreme_act_codes(u)
+    a_lo, a_hi = intmath.act_extreme_codes(u["a_code"], u["a_bits"])
     w_lo, w_hi = _extreme_weight_codes(u)
     out = []
     for k in range(n):

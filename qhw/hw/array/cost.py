@@ -45,7 +45,7 @@ from collections import Counter
 from amaranth.hdl import Signal
 
 from ..pe import cost as pe_cost
-from ..pe.datapath import KEEP_WIDTH, raw_terms
+from ..pe.datapath import KEEP_WIDTH, pairwise_reduce, raw_terms
 from ..pe.params import shape_for
 
 #: LUT6 per counted bit, by feature (see the module docstring).
@@ -68,19 +68,17 @@ def rom_luts(depth: int, bits: int) -> float:
 
 
 def _tree_bits(widths: list[int]) -> tuple[int, int]:
-    """Bits of the (kept, narrow) sums of :func:`qhw.hw.pe.datapath.adder_tree` over terms of these widths."""
-    kept = narrow = 0
-    while len(widths) > 1:
-        paired = []
-        for i in range(0, len(widths) - 1, 2):
-            s = max(widths[i], widths[i + 1]) + 1
-            if s >= KEEP_WIDTH:
-                kept += s
-            else:
-                narrow += s
-            paired.append(s)
-        widths = paired + ([widths[-1]] if len(widths) % 2 else [])
-    return kept, narrow
+    """Bits of the (kept, narrow) sums :func:`qhw.hw.pe.datapath.adder_tree` builds over terms of these widths."""
+    bits = {"kept": 0, "narrow": 0}
+
+    def add(x: int, y: int) -> int:
+        width = max(x, y) + 1
+        bits["kept" if width >= KEEP_WIDTH else "narrow"] += width
+        return width
+
+    if widths:
+        pairwise_reduce(widths, add)
+    return bits["kept"], bits["narrow"]
 
 
 def cell_features(array, r: int, c: int) -> Counter:

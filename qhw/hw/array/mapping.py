@@ -82,7 +82,7 @@ class ArrayMapping:
         # Constant weights fold into the logic; ROM weights multiply by Booth muxes.
         booth = spec.kind == "mac" and self.steps > 1
         object.__setattr__(self, "booth", booth)
-        object.__setattr__(self, "lane_word_bits", 3 * spec.booth_digit_count if booth else spec.w_bits)
+        object.__setattr__(self, "lane_word_bits", spec.rom_lane_bits(booth))
         self._derive_bounds()
 
     # -- bounds ------------------------------------------------------------------

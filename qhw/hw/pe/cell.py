@@ -56,7 +56,7 @@ class SystolicCell(wiring.Component):
                  max_exps=None, booth: bool = False):
         self.spec = spec
         self.booth = bool(booth) and spec.kind == "mac"
-        self.word_bits = spec.lanes * (3 * spec.booth_digit_count if self.booth else spec.w_bits)
+        self.word_bits = spec.lanes * spec.rom_lane_bits(self.booth)
         self.words = tuple(int(w) for w in words)
         self.max_exps = None if max_exps is None else tuple(int(x) for x in max_exps)
         act = unsigned(spec.lanes * spec.a_bits)

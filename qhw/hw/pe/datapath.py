@@ -8,6 +8,8 @@ activations.
 
 from __future__ import annotations
 
+import itertools
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 from .spec import PESpec
@@ -35,18 +37,30 @@ def adder_tree(terms, m: Module | None = None, name: str = "sum") -> Value:
     terms = list(terms)
     if not terms:
         return Const(0, 1)
-    count = 0
-    while len(terms) > 1:
-        paired = []
-        for i in range(0, len(terms) - 1, 2):
-            total = terms[i] + terms[i + 1]
-            if m is not None and len(total) >= KEEP_WIDTH:
-                wire = Signal(total.shape(), name=f"{name}_{count}", attrs={"keep": 1})
-                m.d.comb += wire.eq(total)
-                total, count = wire, count + 1
-            paired.append(total)
-        terms = paired + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
+    kept = itertools.count()
+
+    def add(x: Value, y: Value) -> Value:
+        total = x + y
+        if m is not None and len(total) >= KEEP_WIDTH:
+            wire = Signal(total.shape(), name=f"{name}_{next(kept)}", attrs={"keep": 1})
+            m.d.comb += wire.eq(total)
+            return wire
+        return total
+
+    return pairwise_reduce(terms, add)
+
+
+def pairwise_reduce(items, combine):
+    """The shape of every adder tree here: combine neighbours level by level, an odd one out moves up.
+
+    Also walked by the cost model (:mod:`qhw.hw.array.cost`) over term
+    widths, so the estimate counts exactly the sums the hardware has.
+    """
+    items = list(items)
+    while len(items) > 1:
+        paired = [combine(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+        items = paired + ([items[-1]] if len(items) % 2 else [])
+    return items[0]
 
 
 def as_signed_value(v: Value) -> Value:

@@ -173,8 +173,11 @@ class PESpec:
             e = w & ((1 << (self.w_bits - 1)) - 1)
             mag = np.where(e == 0, 0, a << np.maximum(e - 1, 0))
             return np.where(s == 1, -mag - 1, mag)
-        c = np.where(w >= (1 << (self.w_bits - 1)), w - (1 << self.w_bits), w)
-        return c * a  # int: the weight itself; odd: c of w = 2c + 1
+        return self._stored_c(w) * a
+
+    def _stored_c(self, w_raw) -> np.ndarray:
+        """The two's complement number a MAC weight code stores: int, the weight; odd, c of w = 2c + 1."""
+        return intmath.decode_weights(WeightCode.INT, self.w_bits, w_raw)
 
     # -- Booth recoding of MAC weights (ROM-resident weights) --------------------
 
@@ -182,10 +185,13 @@ class PESpec:
     def booth_digit_count(self) -> int:
         return (self.w_bits + 1) // 2
 
+    def rom_lane_bits(self, booth: bool) -> int:
+        """ROM bits per lane: the weight code, or its Booth code (3 bits per digit) for a MAC."""
+        return 3 * self.booth_digit_count if booth and self.kind == "mac" else self.w_bits
+
     def booth_digits(self, w_raw) -> np.ndarray:
         """Radix-4 Booth digits (..., D) in {-2..2} of the stored signed code c."""
-        w = np.asarray(w_raw, dtype=np.int64)
-        c = np.where(w >= (1 << (self.w_bits - 1)), w - (1 << self.w_bits), w)
+        c = self._stored_c(w_raw)
         bit = lambda i: (c >> i) & 1 if i >= 0 else np.zeros_like(c)  # noqa: E731 (arithmetic shift)
         return np.stack([-2 * bit(2 * d + 1) + bit(2 * d) + bit(2 * d - 1)
                          for d in range(self.booth_digit_count)], axis=-1)
@@ -215,8 +221,8 @@ class PESpec:
         Every raw term is monotone in the activation value, so the extremes
         sit at the smallest and largest activation.
         """
-        ends = intmath.encode_acts(self.a_code, self.a_bits, list(self.a_range))
-        t0, t1 = self.raw_term(w_raw, ends[0]), self.raw_term(w_raw, ends[1])
+        lo, hi = intmath.act_extreme_codes(self.a_code, self.a_bits)
+        t0, t1 = self.raw_term(w_raw, lo), self.raw_term(w_raw, hi)
         return np.minimum(t0, t1), np.maximum(t0, t1)
 
     def all_codes(self) -> np.ndarray:
