@@ -245,15 +245,15 @@ def pnr_task(point: Point, family: str, tag: str, synth_lut: Callable[[], int | 
 
 
 def util_task(point: Point, sim_cache: Path):
-    from qhw.bench.simcache import simulate_verilog
+    from qhw.bench.simcache import simulate
 
     def work() -> dict:
         params = {"units": [point.unit], "vectors": 2, "long_vectors": UTIL_VECTORS, "valid_prob": 1.0,
                   "ready_prob": 1.0, "seed": 1}
         try:  # the Verilog prepare() wrote: no second elaboration
-            r = simulate_verilog(point.source.read_text(), name=point.top, test_module="hw.test_array",
-                                 cache_dir=sim_cache, simulator="icarus", parameters=params,
-                                 testcase="utilization_long_stream")
+            r = simulate(point.source.read_text(), name=point.top, test_module="hw.test_array",
+                         cache_dir=sim_cache, simulator="icarus", parameters=params,
+                         testcase="utilization_long_stream")
         except QhwError as exc:
             return {"error": str(exc)}
         rec = r.records

@@ -69,7 +69,7 @@ def build_dir_for(verilog: str, *, name: str, cache_dir: str | os.PathLike) -> P
 
 
 def simulate(
-    component: wiring.Component,
+    design: wiring.Component | str,
     *,
     name: str,
     test_module: str,
@@ -79,27 +79,12 @@ def simulate(
     testcase: str | Sequence[str] | None = None,
     seed: int | None = None,
 ) -> SimResult:
-    """Emit ``component`` as Verilog module ``name`` and run ``test_module`` on it.
+    """Run ``test_module`` on ``design``: a component (emitted as Verilog module ``name``) or
+    Verilog text already emitted with top module ``name``.
 
     Raises :class:`qhw.errors.SimulationMismatch` if a cocotb test fails.
     """
-    return simulate_verilog(to_verilog(component, name=name), name=name, test_module=test_module,
-                            cache_dir=cache_dir, simulator=simulator, parameters=parameters, testcase=testcase,
-                            seed=seed)
-
-
-def simulate_verilog(
-    verilog: str,
-    *,
-    name: str,
-    test_module: str,
-    cache_dir: str | os.PathLike,
-    simulator: str = "icarus",
-    parameters: Mapping[str, Any] | None = None,
-    testcase: str | Sequence[str] | None = None,
-    seed: int | None = None,
-) -> SimResult:
-    """:func:`simulate` for Verilog already emitted (top module ``name``)."""
+    verilog = design if isinstance(design, str) else to_verilog(design, name=name)
     build = build_dir_for(verilog, name=name, cache_dir=cache_dir)
     source = build / f"{name}.v"
     if not source.is_file() or source.read_text() != verilog:
