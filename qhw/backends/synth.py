@@ -21,8 +21,8 @@ from qhw.errors import InputError, ToolFailedError
 
 #: family -> yosys synthesis command (``{top}`` is filled in). Every family
 #: flattens: synth_ice40/ecp5/gowin do by default, synth_xilinx needs
-#: ``-flatten`` (otherwise abc9 runs once per module: 5x slower on a 8x8
-#: array and no optimisation across PE boundaries; Vivado flattens too).
+#: ``-flatten`` (otherwise abc9 runs once per PE module: a 16x16 MAC W4A4
+#: array took 439 s hierarchical, 72 s flat; Vivado flattens by default too).
 SYNTH_COMMANDS = {
     "ice40": "synth_ice40 -top {top}",
     "ecp5": "synth_ecp5 -top {top}",
