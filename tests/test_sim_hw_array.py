@@ -14,7 +14,7 @@ from qhw.errors import SimulationMismatch
 from qhw.hw.array import SystolicArray
 from qhw.hw.reference_mac import ReferenceMacArray
 from qhw.ir import intmath
-from sim_hw_support import Harness, Rewire, have_simulator, sim_cache
+from sim_hw_support import Harness, Rewire, require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
 MODULE = "hw.test_array"
@@ -70,8 +70,7 @@ def cache(tmp_path_factory):
 
 def run_arrays(cache, simulator, arrays, *, valid_prob, ready_prob, seed=1, vectors=12, long_vectors=40,
                views=None, name="array_harness"):
-    if not have_simulator(simulator):
-        pytest.skip(f"{simulator} is not installed")
+    require_simulator(simulator)
     units = {f"u{k}": a for k, a in enumerate(arrays)}
     unit_list = views or [unit_params(n, a) for n, a in units.items()]
     params = {"units": unit_list, "vectors": vectors, "long_vectors": long_vectors,

@@ -12,7 +12,7 @@ import pytest
 from qhw.bench.simcache import simulate
 from qhw.errors import SimulationMismatch
 from qhw.hw.pe import MacPE, ShiftAddPE, XnorPopcountPE
-from sim_hw_support import Harness, Rewire, have_simulator, sim_cache
+from sim_hw_support import Harness, Rewire, require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
 MODULE = "hw.test_pe"
@@ -72,8 +72,7 @@ def unit_params(name: str, pe) -> dict:
 def run_pes(cache, simulator, pes, *, valid_prob, ready_prob, seed=1, vectors=50, long_vectors=150,
             params_of=None, name="pe_harness"):
     """Simulate ``pes`` side by side; ``params_of`` gives the testbench's view of each (default: itself)."""
-    if not have_simulator(simulator):
-        pytest.skip(f"{simulator} is not installed")
+    require_simulator(simulator)
     units = {f"u{k}": pe for k, pe in enumerate(pes)}
     views = params_of or units
     params = {"units": [unit_params(n, views[n]) for n in units], "vectors": vectors,

@@ -8,7 +8,7 @@ import pytest
 from qhw.bench.simcache import simulate
 from qhw.errors import SimulationMismatch
 from qhw.hw.requant import MulShiftRequantizer, ThresholdRequantizer
-from sim_hw_support import Harness, have_simulator, sim_cache
+from sim_hw_support import Harness, require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
 MODULE = "hw.test_requant"
@@ -80,8 +80,7 @@ def cache(tmp_path_factory):
 
 def run_units(cache, simulator, params_list, *, hw_params=None, valid_prob=0.6, ready_prob=0.6, seed=1,
               beats=150, long_beats=200, name="requant_harness"):
-    if not have_simulator(simulator):
-        pytest.skip(f"{simulator} is not installed")
+    require_simulator(simulator)
     hw_params = hw_params or params_list
     units = {f"u{k}": build({k_: v for k_, v in p.items() if k_ != "pad_full_range"}) for k, p in enumerate(hw_params)}
     views = [unit_params(n, p, units[n]) for n, p in zip(units, params_list)]

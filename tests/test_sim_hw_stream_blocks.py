@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from qhw.bench.simcache import simulate
 from qhw.errors import SimulationMismatch
 from qhw.hw.stream_blocks import Fork, Join, Pack, StreamFIFO, Unpack
-from sim_hw_support import Rewire, have_simulator, sim_cache
+from sim_hw_support import Rewire, require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
 MODULE = "hw.test_stream_blocks"
@@ -73,8 +73,7 @@ def cache(tmp_path_factory):
 
 
 def _run(cache, simulator, *, width, count, depth, valid_prob, ready_prob, seed, make=None, items=120):
-    if not have_simulator(simulator):
-        pytest.skip(f"{simulator} is not installed")
+    require_simulator(simulator)
     harness = StreamBlocksHarness(width=width, count=count, depth=depth, make=make)
     params = dict(width=width, count=count, depth=depth, items=items, valid_prob=valid_prob,
                   ready_prob=ready_prob, seed=seed)

