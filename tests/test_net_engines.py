@@ -1,0 +1,131 @@
+"""Layer engines in Amaranth's simulator: every layer kind against the golden model, bit for bit.
+
+Synthetic layers (tests/net_layers.py) cover shapes and encodings the
+trained digits nets do not have; the trained nets' own layers run in the
+cocotb tier (tests/test_sim_net_engines.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qhw.errors import InputError
+from qhw.ir.graph import MaxPool, TensorSpec
+from qhw.net import Fold, FrameFormat
+from qhw.net.engines import (AddEngine, ArgmaxHead, ConvEngine, GlobalPoolEngine, MaxPoolEngine,
+                             build_engine)
+from net_layers import add_layer, conv_layer, dense_layer, gap_layer, random_values
+from stream_harness import cycles, run_streams, values
+
+
+def run_engine(engine, inputs, *, valid_prob=1.0, ready_prob=1.0, seed=0):
+    """Stream ``inputs`` (values, one array per input) through ``engine``; returns (payloads, cycles)."""
+    beats = engine.input_beats(*inputs)
+    n_out = len(inputs[0]) * engine.out_format.beats
+    ports = [engine.in_port(k) for k in range(len(beats))]
+    res = run_streams(engine, sources=list(zip(ports, beats)), sinks={engine.o_stream: n_out},
+                      valid_prob=valid_prob, ready_prob=ready_prob, seed=seed)
+    return values(res, engine.o_stream), cycles(res, engine.o_stream)
+
+
+def check_engine(engine, inputs, *, seed=0):
+    """Bit-exact with random stalls; exact cycles without."""
+    expected = engine.reference_beats(*inputs)
+    got, _ = run_engine(engine, inputs, valid_prob=0.7, ready_prob=0.6, seed=seed)
+    assert got == expected
+    got, when = run_engine(engine, inputs)
+    assert got == expected
+    # The sink counts cycles from reset; the first input transfer happens in cycle 0.
+    assert when[-1] + 1 == engine.estimate_cycles(len(inputs[0]))
+
+
+CONV_CASES = {
+    # name: conv_layer kwargs, fold, out_simd
+    "3x3_unsigned_odd_pad": (dict(c_in=5, h=5, w=4, c_out=7), Fold(2, 3), 4),
+    "3x3_bipolar_xnor_pad_signed_out": (dict(c_in=6, h=4, w=5, c_out=5, w_code="binary", w_bits=1,
+                                             in_code="bipolar", in_bits=1, out_code="signed", out_bits=5),
+                                        Fold(2, 2, 2), 3),
+    "3x3_bipolar_to_bipolar": (dict(c_in=3, h=3, w=3, c_out=4, w_code="binary", w_bits=1, in_code="bipolar",
+                                    in_bits=1, out_code="bipolar", out_bits=1), Fold(1, 4, 2), 4),
+    "1x1_stride2_pow2_signed8": (dict(c_in=4, h=7, w=5, c_out=6, kernel=1, stride=2, padding=0, w_code="pow2",
+                                      out_code="signed", out_bits=8), Fold(2, 6), 6),
+    "5x5_pad2_int": (dict(c_in=2, h=6, w=5, c_out=3, kernel=5, padding=2, w_code="int", w_bits=3, in_bits=2),
+                     Fold(1, 3, 2), 1),
+    "3x3_stride2_odd_size": (dict(c_in=3, h=7, w=7, c_out=4, stride=2, w_bits=2), Fold(3, 2), 2),
+    "3x3_signed_in_no_requant": (dict(c_in=2, h=3, w=4, c_out=3, in_code="signed", in_bits=3, out_code=None),
+                                 Fold(1, 2), 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_CASES))
+def test_conv_engine_matches_golden(case):
+    kwargs, fold, out_simd = CONV_CASES[case]
+    rng = np.random.default_rng(len(case))
+    layer, x = conv_layer(rng, n=2, **kwargs)
+    check_engine(ConvEngine(layer=layer, fold=fold, out_simd=out_simd), [x], seed=len(case))
+
+
+def test_bipolar_padding_is_exact_where_every_tap_is_padding_or_real():
+    """2×2 map, 3×3 kernel, padding 1: no position sees all 9 taps (the case the IR bound used to miss)."""
+    rng = np.random.default_rng(3)
+    layer, x = conv_layer(rng, c_in=3, h=2, w=2, c_out=3, w_code="binary", w_bits=1, in_code="bipolar", in_bits=1,
+                          out_code="signed", out_bits=5, n=3)
+    engine = ConvEngine(layer=layer, fold=Fold(1, 3, 2))
+    assert engine.correction is not None
+    check_engine(engine, [x])
+
+
+def test_dense_engine_logits_past_32_bits():
+    rng = np.random.default_rng(1)
+    layer, x = dense_layer(rng, c_in=12, c_out=5, n=3)
+    assert layer.out.bits > 20
+    check_engine(ConvEngine(layer=layer, fold=Fold(2, 2, 2), out_simd=5), [x])
+
+
+def test_add_engine_identity_and_projection():
+    rng = np.random.default_rng(2)
+    specs = [TensorSpec((5, 3, 2), "signed", 6), TensorSpec((5, 3, 2), "unsigned", 4)]
+    layer, xs = add_layer(rng, specs=specs, coeffs=[1, 4], n=3)
+    check_engine(AddEngine(layer=layer, simd=2), xs)
+    layer, xs = add_layer(rng, specs=[specs[0], specs[0]], coeffs=[[1, 1, 3, 1, 1], [1, -2, 1, 1, 5]], n=2,
+                          out_code="bipolar", out_bits=1)
+    check_engine(AddEngine(layer=layer, simd=3), xs)
+
+
+def test_global_pool_engine():
+    rng = np.random.default_rng(4)
+    layer, x = gap_layer(rng, c=7, h=3, w=3, n=3)
+    check_engine(GlobalPoolEngine(layer=layer, simd=3), [x])
+
+
+@pytest.mark.parametrize("kernel, stride, padding, shape", [(2, 2, 0, (3, 6, 4)), (3, 2, 1, (2, 7, 5)),
+                                                            (3, 1, 0, (4, 5, 5))])
+def test_maxpool_engine(kernel, stride, padding, shape):
+    rng = np.random.default_rng(kernel + stride)
+    spec = TensorSpec(shape, "unsigned", 3)
+    layer = MaxPool(name="pool", input="x", in_spec=spec, kernel=kernel, stride=stride, padding=padding)
+    check_engine(MaxPoolEngine(layer=layer, simd=2), [random_values(rng, spec, 2)])
+
+
+def test_argmax_head_ties_go_to_the_first_index():
+    spec = TensorSpec((7,), "signed", 6)
+    head = ArgmaxHead(spec=spec, simd=3)
+    logits = np.array([[3, 9, 9, -4, 2, 9, 0], [-32, -32, -32, -32, -32, -32, -32], [0, 1, 2, 3, 4, 5, 31],
+                       [-5, -7, -6, -9, -5, -8, -30]])
+    expected = head.reference_beats(logits)
+    assert [p & 7 for p in expected] == [1, 0, 6, 0]
+    res = run_streams(head, sources={head.i_stream: head.in_format.encode(logits)}, sinks={head.o_stream: 4},
+                      valid_prob=0.6, ready_prob=0.5)
+    assert values(res, head.o_stream) == expected
+
+
+def test_unbuildable_layers_name_the_layer():
+    rng = np.random.default_rng(0)
+    spec = TensorSpec((2, 4, 4), "signed", 4)
+    pool = MaxPool(name="p1", input="x", in_spec=spec, kernel=3, stride=2, padding=1)
+    with pytest.raises(InputError, match=r"^layer p1 \(maxpool\): cannot build hardware: .*signed"):
+        build_engine(pool, simd=2)
+    layer, _ = conv_layer(rng, c_in=2, h=3, w=3, c_out=2)
+    with pytest.raises(InputError, match=r"^layer conv \(conv\): cannot build hardware: .*fold"):
+        build_engine(layer)
