@@ -60,6 +60,12 @@ def network_engines(net):
     return engines
 
 
+def unit_stimulus(unit: str, eng, ins, out) -> dict:
+    return {"name": unit, "layer": eng.layer.name, "in_ports": list(eng.in_ports),
+            "in_beats": eng.input_beats(*ins), "out_beats": eng.out_format.encode(out),
+            "out_format": eng.out_format.to_dict(), "values": int(np.asarray(out).size)}
+
+
 def stimulus(net, engines, images):
     values = GoldenModel(net).run(images)
     units = []
@@ -68,10 +74,16 @@ def stimulus(net, engines, images):
         ins = [values[src].numpy() for src in layer.inputs]
         out = values[name].numpy()
         assert np.array_equal(eng.reference(*ins), out)  # the engine's model is the golden op
-        units.append({"name": unit_name(layer), "layer": name, "in_ports": list(eng.in_ports),
-                      "in_beats": eng.input_beats(*ins), "out_beats": eng.out_format.encode(out),
-                      "out_format": eng.out_format.to_dict(), "values": int(out.size)})
+        units.append(unit_stimulus(unit_name(layer), eng, ins, out))
     return units
+
+
+def run_units(cache, tmp_path, units, engines, simulator, *, name, seed=1, valid_prob=0.75, ready_prob=0.7):
+    path = tmp_path / f"stimulus_{name}.json"
+    path.write_text(json.dumps({"units": units}))
+    return simulate(Harness(engines), name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
+                    parameters={"stimulus": str(path), "valid_prob": valid_prob, "ready_prob": ready_prob,
+                                "seed": seed})
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +102,8 @@ def run_net(cache, tmp_path, net, simulator, *, engines=None, seed=1, name="engi
     images, _ = test_images(IMAGES)
     engines = engines or network_engines(net)
     units = stimulus(net, engines, images)
-    path = tmp_path / "stimulus.json"
-    path.write_text(json.dumps({"units": units}))
-    harness = Harness({unit_name(net[n]): e for n, e in engines.items()})
-    r = simulate(harness, name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
-                 parameters={"stimulus": str(path), "valid_prob": 0.75, "ready_prob": 0.7, "seed": seed})
+    r = run_units(cache, tmp_path, units, {unit_name(net[n]): e for n, e in engines.items()}, simulator,
+                  name=name, seed=seed)
     return r, units
 
 
@@ -119,3 +128,86 @@ def test_binary_body_convs_all_build_with_padding(nets):
     assert len(padded_bipolar) == 6
     engines = network_engines(net)
     assert all(engines[l.name].correction is not None for l in padded_bipolar)
+
+
+# -- shapes none of the digits nets has ------------------------------------------------
+
+def synthetic_units():
+    """(unit name, engine, inputs) for shapes and encodings outside the trained nets."""
+    from qhw.ir.graph import MaxPool, TensorSpec
+    from net_layers import add_layer, conv_layer, dense_layer, gap_layer, random_values
+
+    rng = np.random.default_rng(11)
+    out = []
+
+    def conv(unit, fold, out_simd=None, **kw):
+        layer, x = conv_layer(rng, n=3, name=unit, **kw)
+        out.append((unit, build_engine(layer, fold=fold, out_simd=out_simd), [x]))
+
+    conv("map7x5_c5", Fold(2, 3), 4, c_in=5, h=7, w=5, c_out=7)
+    conv("map12x10_stride2", Fold(2, 4, 2), 3, c_in=6, h=12, w=10, c_out=5, stride=2, w_code="int", w_bits=3)
+    conv("odd7_stride2", Fold(3, 2), 2, c_in=3, h=7, w=7, c_out=4, stride=2, w_bits=2)
+    conv("shortcut_1x1_s2", Fold(2, 6), 6, c_in=4, h=7, w=5, c_out=6, kernel=1, stride=2, padding=0,
+         w_code="pow2", out_code="signed", out_bits=8)
+    conv("k5_pad2", Fold(1, 3, 2), 1, c_in=2, h=6, w=5, c_out=3, kernel=5, padding=2, w_code="int", w_bits=3,
+         in_bits=2)
+    conv("xnor_pad_c6", Fold(2, 2, 2), 3, c_in=6, h=5, w=4, c_out=5, w_code="binary", w_bits=1,
+         in_code="bipolar", in_bits=1, out_code="signed", out_bits=5)
+    layer, x = dense_layer(rng, c_in=20, c_out=7, n=3, name="fc_wide_logits")
+    out.append(("fc_wide_logits", build_engine(layer, fold=Fold(2, 3, 2), out_simd=7), [x]))
+    spec = TensorSpec((5, 3, 2), "signed", 6)
+    layer, xs = add_layer(rng, specs=[spec, TensorSpec((5, 3, 2), "unsigned", 4)], coeffs=[1, 4], n=3,
+                          name="add_identity")
+    out.append(("add_identity", build_engine(layer, simd=2), xs))
+    layer, x = gap_layer(rng, c=7, h=3, w=3, n=3, name="gap7")
+    out.append(("gap7", build_engine(layer, simd=3), [x]))
+    for unit, k, s, p, shape in [("pool2x2", 2, 2, 0, (3, 6, 4)), ("pool3x3s2", 3, 2, 1, (2, 7, 5))]:
+        spec = TensorSpec(shape, "unsigned", 3)
+        layer = MaxPool(name=unit, input="x", in_spec=spec, kernel=k, stride=s, padding=p)
+        out.append((unit, build_engine(layer, simd=2), [random_values(rng, spec, 3)]))
+    return out
+
+
+def synthetic_stimulus(cases):
+    return [unit_stimulus(unit, eng, ins, eng.reference(*ins)) for unit, eng, ins in cases]
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_engine_shapes_outside_the_nets(cache, tmp_path, simulator):
+    require_simulator(simulator)
+    cases = synthetic_units()
+    units = synthetic_stimulus(cases)
+    r = run_units(cache, tmp_path, units, {u: e for u, e, _ in cases}, simulator, name="engine_shapes")
+    assert r.passed == ("engines_match_golden",)
+    for u in units:
+        assert r.records[f"{u['name']}.beats"] == len(u["out_beats"])
+
+
+class FlipWhenBusy(Rewire):
+    """Flips bit 0 of the output payload whenever bit 1 is set: right handshake, wrong values."""
+
+    def corrupt(self, m, outer, inner):
+        p = inner.o_stream.payload
+        m.d.comb += outer.o_stream.payload.eq(p ^ p[1])
+
+
+class StutterValid(Rewire):
+    """Drops valid for a cycle while the sink stalls: every value right, the stream rules broken."""
+
+    def corrupt(self, m, outer, inner):
+        from amaranth.hdl import Signal
+
+        toggle = Signal()
+        m.d.sync += toggle.eq(~toggle)
+        m.d.comb += outer.o_stream.valid.eq(inner.o_stream.valid & (outer.o_stream.ready | toggle))
+
+
+@pytest.mark.parametrize("fault, message", [(FlipWhenBusy, r"layer \S+: frame \d+, pixel \(y=\d+, x=\d+\), channel \d+: "
+                                             r"expected code \d+, got \d+"),
+                                            (StutterValid, "protocol violation")])
+def test_faulty_engines_fail(cache, tmp_path, fault, message):
+    require_simulator("icarus")
+    unit, eng, ins = synthetic_units()[0]
+    units = synthetic_stimulus([(unit, eng, ins)])
+    with pytest.raises(SimulationMismatch, match=message):
+        run_units(cache, tmp_path, units, {unit: fault(eng)}, "icarus", name=f"fault_{fault.__name__.lower()}")
