@@ -18,24 +18,26 @@ out_simd)``. Two designs:
   out_simd``, or ``C`` fits one beat on both sides): no storage, latency 0;
   the only logic is the AND that zeroes the padding slots of a pixel's last
   beat, a beat counter and a pixel counter for ``last``.
-* **Buffered** otherwise: a register of ``capacity = in_simd + out_simd -
-  gcd(in_simd, out_simd, C)`` codes holds the real codes of the stream in
-  order (pixels back to back), ``fill`` of them valid. The output is the
-  head of the buffer, valid when it holds the current output beat's codes
-  (``out_simd``, fewer for a pixel's last beat); taking it shifts the buffer
-  down by that count. An input beat is written at slot ``fill`` (after the
-  shift of an output taken in the same cycle) when its real codes fit.
-  Every fill is a multiple of ``g = gcd(in_simd, out_simd, C)``, so a buffer
-  that cannot emit holds at most ``out_simd - g`` codes and an input beat
-  always fits: no deadlock, and (checked by the cycle model for every
-  shape the tests sweep) the side with more beats per pixel moves one beat
-  per cycle.
+* **Buffered** otherwise: a register of ``capacity`` codes holds the real
+  codes of the stream in order (pixels back to back), ``fill`` of them
+  valid. The output is the head of the buffer, valid when it holds the
+  current output beat's codes (``out_simd``, fewer in a pixel's last beat);
+  taking it shifts the buffer down by that count. An input beat is written
+  at slot ``fill`` (after the shift of an output taken in the same cycle)
+  when its real codes fit. Every fill is a multiple of ``g =
+  gcd(in_simd, out_simd, C)``, so a buffer that cannot emit holds at most
+  ``out_simd - g`` codes: admitting inputs up to ``in_simd + out_simd - g``
+  codes never deadlocks, and ``capacity`` is the largest fill that bound
+  reaches (at most ``in_simd + out_simd - 1``). The side with more beats per
+  pixel then moves one beat per cycle (the cycle model checks it over every
+  ratio up to 9 lanes in tests/test_hw_regroup.py).
 
-The set of write offsets the buffer can see is computed at build time by
+The write offsets an input beat can land at are found at build time by
 walking every reachable (input beat, output beat, fill) state under every
 valid / ready pattern, and only those offsets get a path into each slot:
-``64 → 16 → 8`` channels reaches one offset, ``10`` channels ``4 → 3``
-reaches five. Shifts are by ``out_simd`` or the pixel's tail count only.
+64 channels ``16 → 8`` reach one offset, 10 channels ``4 → 3`` three, a
+general shifter would have ``capacity``. Shifts are by ``out_simd`` or a
+pixel's tail count only.
 
 Payloads are flat (``unsigned``, slot ``j`` at bits ``[j·bits, (j+1)·bits)``);
 with ``in_last`` / ``out_last`` the top bit is the ``last`` flag (ignored on
@@ -176,8 +178,9 @@ class RegroupModel:
         The grouping does not change (``in_simd == out_simd`` or ``C`` fits
         one beat on both sides): no storage.
     capacity : int
-        Codes the buffer holds, ``in_simd + out_simd - gcd(in_simd, out_simd,
-        C)`` (0 for pass-through).
+        Codes the buffer holds: the largest fill reachable when inputs are
+        admitted up to ``in_simd + out_simd - gcd(in_simd, out_simd, C)``
+        codes (0 for pass-through).
     offsets : tuple of int
         Reachable write offsets of an input beat into the buffer.
     shifts : tuple of int
@@ -204,7 +207,12 @@ class RegroupModel:
         if self.passthrough:
             self.capacity, self.schedule, self.offsets, self.shifts, self.latency = 0, None, (), (), 0
         else:
-            self.capacity = a + b - math.gcd(a, b, c)
+            # Every fill is a multiple of g = gcd(a, b, C): a buffer that
+            # cannot emit holds at most b - g codes, so a + b - g always
+            # admits the next input. The buffer is then sized to the largest
+            # fill that bound actually reaches (same schedule, fewer slots).
+            bound = _Schedule(c, a, b, a + b - math.gcd(a, b, c))
+            self.capacity = max(bound.fills)
             self.schedule = _Schedule(c, a, b, self.capacity)
             self.offsets = tuple(sorted(self.schedule.offsets))
             self.shifts = tuple(sorted(self.schedule.shifts))
@@ -337,31 +345,33 @@ class Regroup(wiring.Component):
         return self.model.estimate_cycles(frames)
 
     def estimate_resources(self) -> dict[str, int]:
-        """Flip-flops and LUT4s from the structure (per-slot source counts), for planning."""
-        b, bits = self.out_simd, self.bits
-        last_ff = (_counter_bits(self.out_groups) + _counter_bits(self.pixels)) if self.out_last else 0
-        tail_out = self.channels - (self.out_groups - 1) * b
+        """Flip-flops (the registers :meth:`elaborate` builds) and a LUT4 count from the structure.
+
+        LUTs: per buffer bit, one 2:1 mux per source beyond the first (hold,
+        each shift, each reachable write offset reaching the slot); the zeroed
+        padding slots; fill arithmetic and counters. Within 0.75-1.15 of
+        yosys ``synth_ice40`` on the shapes of tests/test_hw_regroup.py's
+        sweep (Xilinx LUT6 counts are about 0.6 of it).
+        """
+        b, bits, m = self.out_simd, self.bits, self.model
+        tail_matters = m.out_tail < b
+        out_beat = _counter_bits(self.out_groups) if (self.out_last or tail_matters) else 0
+        out_pixel = _counter_bits(self.pixels) if self.out_last else 0
+        counter_lut = 2 * (out_beat + out_pixel)
         if self.passthrough:
-            real = min(self.channels, self.in_simd, b)
-            mask = (real - tail_out) * bits if self.out_groups > 1 else 0
-            count = _counter_bits(self.out_groups)
-            return {"lut": mask + 2 * count + (2 * _counter_bits(self.pixels) if self.out_last else 0),
-                    "ff": max(count, last_ff), "bram": 0, "dsp": 0}
-        s = self.model.schedule
-        cap = self.capacity
+            zeroed = (min(self.in_simd, b) - m.out_tail) * bits if self.out_groups > 1 else 0
+            return {"lut": zeroed + counter_lut, "ff": out_beat + out_pixel, "bram": 0, "dsp": 0}
+        s, cap = m.schedule, self.capacity
+        in_beat = _counter_bits(s.n_in) if m.in_tail != self.in_simd else 0
         fill = cap.bit_length()
-        counters = (_counter_bits(s.n_in) if s.in_tail != self.in_simd else 0) + max(
-            _counter_bits(s.n_out) if (s.out_tail != b or self.out_last) else 0, 0)
-        ff = cap * bits + fill + counters + (_counter_bits(self.pixels) if self.out_last else 0)
-        lut = 0
+        mux = 0
         for p in range(cap):
             sources = 1 + sum(1 for n in s.shifts if p + n < cap)
             sources += sum(1 for w, n in s.offsets.items() if 0 <= p - w < n)
-            lut += bits * max(1, sources - 1)
-        lut += (b - tail_out) * bits  # zeroed tail slots
-        # fill arithmetic and compares, offset decode, counters
-        lut += 4 * fill + len(s.offsets) * _lut4s(fill + 1) + 2 * counters
-        return {"lut": lut, "ff": ff, "bram": 0, "dsp": 0}
+            mux += bits * max(1, sources - 1)
+        lut = (mux + (b - m.out_tail) * bits + 4 * fill + len(s.offsets) * _lut4s(fill + 1)
+               + counter_lut + 2 * in_beat)
+        return {"lut": lut, "ff": cap * bits + fill + in_beat + out_beat + out_pixel, "bram": 0, "dsp": 0}
 
     # -- hardware -------------------------------------------------------------------
 
