@@ -22,12 +22,12 @@ KINDS = {
 }
 
 
-def make_array(kind, out_ch, in_feat, rows, cols, lanes, seed=0, weights=None):
+def make_array(kind, out_ch, in_feat, rows, cols, lanes, seed=0, weights=None, weight_memory="auto"):
     w_code, w_bits, a_code, a_bits, sample = KINDS[kind]
     rng = np.random.default_rng(seed)
     w = sample(rng, (out_ch, in_feat)) if weights is None else weights
     return SystolicArray(weights=w, rows=rows, cols=cols, lanes=lanes, w_code=w_code, w_bits=w_bits,
-                         a_code=a_code, a_bits=a_bits)
+                         a_code=a_code, a_bits=a_bits, weight_memory=weight_memory)
 
 
 def pack_beats(arr, beats):
@@ -76,6 +76,90 @@ def test_matches_reference_and_golden_with_stalls(kind, shape):
     got, expected, _ = simulate(arr, x, valid_prob=0.7, ready_prob=0.6, seed=3)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(arr.mapping.outputs_to_channels(got), golden(arr, x))
+
+
+BLOCK_SHAPES = [  # (out_ch, in_feat, rows, cols, lanes), all with fold steps
+    (5, 13, 2, 3, 2),      # SF = 4, NF = 2, padded lanes and channels (a padding-only column word)
+    (4, 9, 3, 1, 2),       # one column, SF = 2
+    (7, 6, 1, 4, 1),       # one row, NF = 2
+    (6, 40, 4, 3, 1),      # four rows: delay lines of 0..3 stages, SF = 10, NF = 2
+]
+
+
+@pytest.mark.parametrize("shape", BLOCK_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_block_weights_match_reference_and_lut_path_with_stalls(kind, shape):
+    out_ch, in_feat, rows, cols, lanes = shape
+    block = make_array(kind, out_ch, in_feat, rows, cols, lanes, seed=len(kind), weight_memory="block")
+    lut = make_array(kind, out_ch, in_feat, rows, cols, lanes, seed=len(kind), weight_memory="lut")
+    assert block.block_columns and not lut.block_columns
+    x = np.random.default_rng(8).integers(0, block.spec.code_max + 1, size=(5, in_feat))
+    got, expected, _ = simulate(block, x, valid_prob=0.7, ready_prob=0.6, seed=4)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(block.mapping.outputs_to_channels(got), golden(block, x))
+    got_lut, _, _ = simulate(lut, x, valid_prob=0.5, ready_prob=0.8, seed=5)
+    np.testing.assert_array_equal(got_lut, got)
+
+
+@pytest.mark.parametrize("memory", ["lut", "block"])
+def test_both_weight_paths_are_full_rate_with_the_same_latency(memory):
+    arr = make_array("int4", 6, 24, 3, 2, 2, seed=1, weight_memory=memory)
+    assert bool(arr.block_columns) == (memory == "block")
+    n = 20
+    x = np.random.default_rng(2).integers(0, 16, size=(n, 24))
+    got, expected, run = simulate(arr, x)
+    np.testing.assert_array_equal(got, expected)
+    assert run.in_cycles == list(range(n * arr.mapping.steps))
+    assert run.out_cycles[0] - run.in_cycles[arr.mapping.sf - 1] == arr.latency == 3 + 2 + 1
+    assert run.out_cycles[-1] + 1 == arr.estimate_cycles(n)
+
+
+def test_block_path_without_the_early_address_is_wrong():
+    """The read must be one stage early: reading at the PE's own stage (a cycle late) breaks the result."""
+    class Late(SystolicArray):
+        def _column_rom(self, m, en, line, c):  # the address of stage c + 1: a cycle late
+            late = [dict(st) for st in line]
+            late[c] = line[c + 1]
+            return super()._column_rom(m, en, late, c)
+
+    arr = Late(weights=np.random.default_rng(0).integers(-8, 8, size=(5, 13)), rows=2, cols=3, lanes=2,
+               w_code="int", w_bits=4, a_bits=4, weight_memory="block")
+    assert arr.block_columns == (0, 1, 2)
+    x = np.random.default_rng(1).integers(0, 16, size=(6, 13))
+    got, expected, _ = simulate(arr, x, valid_prob=0.8, ready_prob=0.8, seed=2)
+    assert not np.array_equal(got, expected)
+
+
+def test_auto_follows_the_threshold_per_column():
+    from qhw.hw.rom import use_block_ram
+
+    deep = make_array("int4", 64, 576, 8, 8, 1, seed=3)  # 576 steps x 8 rows x 6 bits per column
+    assert deep.column_rom_shape(0) == (576, 48) and use_block_ram(576, 48)
+    assert deep.block_columns == tuple(range(8))
+    shallow = make_array("int4", 5, 13, 2, 3, 2)  # 8 steps
+    assert shallow.block_columns == ()
+    # A column of constant (padding) PEs has no ROM in either path.
+    pad = make_array("int4", 3, 130, 2, 4, 1, weight_memory="block")  # NF = 1: column 3 is padding
+    assert pad.column_rows[3] == () and pad.block_columns == (0, 1, 2)
+
+
+def test_block_estimates_move_rom_luts_to_bram_per_family():
+    from qhw.hw.array import cost
+    from qhw.hw.rom import bram_blocks
+
+    lut = make_array("int4", 64, 576, 8, 8, 1, seed=3, weight_memory="lut")
+    block = make_array("int4", 64, 576, 8, 8, 1, seed=3, weight_memory="block")
+    assert all(lut.estimate_resources(family)["bram"] == 0 for family in ("ice40", "ecp5", "xilinx", "gowin"))
+    for family, per_column in {"ice40": 9, "ecp5": 3, "xilinx": 3, "gowin": 3}.items():
+        assert bram_blocks(576, 48, family) == per_column
+        assert block.estimate_resources(family)["bram"] == 8 * per_column
+    f_lut, f_block = cost.array_features(lut), cost.array_features(block)
+    assert f_lut["rom"] == 64 * 6 * 9 and f_block["rom"] == 0  # 576 words: ceil(576/64) LUTs per bit
+    assert f_block["wdelay"] == 8 * 6 * sum(1 for r in range(8) if r >= 3)
+    assert block.estimate_resources()["lut"] < lut.estimate_resources()["lut"]
+    assert block.estimate_resources()["ff"] - lut.estimate_resources()["ff"] == block.weight_delay_bits() == 8 * 6 * 28
+    with pytest.raises(ValueError, match="family"):
+        block.estimate_resources("virtex2")
 
 
 @pytest.mark.parametrize("a_bits", [1, 8])
@@ -188,6 +272,7 @@ def test_estimates_are_positive_and_grow_with_the_array():
     (dict(a_bits=0), ValueError, "a_bits"),
     (dict(a_bits=17), ValueError, "a_bits"),
     (dict(out_fifo_depth=0), ValueError, "out_fifo_depth"),
+    (dict(weight_memory="bram"), ValueError, "weight_memory"),
     (dict(weights=[[8, 0]]), ValueError, "weights"),            # out of range for 4-bit int
     (dict(weights=[1, 2, 3]), ValueError, "weights"),           # not 2-D
     (dict(weights=np.zeros((0, 3))), ValueError, "weights"),    # empty

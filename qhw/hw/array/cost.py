@@ -8,7 +8,11 @@ costs a number of LUT6 per bit:
 feature       what is counted                                       LUT/bit
 ============  ====================================================  ========
 ``rom``       weight ROM bits, ``ceil(depth/64)`` LUTs per bit;      0.5 / 1
-              depth ≤ 32 packs two bits per LUT6_2
+              depth ≤ 32 packs two bits per LUT6_2 (LUT-ROM cells
+              only: a block-ROM column costs no LUTs, it is BRAM)
+``wdelay``    block-ROM weight-delay lines of three or more stages   1
+              (``xilinx_srl -minlen 3``): one SRL per bit and 32
+              stages; shorter lines stay FFs
 ``mux``       shift-add: per output bit, an n:1 mux over the         1.42
               exponents that bit can see (1 LUT up to 4 inputs,
               2 up to 8, ...)
@@ -30,11 +34,12 @@ hw`` arrays at 4×4 and 8×8 (one lane, fold 4×4) over all six kinds; on those
 (not in the fit) within 0.88–1.24. One-lane PEs have no narrow sums; their
 cost is set from the 8×8 array of 4-lane XNOR PEs, and on the other five
 4-lane 8×8 arrays (not in any fit) the estimate lies within 0.90–1.19.
-``ctrl`` is not fitted: it is what the fixed control logic costs by
+``ctrl`` and ``wdelay`` are not fitted: it is what the fixed control logic costs by
 construction and matters only for arrays of a few PEs
 (tests/test_synth_hw_array_cost.py checks one). ``qhw bench hw`` prints
 the estimate next to yosys for every array it measures, so shapes outside
-the fit are checked, not assumed.
+the fit are checked, not assumed; ``qhw.bench.bram`` does the same for
+block-ROM arrays on every family.
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ from ..pe import cost as pe_cost
 from ..pe.datapath import KEEP_WIDTH, pairwise_reduce, raw_terms
 from ..pe.params import shape_for
 
+#: Shortest delay line synth_xilinx turns into SRLs (``xilinx_srl -minlen 3``).
+SRL_MIN_STAGES = 3
 #: LUT6 per counted bit, by feature (see the module docstring).
-LUTS_PER_BIT = {"rom": 1.0, "mux": 1.42, "booth": 1.006, "add": 0.585, "narrow": 0.4, "psum": 0.768, "out": 0.613,
+LUTS_PER_BIT = {"rom": 1.0, "wdelay": 1.0, "mux": 1.42, "booth": 1.006, "add": 0.585, "narrow": 0.4, "psum": 0.768, "out": 0.613,
                 "const": 1.0, "ctrl": 1.0}
 
 
@@ -92,7 +99,12 @@ def cell_features(array, r: int, c: int) -> Counter:
     if len(set(words)) == 1:  # constant weights: synthesis folds the terms
         f["const"] += pe_cost.lane_luts(spec, const_weights=True) * spec.lanes
         return f
-    f["rom"] += rom_luts(len(words), word_bits)
+    if c in getattr(array, "block_columns", ()):
+        # The word comes from the column's block ROM through r delay stages.
+        if r >= SRL_MIN_STAGES:
+            f["wdelay"] += word_bits * math.ceil(r / 32)
+    else:
+        f["rom"] += rom_luts(len(words), word_bits)
     exps = mp.max_exps(r, c) if spec.kind == "shift_add" else None
     terms = raw_terms(spec, Signal(spec.lanes * spec.a_bits), Signal(word_bits), exps, mp.booth)
     if spec.kind == "shift_add":

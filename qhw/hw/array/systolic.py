@@ -17,6 +17,31 @@ reach the accumulators in cycle ``t + rows + cols``, which write the output
 FIFO; the result is valid on ``o_stream`` in cycle ``t + latency`` with
 ``latency = rows + cols + 1``.
 
+Weights (``weight_memory``): a PE whose ROM holds one word has constant
+weights and no ROM. The others read their word either from their own
+asynchronous LUT ROM at ``line[1 + r + c].step`` (path ``"lut"``), or from a
+block ROM shared by their column (path ``"block"``): one synchronous memory
+per column, word = the ROM words of every non-constant PE of that column side
+by side (row order), ``steps`` deep. Its read port takes the address one
+stage early, ``line[c].step``, with the read enable tied to ``en``, so the
+data register is one more stage of the control line: it holds the word of
+the beat at stage ``c + 1`` (row 0's PE) and, like every other stage, holds
+it through a stall. Row ``r``'s slice then passes ``r`` weight-delay
+registers (enabled by ``en``) to reach PE ``(r, c)`` with that PE's beat:
+timing, latency and throughput are those of the LUT path. ``"auto"`` chooses
+per column with :func:`qhw.hw.rom.use_block_ram` (``steps`` × word bits).
+
+Why a memory per column: the per-PE ROMs (``steps`` × ``lanes·lane bits``,
+e.g. 576 × 6 bits) fill a small part of one block RAM, and a block's words
+are at most 16..72 bits wide, so packing the rows of a column into one wide
+word is what fills a block. The price is ``rows·(rows − 1)/2`` delayed
+slices per column (on Xilinx the chains of three or more become SRL16E
+LUTs). One memory per anti-diagonal (PEs ``r + c = d`` share an address)
+would need no delay registers, but its words are narrower at the corners,
+so it takes more blocks (8×8 array of 6-bit ROMs at 576 words on 18 Kbit
+blocks: 27 against 24; on iCE40 100 against 96), and block RAM is the
+scarcer resource on every target family (the FFs are SRLs on Xilinx).
+
 Arithmetic: the PEs sum raw terms (:mod:`qhw.hw.pe.spec`); the per-channel
 corrections (``alpha``, ``beta·Q``, ``gamma``) are applied once, after the
 fold accumulators. MAC weights held in ROMs are Booth-recoded, so no cell
@@ -44,6 +69,7 @@ from ..pe.cell import SystolicCell
 from ..pe.datapath import act_sum, as_signed_value, mux_tree
 from ..pe.params import check_positive, shape_for
 from ..pe.spec import PESpec
+from ..rom import BRAM_FAMILIES, bram_blocks, rom_read_sync, use_block_ram
 from . import cost
 from .mapping import ArrayMapping
 
@@ -67,6 +93,10 @@ class SystolicArray(wiring.Component):
         Activation code width.
     out_fifo_depth : int
         Output FIFO entries (default 2: enough for full rate, see above).
+    weight_memory : {"auto", "lut", "block"}
+        Where the weight ROMs live (see above): ``"lut"`` per-PE LUT ROMs,
+        ``"block"`` one block ROM per column, ``"auto"`` (default) block for
+        the columns whose packed ROM passes :func:`qhw.hw.rom.use_block_ram`.
 
     Attributes
     ----------
@@ -88,17 +118,30 @@ class SystolicArray(wiring.Component):
         over the actual weights).
     latency : int
         ``rows + cols + 1`` cycles from accepting the last beat of a group to
-        its result being valid on ``o_stream``.
+        its result being valid on ``o_stream`` (both weight paths).
+    column_rows : tuple of tuple of int
+        Per column, the rows whose PE has a ROM (more than one distinct word).
+    block_columns : tuple of int
+        Columns whose weights are in a block ROM (``column_rom_shape``).
     """
 
     def __init__(self, *, weights, rows: int, cols: int, lanes: int, w_code: str, w_bits: int,
-                 a_code: str = "unsigned", a_bits: int, out_fifo_depth: int = 2):
+                 a_code: str = "unsigned", a_bits: int, out_fifo_depth: int = 2, weight_memory: str = "auto"):
         rows, cols = check_positive("rows", rows), check_positive("cols", cols)
         spec = PESpec(w_code=w_code, w_bits=w_bits, a_code=a_code, a_bits=a_bits, lanes=lanes)
         self.spec = spec
         self.mapping = ArrayMapping(weights=weights, rows=rows, cols=cols, spec=spec)
         self.rows, self.cols, self.lanes = rows, cols, spec.lanes
         self.out_fifo_depth = check_positive("out_fifo_depth", out_fifo_depth)
+        if weight_memory not in ("auto", "lut", "block"):
+            raise ValueError(f"weight_memory must be 'auto', 'lut' or 'block', not {weight_memory!r}")
+        self.weight_memory = weight_memory
+        mp = self.mapping
+        self.column_rows = tuple(tuple(r for r in range(rows) if len(set(mp.rom_words(r, c))) > 1)
+                                 for c in range(cols))
+        self.block_columns = tuple(
+            c for c in range(cols) if self.column_rows[c] and (
+                weight_memory == "block" or weight_memory == "auto" and use_block_ram(*self.column_rom_shape(c))))
         self.acc_width = self.mapping.acc_width
         self.latency = rows + cols + 1
         self.in_layout = data.ArrayLayout(unsigned(spec.a_bits), rows * spec.lanes)
@@ -115,6 +158,10 @@ class SystolicArray(wiring.Component):
         bottoms = self._grid(m, en, ctrl)
         self._output_stage(m, en, ctrl, bottoms)
         return m
+
+    def column_rom_shape(self, c: int) -> tuple[int, int]:
+        """(depth, width) of column ``c``'s packed ROM: ``steps`` words of one PE word per ROM row."""
+        return self.mapping.steps, len(self.column_rows[c]) * self.lanes * self.mapping.lane_word_bits
 
     # -- input: fold counters, padding mask, skew and control lines ----------------
 
@@ -152,6 +199,9 @@ class SystolicArray(wiring.Component):
         mp, spec = self.mapping, self.spec
         width = spec.lanes * spec.a_bits
         beat, line = ctrl["beat"], ctrl["line"]
+        block_words = {}
+        for c in self.block_columns:
+            block_words.update(self._column_rom(m, en, line, c))
         cells = {}
         for r in range(self.rows):
             # Row r: r skew registers after the input register.
@@ -167,15 +217,36 @@ class SystolicArray(wiring.Component):
                     spec=spec, words=mp.rom_words(r, c),
                     psum_in_shape=None if above is None else above.psum_out.shape(),
                     psum_out_shape=shape_for(*mp.psum_bounds[r][c]),
-                    max_exps=mp.max_exps(r, c) if spec.kind == "shift_add" else None, booth=mp.booth)
+                    max_exps=mp.max_exps(r, c) if spec.kind == "shift_add" else None, booth=mp.booth,
+                    weight_port=(r, c) in block_words)
                 m.submodules[f"pe_{r}_{c}"] = cells[r, c] = cell
                 m.d.comb += [cell.a_in.eq(a), cell.en.eq(en)]
-                if mp.steps > 1:
+                if (r, c) in block_words:
+                    m.d.comb += cell.w_in.eq(block_words[r, c])
+                elif hasattr(cell, "addr"):
                     m.d.comb += cell.addr.eq(line[1 + r + c]["step"])
                 if above is not None:
                     m.d.comb += cell.psum_in.eq(above.psum_out)
                 a = cell.a_out
         return [cells[self.rows - 1, c].psum_out for c in range(self.cols)]
+
+    def _column_rom(self, m, en, line, c):
+        """Column ``c``'s block ROM: {(r, c): PE (r, c)'s word, aligned with its activations}."""
+        mp, bits = self.mapping, self.lanes * self.mapping.lane_word_bits
+        rows = self.column_rows[c]
+        words = [sum(mp.rom_words(r, c)[s] << (i * bits) for i, r in enumerate(rows)) for s in range(mp.steps)]
+        # Address one stage early: the read register is stage c + 1 of the line (row 0).
+        data = rom_read_sync(m, f"wrom_{c}", words, len(rows) * bits, line[c]["step"], en)
+        out = {}
+        for i, r in enumerate(rows):
+            w = data[i * bits:(i + 1) * bits]
+            for k in range(r):  # row r sees the beat r stages later
+                reg = Signal(bits, name=f"wdelay_{r}_{c}_{k}", reset_less=True)
+                with m.If(en):
+                    m.d.sync += reg.eq(w)
+                w = reg
+            out[r, c] = w
+        return out
 
     # -- output: deskew, fold accumulators, finishing, FIFO -------------------------
 
@@ -239,11 +310,21 @@ class SystolicArray(wiring.Component):
         """Cycles from the first input transfer to the last output transfer, no stalls."""
         return n_vectors * self.mapping.steps + self.latency
 
-    def estimate_resources(self) -> dict[str, int]:
-        """Pre-synthesis Xilinx-7 (no DSP) counts. LUTs (logic + LUT-RAM): the
-        structural estimate of :mod:`qhw.hw.array.cost`; FFs: registers in the
-        RTL (yosys packs the skew/deskew delay lines into SRL LUTs, so it
-        reports fewer)."""
+    def weight_delay_bits(self) -> int:
+        """Weight-delay register bits of the block-ROM columns (``r`` slices for row ``r``)."""
+        bits = self.lanes * self.mapping.lane_word_bits
+        return sum(r * bits for c in self.block_columns for r in self.column_rows[c])
+
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
+        """Pre-synthesis counts (no DSP). LUTs (logic + LUT-RAM): the structural
+        Xilinx-7 LUT6 estimate of :mod:`qhw.hw.array.cost` whatever ``family``
+        (block-ROM columns cost no ROM LUTs there); FFs: registers in the RTL
+        (yosys packs the skew/deskew and weight-delay lines into SRL LUTs on
+        Xilinx, so it reports fewer); BRAM: the block-ROM columns in ``family``'s
+        own blocks (:func:`qhw.hw.rom.bram_blocks`: SB_RAM40_4K, DP16KD,
+        RAMB18 units, BSRAM), ``family`` one of ice40 / ecp5 / xilinx / gowin."""
+        if family not in BRAM_FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(BRAM_FAMILIES)}, not {family!r}")
         mp = self.mapping
         act_w = self.spec.lanes * self.spec.a_bits
         psum_w = sum(shape_for(*b).width for row in mp.psum_bounds for b in row)
@@ -252,4 +333,6 @@ class SystolicArray(wiring.Component):
         ff += (self.rows + self.cols) * (3 + max(1, (mp.steps - 1).bit_length()))
         if mp.sf > 1:
             ff += sum(shape_for(*b).width for b in mp.p_bounds)
-        return {"lut": cost.array_luts(self), "ff": int(ff), "dsp": 0, "bram": 0}
+        ff += self.weight_delay_bits()
+        bram = sum(bram_blocks(*self.column_rom_shape(c), family) for c in self.block_columns)
+        return {"lut": cost.array_luts(self), "ff": int(ff), "dsp": 0, "bram": int(bram)}

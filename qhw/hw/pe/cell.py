@@ -1,4 +1,4 @@
-"""One processing element of the systolic array: weights in a local ROM, registered links."""
+"""One processing element of the systolic array: weights from a local ROM or a port, registered links."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ class SystolicCell(wiring.Component):
         MAC only: ``words`` hold Booth codes (``3·ceil(w_bits/2)`` bits per
         lane, :meth:`PESpec.booth_codes`); the raw sum then lacks
         ``booth_offset`` per weight (see :mod:`.spec`).
+    weight_port : bool
+        False (default): ``words`` sit in this cell's own asynchronous LUT
+        ROM, read at ``addr``. True: the cell has no ROM and takes the
+        current word on ``w_in`` (the array reads it from a block ROM shared
+        by a column). Either way one word gives constant weights and no port.
 
     Attributes
     ----------
@@ -43,7 +48,11 @@ class SystolicCell(wiring.Component):
     a_out : Out(unsigned(lanes·a_bits))
         ``a_in`` registered (to the right-hand neighbour).
     addr : In(range(len(words)))
-        Fold step of the activations on ``a_in``; only if ``len(words) > 1``.
+        Fold step of the activations on ``a_in``; only if ``len(words) > 1``
+        and not ``weight_port``.
+    w_in : In(unsigned(lanes·rom_lane_bits))
+        The word of the fold step of the activations on ``a_in``, same cycle;
+        only if ``len(words) > 1`` and ``weight_port``.
     psum_in : In(psum_in_shape)
         Only below the top row.
     psum_out : Out(psum_out_shape)
@@ -53,8 +62,13 @@ class SystolicCell(wiring.Component):
     """
 
     def __init__(self, *, spec: PESpec, words, psum_in_shape: Shape | None, psum_out_shape: Shape,
-                 max_exps=None, booth: bool = False):
+                 max_exps=None, booth: bool = False, weight_port: bool = False):
+        if not isinstance(spec, PESpec):
+            raise TypeError(f"spec must be a PESpec, not {spec!r}")
+        if not isinstance(weight_port, bool):
+            raise TypeError(f"weight_port must be a bool, not {weight_port!r}")
         self.spec = spec
+        self.weight_port = weight_port
         self.booth = bool(booth) and spec.kind == "mac"
         self.word_bits = spec.lanes * spec.rom_lane_bits(self.booth)
         self.words = tuple(int(w) for w in words)
@@ -62,7 +76,10 @@ class SystolicCell(wiring.Component):
         act = unsigned(spec.lanes * spec.a_bits)
         members = {"a_in": In(act), "a_out": Out(act), "en": In(1)}
         if len(self.words) > 1:
-            members["addr"] = In(range(len(self.words)))
+            if weight_port:
+                members["w_in"] = In(unsigned(self.word_bits))
+            else:
+                members["addr"] = In(range(len(self.words)))
         if psum_in_shape is not None:
             members["psum_in"] = In(psum_in_shape)
         members["psum_out"] = Out(psum_out_shape)
@@ -71,8 +88,10 @@ class SystolicCell(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spec = self.spec
-        addr = getattr(self, "addr", None)
-        w = rom_read(m, "rom", self.words, self.word_bits, addr)
+        if hasattr(self, "w_in"):
+            w = self.w_in
+        else:
+            w = rom_read(m, "rom", self.words, self.word_bits, getattr(self, "addr", None))
         exps = self.max_exps if spec.kind == "shift_add" else None
         total = raw_sum(spec, self.a_in, w, exps, booth=self.booth, m=m)
         if hasattr(self, "psum_in"):
