@@ -55,7 +55,7 @@ def test_export_then_check(qhw_cli, qhw, checkpoint, tmp_path):
     proc = qhw_cli("export", str(checkpoint), "--out", str(tmp_path / "net"), "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["ok"] and doc["format_version"] == 1 and doc["network"] == str(tmp_path / "net.json")
+    assert doc["ok"] and doc["format_version"] == 2 and doc["network"] == str(tmp_path / "net.json")
     assert [r["name"] for r in doc["layers"]][:3] == ["input", "stem", "s1.b1.conv1"]
     assert (tmp_path / "net.npz").is_file()
     proc = qhw("check", str(tmp_path / "net.json"), "--limit", "40", "--json")
@@ -90,7 +90,7 @@ def test_bad_checkpoints_are_one_line_errors(qhw, tmp_path):
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (lambda d: d.update(format_version=7), "has format_version 7; this qhw reads format_version 1 only"),
+        (lambda d: d.update(format_version=7), "has format_version 7; this qhw reads format_version 1 and 2"),
         (lambda d: d["layers"][2].update(kind="lstm"), "layer 's1.b1.conv1': unknown layer kind 'lstm'"),
         (lambda d: d["layers"][1].update(weight_bits=99), "layer 'stem': weight_bits must be between 1 and 16, not 99"),
     ],
@@ -121,3 +121,23 @@ def test_check_fails_when_a_checkpoint_does_not_match_its_network(qhw, checkpoin
     line = one_error_line(qhw("check", str(checkpoint), "--dataset", "cifar10"), "check")
     assert "needs a directory" in line
 
+
+
+def test_check_maps_pixels_to_a_4_bit_input(qhw, tmp_path):
+    """A network whose input is 4-bit codes is checked on those codes, not on the 8-bit pixels."""
+    from dataclasses import replace
+
+    from qhw.quant.models import PRESETS
+
+    model, _ = calibrated_model(CONFIGS["w4a4"], spec=replace(PRESETS["resnet8"], widths=(8, 16, 32), input_bits=4))
+    ckpt = tmp_path / "in4.pt"
+    save_checkpoint(ckpt, model, train={"dataset": "synthetic"})
+    assert qhw("export", str(ckpt), "--out", str(tmp_path / "net"), "--no-mul-shift").returncode == 0
+    assert json.loads((tmp_path / "net.json").read_text())["layers"][0]["bits"] == 4
+    proc = qhw("check", str(tmp_path / "net.json"), "--limit", "32", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["input_bits"] == 4 and rep["input_code_mismatches"] == 0 and rep["same_top1"] == 100.0
+    assert all(l["agreement"] >= 0.999 for l in rep["layers"])
+    text = qhw("check", str(tmp_path / "net.json"), "--limit", "8").stdout
+    assert "8-bit pixels read as 4-bit input codes" in text

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from qhw.errors import InputError
-from qhw.ir.check import compare
+from qhw.ir import intmath
+from qhw.ir.check import PIXEL_MAX, compare, input_code_table, input_codes
 from qhw.ir.export import export_model
 from qhw.ir.golden import GoldenModel
-from qhw.ir.graph import Add, Conv
+from qhw.ir.graph import Add, Conv, Input
 from qhw.quant.config import QuantConfig
 from qhw.quant.data import synthetic_dataset
 from qhw.quant.models import PRESETS, build_model
@@ -128,3 +129,56 @@ def test_resnet20_on_cifar_shaped_input_exports_and_runs():
     with torch.no_grad():
         fake = model(codes.float() / 255.0)
     assert torch.equal(out["fc"].argmax(1), fake.argmax(1))
+
+
+@pytest.mark.parametrize("bits", [8, 5, 4, 1])
+def test_input_codes_follow_the_input_spec(bits):
+    """8-bit dataset pixels d -> the k-bit codes InputQuant gives: floor((2^k - 1)·d/255 + 1/2)."""
+    from qhw.quant.quantizers import InputQuant
+
+    iq = InputQuant(bits=bits)
+    inp = Input(name="input", shape=(1, 2, 2), bits=bits, scale=float(iq.scale))
+    d = np.arange(PIXEL_MAX + 1)
+    table = input_code_table(inp)
+    top = (1 << bits) - 1
+    np.testing.assert_array_equal(table, (2 * d * top + 255) // 510)
+    np.testing.assert_array_equal(table, iq.integer_values(torch.from_numpy(d).float() / 255.0).numpy())
+    assert table[0] == 0 and table[-1] == top and np.all(np.diff(table) >= 0)
+    if bits == 8:
+        np.testing.assert_array_equal(table, d)  # the pixel code itself
+    np.testing.assert_array_equal(input_codes(inp, np.array([[0, 255], [128, 64]], dtype=np.uint8)),
+                                  table[[[0, 255], [128, 64]]])
+    # a scale other than 1/(2^k - 1) is honoured: codes of 2·scale cover half the pixel range
+    half = Input(name="input", shape=(1, 2, 2), bits=bits, scale=2.0 / top) if bits > 1 else None
+    if half is not None:
+        assert input_code_table(half)[-1] == (top + 1) // 2
+    with pytest.raises(InputError, match=r"pixel codes must lie in \[0, 255\]"):
+        input_codes(inp, np.array([256]))
+    with pytest.raises(InputError, match="image pixels map only to unsigned codes"):
+        input_code_table(Input(name="input", shape=(1, 2, 2), code="bipolar", bits=1))
+
+
+def test_golden_matches_fake_quant_on_a_4_bit_input():
+    spec = replace(PRESETS["resnet8"], widths=(8, 16, 32), input_bits=4)
+    model, ds = calibrated_model(CONFIGS["w4a4"], spec=spec)
+    net = export_model(model)
+    assert (net.input.bits, net["stem"].in_spec.hi) == (4, 15)
+    report = compare(net, model, ds.x_test, ds.y_test, batch_size=48)
+    assert report["input_code_mismatches"] == 0 and report["input_bits"] == 4
+    assert report["same_top1"] >= 99.0 and all(l["agreement"] >= 0.999 for l in report["layers"])
+
+
+def test_exported_bounds_are_padding_aware():
+    """The 2x2 last stage of ResNet-8 on 8x8 inputs: conv2 sees at most 4 of 9 taps anywhere."""
+    net = export_model(calibrated_model(CONFIGS["w4a4"])[0], with_mul_shift=False)
+    narrower = []
+    for layer in net:
+        if isinstance(layer, Conv):
+            s = layer.in_spec
+            pad = layer.padding != (0, 0)
+            lo, hi = intmath.accumulator_bounds(layer.weights, min(s.lo, 0) if pad else s.lo,
+                                                max(s.hi, 0) if pad else s.hi)  # every tap, padding as 0
+            assert np.all(layer.acc_lo >= lo) and np.all(layer.acc_hi <= hi)
+            if intmath.signed_width(int(lo.min()), int(hi.max())) > layer.acc_bits:
+                narrower.append(layer.name)
+    assert "s3.b1.conv2" in narrower and "stem" not in narrower

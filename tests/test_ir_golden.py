@@ -8,8 +8,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from qhw.ir import intmath
-from qhw.ir.golden import GoldenModel, apply_thresholds, im2col, requant_mul_shift, to_raw
-from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, Network, TensorSpec
+from qhw.ir.golden import GoldenModel, apply_thresholds, im2col, layer_op, requant_mul_shift, to_raw
+from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, MaxPool, Network, TensorSpec
 from qhw.ir.requant import MulShift, Thresholds
 
 
@@ -203,3 +203,113 @@ def test_global_pool_with_folded_average_requantizer():
     # sums 10, 59 | 3, 9; means 2.5, 14.75 | 0.75, 2.25 round half up to 3, 15 | 1, 2
     assert out["gap"].tolist() == [[3, 15], [1, 2]]
     assert (gap.out.code.value, gap.out.bits, gap.out.hi) == ("unsigned", 4, 15)
+
+
+MAXPOOL_CASES = [  # (H, W, kernel, stride, padding)
+    (6, 6, 2, 2, 0),
+    (7, 5, 2, 2, 0),   # odd sizes: the last row / column is dropped (floor)
+    (7, 7, 3, 2, 1),
+    (8, 6, 3, 2, 1),
+    (5, 7, 3, 1, 0),
+    (5, 7, 3, 1, 1),
+    (4, 5, (3, 2), (1, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("h,w,kernel,stride,padding", MAXPOOL_CASES)
+def test_maxpool_matches_torch_max_pool2d(h, w, kernel, stride, padding):
+    rng = np.random.default_rng(h * 100 + w)
+    # all-negative values: a pad value of 0 (or any in-range value) would win at the border
+    inp = Input(name="input", shape=(3, h, w), code="signed", bits=7)
+    mp = MaxPool(name="mp", input="input", in_spec=inp.out, kernel=kernel, stride=stride, padding=padding)
+    x = torch.from_numpy(rng.integers(-64, 0, (2, 3, h, w)))
+    x[0, 1] = -64  # a channel at the very bottom of the range
+    got = GoldenModel(Network(layers=(inp, mp))).run(x)["mp"]
+    # max_pool2d pads with -inf; float64 is exact on these integers
+    want = torch.nn.functional.max_pool2d(x.double(), kernel, stride, padding)
+    assert got.dtype == torch.int64 and tuple(got.shape[1:]) == mp.out.shape
+    assert torch.equal(got, want.long())
+    assert int(got.max()) < 0 and bool((got[0, 1] == -64).all())
+
+
+def test_maxpool_on_bipolar_and_unsigned_values():
+    for code, bits, lo, hi in (("bipolar", 1, -1, 1), ("unsigned", 4, 0, 15)):
+        inp = Input(name="input", shape=(2, 5, 5), code=code, bits=bits)
+        mp = MaxPool(name="mp", input="input", in_spec=inp.out, kernel=3, stride=2, padding=1)
+        values = torch.tensor([-1, 1]) if code == "bipolar" else torch.arange(16)
+        x = values[torch.from_numpy(np.random.default_rng(1).integers(0, len(values), (3, 2, 5, 5)))]
+        got = layer_op(mp)(x)
+        want = torch.nn.functional.max_pool2d(x.double(), 3, 2, 1).long()
+        assert torch.equal(got, want) and mp.out.code.value == code and (mp.out.lo, mp.out.hi) == (lo, hi)
+
+
+def test_layer_op_runs_one_layer_and_checks_its_inputs():
+    net = hand_network()
+    golden = GoldenModel(net)
+    x = torch.randint(0, 16, (5, 1, 3, 3))
+    out = golden.run(x)
+    for layer in net.layers[1:]:
+        args = [out[n] for n in layer.inputs]
+        assert torch.equal(layer_op(layer)(*args), out[layer.name])
+        assert torch.equal(golden.run_layer(layer.name, *args), out[layer.name])
+        # numpy arrays are accepted too, and give (N, *out.shape)
+        assert tuple(layer_op(layer)(*[a.numpy() for a in args]).shape) == (5, *layer.out.shape)
+    conv, fc = net["conv"], net["fc"]
+    with pytest.raises(ValueError, match=r"layer 'conv' input 'input' must have shape \(N, 1, 3, 3\)"):
+        layer_op(conv)(torch.zeros(2, 1, 4, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"layer 'fc' input 'gap' values must lie in \[0, 12\]"):
+        layer_op(fc)(torch.tensor([[13, 0]]))
+    with pytest.raises(TypeError, match="layer 'conv' takes 1 input tensor"):
+        layer_op(conv)(x, x)
+    with pytest.raises(TypeError, match="must be an integer tensor, not torch.float32"):
+        layer_op(conv)(x.float())
+    with pytest.raises(TypeError, match="layer must be a qhw.ir.graph layer"):
+        layer_op("conv")
+    with pytest.raises(KeyError, match="no layer 'nope'"):
+        golden.run_layer("nope", x)
+    add = Add(name="add", inputs=("a", "b"), in_specs=(fc.out, fc.out), coeffs=[[1, 1], [1, 1]])
+    with pytest.raises(ValueError, match="different batch sizes"):
+        layer_op(add)(torch.zeros(2, 2, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.int64))
+    bip = Dense(name="d", input="x", in_spec=TensorSpec((2,), "bipolar", 1), out_channels=1, weight_code="binary",
+                weight_bits=1, weights=[[1, -1]])
+    with pytest.raises(ValueError, match="values must be \\+1 or -1"):
+        layer_op(bip)(torch.tensor([[1, 0]]))
+
+
+def test_golden_model_runs_exactly_the_layer_ops(monkeypatch):
+    """GoldenModel has no op of its own: replacing layer_op's computation changes the model's output."""
+    import qhw.ir.golden as golden_mod
+
+    net = hand_network()
+    x = torch.randint(0, 16, (3, 1, 3, 3))
+    before = GoldenModel(net).run(x)
+    built = []
+    real = golden_mod.layer_op
+
+    def spy(layer, fault):
+        op = real(layer)
+        built.append(layer.name)
+        if layer.name == "gap":
+            inner = op._compute
+            op._compute = lambda xs: fault(inner(xs))
+        return op
+
+    monkeypatch.setattr(golden_mod, "layer_op", lambda layer: spy(layer, lambda y: y.flip(1)))
+    after = GoldenModel(net).run(x)  # fault: the two pooled channels swapped (values stay in range)
+    assert built == [l.name for l in net]
+    assert torch.equal(after["conv"], before["conv"]) and torch.equal(after["gap"], before["gap"].flip(1))
+    assert not torch.equal(after["fc"], before["fc"])
+    # a producer that leaves its declared range is caught by its consumer's op
+    monkeypatch.setattr(golden_mod, "layer_op", lambda layer: spy(layer, lambda y: y + 13))
+    with pytest.raises(ValueError, match=r"layer 'fc' input 'gap' values must lie in \[0, 12\]"):
+        GoldenModel(net).run(x)
+
+
+def test_maxpool_forward_path_uses_no_float_tensor():
+    inp = Input(name="input", shape=(2, 5, 5), code="signed", bits=5)
+    net = Network(layers=(inp, MaxPool(name="mp", input="input", in_spec=inp.out, kernel=3, stride=2, padding=1)))
+    golden = GoldenModel(net)
+    x = torch.randint(-16, 16, (2, 2, 5, 5))
+    with _DtypeSpy() as spy:
+        golden.run(x)
+    assert spy.dtypes and not any(d.is_floating_point for d in spy.dtypes), spy.dtypes

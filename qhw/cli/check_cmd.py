@@ -93,7 +93,8 @@ def run(args):
     rows = [{"layer": r["layer"], "kind": r["kind"], "values": r["values"],
              "agreement %": round(100 * r["agreement"], 4)} for r in report["layers"]]
     text = table(rows, ["layer", "kind", "values", "agreement %"])
-    text += (f"\n\n{report['images']} {name} {args.split} images: golden top-1 {report['golden_top1']:.2f} %, "
+    text += (f"\n\n{report['images']} {name} {args.split} images (8-bit pixels read as {report['input_bits']}-bit "
+             f"input codes): golden top-1 {report['golden_top1']:.2f} %, "
              f"fake-quant ({args.fake_dtype}) top-1 {report['fake_quant_top1']:.2f} %, identical top-1 {report['same_top1']:.2f} % "
              f"({report['same_top1_count']}/{report['images']})")
     if not ok:

@@ -5,21 +5,69 @@ each, the share of images with the same top-1 class, and per layer the share
 of output values that are equal (the fake-quant tensors are turned into
 integers with the quantizers' own ``integer_values``; see
 :func:`qhw.ir.export.probe_points`).
+
+Datasets hold 8-bit pixel codes ``d`` and the float model reads ``d / 255``
+(:mod:`qhw.quant.data`); the golden model reads the network's input codes,
+which :func:`input_codes` derives from the network's input spec (bits and
+scale), so a network with a k-bit input is checked on the codes its
+``InputQuant`` produces, not on the raw 8-bit pixels.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any, Callable
 
 import numpy as np
 
+from qhw.errors import InputError
 from qhw.ir.golden import GoldenModel
-from qhw.ir.graph import Network
+from qhw.ir.graph import Input, Network
+from qhw.ir.intmath import ActCode
+
+#: dataset pixels are unsigned codes 0..PIXEL_MAX; the float image is code / PIXEL_MAX (qhw.quant.data)
+PIXEL_MAX = 255
+
+
+def input_code_table(inp: Input) -> np.ndarray:
+    """int64 ``(PIXEL_MAX + 1,)``: the network input code of each dataset pixel code ``d``.
+
+    The input's real value is ``code · scale`` (``scale`` default
+    ``1/(2^k − 1)``), so the code of the pixel ``p = d / 255`` is
+    ``clamp(floor(p / scale + 1/2), 0, 2^k − 1)``, evaluated exactly on the
+    float ``scale`` (rational arithmetic). With the fake-quant ``InputQuant``
+    (``scale = float32(1/(2^k − 1))``) this is ``floor((2^k − 1)·d/255 + 1/2)``,
+    and for k = 8 the pixel code itself.
+    """
+    if not isinstance(inp, Input):
+        raise TypeError(f"inp must be the network's Input layer, not {inp!r}")
+    if inp.code is not ActCode.UNSIGNED:
+        raise InputError(f"network input {inp.name!r} is {inp.code.value}; image pixels map only to unsigned codes")
+    top = (1 << inp.bits) - 1
+    step = Fraction(1, top) if inp.scale is None else Fraction(inp.scale)
+    half = Fraction(1, 2)
+    table = [min(max(int((Fraction(d, PIXEL_MAX) / step + half).__floor__()), 0), top) for d in range(PIXEL_MAX + 1)]
+    return np.array(table, dtype=np.int64)
+
+
+def input_codes(inp: Input, pixels) -> np.ndarray:
+    """Dataset pixel codes (any shape, 0..255) -> the network's int64 input codes (:func:`input_code_table`)."""
+    px = np.asarray(pixels)
+    if px.dtype.kind not in "iu":
+        raise InputError(f"pixel codes must be integers, not {px.dtype}")
+    if px.size and (int(px.min()) < 0 or int(px.max()) > PIXEL_MAX):
+        raise InputError(f"pixel codes must lie in [0, {PIXEL_MAX}], not [{int(px.min())}, {int(px.max())}]")
+    return input_code_table(inp)[px.astype(np.int64)]
 
 
 def compare(net: Network, model, codes: np.ndarray, labels: np.ndarray, *, batch_size: int = 128,
             fake_dtype: str = "float32", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run both models on uint8 image ``codes`` (N, C, H, W); return the report dict.
+    """Run both models on dataset pixel ``codes`` (uint8 (N, C, H, W)); return the report dict.
+
+    The float model reads ``codes / 255``; the golden model reads
+    :func:`input_codes` of them (the network's own input codes).
+    ``input_code_mismatches`` counts input codes where the model's
+    ``input_quant`` disagrees with that mapping (0 when they agree).
 
     ``fake_dtype="float64"`` runs a float64 copy of the fake-quant model: what
     remains of the disagreement is then not float32 rounding (diagnostic).
@@ -34,6 +82,7 @@ def compare(net: Network, model, codes: np.ndarray, labels: np.ndarray, *, batch
     if dtype is None:
         raise ValueError(f"fake_dtype must be float32 or float64, not {fake_dtype!r}")
     golden = GoldenModel(net)
+    input_code_table(net.input)  # a network input that pixels cannot feed fails before any work
     if dtype is torch.float64:
         model = copy.deepcopy(model).to(dtype)
     model.eval()
@@ -53,8 +102,9 @@ def compare(net: Network, model, codes: np.ndarray, labels: np.ndarray, *, batch
     try:
         with torch.no_grad():
             for i in range(0, n_img, batch_size):
-                c = torch.from_numpy(np.asarray(codes[i: i + batch_size]).astype(np.int64))
-                x = c.to(dtype) / 255.0
+                px = np.asarray(codes[i: i + batch_size])
+                c = torch.from_numpy(input_codes(net.input, px))
+                x = torch.from_numpy(px.astype(np.int64)).to(dtype) / float(PIXEL_MAX)
                 input_mismatch += int((model.input_quant.integer_values(x) != c).sum())
                 seen.clear()
                 logits = model(x)
@@ -82,6 +132,7 @@ def compare(net: Network, model, codes: np.ndarray, labels: np.ndarray, *, batch
         "same_top1": float((g_pred == f_pred).mean() * 100),
         "same_top1_count": int((g_pred == f_pred).sum()),
         "input_code_mismatches": input_mismatch,
+        "input_bits": net.input.bits,
         "fake_dtype": fake_dtype,
         "layers": layers,
     }

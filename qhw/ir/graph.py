@@ -14,6 +14,7 @@ Layer kinds
 ``dense``  :class:`Dense`      fully connected (a 1x1 conv on a vector)
 ``add``    :class:`Add`        integer-weighted sum of branches, one requantizer
 ``gap``    :class:`GlobalPool` global average pool as an integer sum (1/HW folded downstream)
+``maxpool``:class:`MaxPool`    window maximum; padded taps are left out (never the maximum)
 
 Tensors hold *values*: an ``unsigned`` code is its own value, a ``bipolar``
 code ``n`` is ``2n - 1``, a ``signed`` tensor holds the integer itself.
@@ -23,11 +24,26 @@ patterns stored in ROM (:attr:`Conv.weight_raw`).
 Every constructor checks its arguments at once and raises ``TypeError`` or
 ``ValueError`` naming the parameter; :class:`Network` raises ``ValueError``
 naming the layer.
+
+Padding patterns
+----------------
+:func:`padding_patterns` says, for a windowed layer (conv, maxpool), which
+kernel taps of each output position fall inside the input map. Along one
+axis an output index ``o`` reads input rows ``o·s − p + k`` for ``k`` in
+``0..kh−1``; the in-map ones form a contiguous range, and output indices with
+the same range share a *class*. A position's pattern is (row class, column
+class), so there are at most (2p+1) classes per axis (fewer on small maps) and
+the product of the two counts in all. Accumulator bounds are exact per
+pattern (padded taps contribute exactly 0); the hardware uses the same
+classes for position-dependent corrections (e.g. bipolar padding, where the
+stream carries code 0 = −1 on padded taps).
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Union
 
@@ -135,15 +151,148 @@ class TensorSpec:
         return cls(shape=tuple(d["shape"]), code=d["code"], bits=d["bits"], lo=d["lo"], hi=d["hi"])
 
 
+@dataclass(frozen=True)
+class PaddingPatterns:
+    """Which kernel taps of each output position lie inside the input map.
+
+    Built by :func:`padding_patterns`. Classes are numbered in order of first
+    appearance (output row 0 / column 0 first), so the numbering is
+    deterministic.
+
+    Attributes
+    ----------
+    row_class : tuple of int, length OH
+        Class of each output row.
+    col_class : tuple of int, length OW
+        Class of each output column.
+    row_taps : tuple of tuple of int
+        Per row class, the kernel rows ``ky`` that read the map (ascending;
+        empty when every tap of that row is padding).
+    col_taps : tuple of tuple of int
+        Per column class, the kernel columns ``kx`` that read the map.
+    kernel : (kh, kw)
+    """
+
+    row_class: tuple[int, ...]
+    col_class: tuple[int, ...]
+    row_taps: tuple[tuple[int, ...], ...]
+    col_taps: tuple[tuple[int, ...], ...]
+    kernel: tuple[int, int]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return len(self.row_class), len(self.col_class)
+
+    @property
+    def n_row_classes(self) -> int:
+        return len(self.row_taps)
+
+    @property
+    def n_col_classes(self) -> int:
+        return len(self.col_taps)
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """Every (row class, column class); each one occurs at some output position."""
+        return itertools.product(range(self.n_row_classes), range(self.n_col_classes))
+
+    def taps(self, r: int, c: int) -> tuple[tuple[int, int], ...]:
+        """In-map taps ``(ky, kx)`` of pattern (r, c), row-major."""
+        return tuple((ky, kx) for ky in self.row_taps[r] for kx in self.col_taps[c])
+
+    def mask(self, r: int, c: int) -> np.ndarray:
+        """bool ``(kh, kw)``: True where the tap of pattern (r, c) reads the map."""
+        m = np.zeros(self.kernel, dtype=bool)
+        m[np.ix_(list(self.row_taps[r]), list(self.col_taps[c]))] = True
+        return m
+
+    def columns(self, r: int, c: int, in_channels: int) -> np.ndarray:
+        """bool ``(in_channels·kh·kw,)``: the real im2col columns ``(ci·kh + ky)·kw + kx`` of pattern (r, c)."""
+        return np.tile(self.mask(r, c).reshape(-1), _pos_int("in_channels", in_channels))
+
+    def position(self, oy: int, ox: int) -> tuple[int, int]:
+        """Pattern (row class, column class) of output position (oy, ox)."""
+        return self.row_class[oy], self.col_class[ox]
+
+
+def _axis_classes(size: int, k: int, s: int, p: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    out = (size + 2 * p - k) // s + 1
+    taps = [tuple(t for t in range(k) if 0 <= o * s - p + t < size) for o in range(out)]
+    order: dict[tuple[int, ...], int] = {}
+    for t in taps:
+        order.setdefault(t, len(order))
+    return tuple(order[t] for t in taps), tuple(order)
+
+
+def padding_patterns(in_hw, kernel, stride, padding) -> PaddingPatterns:
+    """The padding patterns of a windowed layer (see the module docstring).
+
+    Parameters
+    ----------
+    in_hw : (H, W)
+        Input map size.
+    kernel, stride, padding : int or (int, int)
+        As for :class:`Conv`; the output is ``floor((H + 2p − k)/s) + 1``
+        along each axis and must be at least 1.
+
+    Returns
+    -------
+    PaddingPatterns
+        Per output row and column a class id; per class the in-map taps.
+    """
+    h, w = _pair("in_hw", in_hw, 1)
+    (kh, kw), (sh, sw), (ph, pw) = _pair("kernel", kernel, 1), _pair("stride", stride, 1), _pair("padding", padding, 0)
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        raise ValueError(f"kernel {(kh, kw)} does not fit the {h}x{w} input with padding {(ph, pw)}")
+    rc, rt = _axis_classes(h, kh, sh, ph)
+    cc, ct = _axis_classes(w, kw, sw, pw)
+    return PaddingPatterns(row_class=rc, col_class=cc, row_taps=rt, col_taps=ct, kernel=(kh, kw))
+
+
+def raw_spec(shape: tuple[int, ...], lo: int, hi: int) -> TensorSpec:
+    """Spec of a value passed on without requantization (``requant: null``), one rule for every kind.
+
+    ``unsigned`` with ``unsigned_width(hi)`` bits when ``lo >= 0`` and that is at
+    most 16 bits, else ``signed`` with ``signed_width(lo, hi)`` bits; ``lo``/``hi``
+    are kept as the exact range.
+    """
+    lo, hi = int(lo), int(hi)
+    if lo >= 0 and intmath.unsigned_width(hi) <= intmath.MAX_BITS:
+        return TensorSpec(shape, ActCode.UNSIGNED, intmath.unsigned_width(hi), lo, hi)
+    return TensorSpec(shape, ActCode.SIGNED, intmath.signed_width(lo, hi), lo, hi)
+
+
+def threshold_clip_range(acc_lo, acc_hi, sign) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel ``[min(sign·acc), max(sign·acc) + 1]``: where every stored threshold must lie.
+
+    Outside it a threshold is always or never met (:func:`intmath.clamp_thresholds`
+    clips into it without changing any output), so a comparator is at most one
+    bit wider than the accumulator.
+    """
+    lo = np.asarray(acc_lo, dtype=np.int64)
+    hi = np.asarray(acc_hi, dtype=np.int64)
+    s = np.asarray(sign, dtype=np.int64)
+    return np.where(s > 0, lo, -hi), np.where(s > 0, hi, -lo) + 1
+
+
 def _requant_out(requant: Requant, shape: tuple[int, ...], acc_lo: np.ndarray, acc_hi: np.ndarray) -> TensorSpec:
     """Output spec of a requantizer (or of the raw accumulator when ``requant`` is None)."""
     if requant is None:
-        lo, hi = int(acc_lo.min()), int(acc_hi.max())
-        return TensorSpec(shape, ActCode.SIGNED, intmath.signed_width(lo, hi), lo, hi)
+        return raw_spec(shape, int(acc_lo.min()), int(acc_hi.max()))
     if not isinstance(requant, (Thresholds, MulShift)):
         raise TypeError(f"requant must be Thresholds, MulShift or None, not {requant!r}")
     if requant.channels != shape[0]:
         raise ValueError(f"requant has {requant.channels} channels, the layer has {shape[0]}")
+    if isinstance(requant, Thresholds):
+        tlo, thi = threshold_clip_range(acc_lo, acc_hi, requant.sign)
+        t = requant.thresholds
+        bad = np.flatnonzero(np.any((t < tlo[:, None]) | (t > thi[:, None]), axis=1))
+        if bad.size:
+            c = int(bad[0])
+            raise ValueError(
+                f"thresholds of channel(s) {bad[:8].tolist()} lie outside the clip range "
+                f"[min(sign·acc), max(sign·acc) + 1] (channel {c}: [{int(t[c].min())}, {int(t[c].max())}] "
+                f"not within [{int(tlo[c])}, {int(thi[c])}]); clip them with intmath.clamp_thresholds"
+            )
     requant.check_range(acc_lo, acc_hi)
     lo, hi = requant.value_range
     return TensorSpec(shape, requant.out_code, requant.out_bits, int(lo), int(hi))
@@ -187,8 +336,9 @@ class Input(Layer):
         spec = TensorSpec(tuple(self.shape), self.code, self.bits)
         if not spec.is_map:
             raise ValueError(f"shape must be (C, H, W), not {self.shape!r}")
-        if self.scale is not None and not (isinstance(self.scale, (int, float)) and self.scale > 0):
-            raise ValueError(f"scale must be a positive number or None, not {self.scale!r}")
+        if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float))
+                                       or not (math.isfinite(self.scale) and self.scale > 0)):
+            raise ValueError(f"scale must be a finite positive number or None, not {self.scale!r}")
         object.__setattr__(self, "shape", spec.shape)
         object.__setattr__(self, "code", spec.code)
         object.__setattr__(self, "_out", spec)
@@ -226,12 +376,24 @@ class _WeightLayer(Layer):
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "weight_raw", raw)
 
-    def _init_acc(self, padded: bool) -> None:
+    def _init_acc(self, patterns: "PaddingPatterns | None") -> None:
+        """Exact per-channel accumulator range: the union over padding patterns.
+
+        A position of pattern (r, c) sums its real taps only (a padded tap adds
+        exactly 0), each ranging independently over the input's [lo, hi], so
+        :func:`intmath.accumulator_bounds` on those columns is attained there;
+        the union over the patterns that occur is the layer's exact range.
+        """
         spec = self.in_specs[0]
-        lo, hi = spec.lo, spec.hi
-        if padded:  # padding contributes the value 0
-            lo, hi = min(lo, 0), max(hi, 0)
-        acc_lo, acc_hi = intmath.accumulator_bounds(self.weights, lo, hi)
+        if patterns is None:
+            acc_lo, acc_hi = intmath.accumulator_bounds(self.weights, spec.lo, spec.hi)
+        else:
+            acc_lo = acc_hi = None
+            for r, c in patterns.pairs():
+                cols = patterns.columns(r, c, spec.channels)
+                lo, hi = intmath.accumulator_bounds(self.weights[:, cols], spec.lo, spec.hi)
+                acc_lo = lo if acc_lo is None else np.minimum(acc_lo, lo)
+                acc_hi = hi if acc_hi is None else np.maximum(acc_hi, hi)
         acc_lo.setflags(write=False)
         acc_hi.setflags(write=False)
         object.__setattr__(self, "acc_lo", acc_lo)
@@ -277,7 +439,11 @@ class Conv(_WeightLayer):
     ----------
     weights, weight_raw : int64 (C_out, C_in·kh·kw)
     acc_lo, acc_hi : int64 (C_out,)
-        Exact accumulator range (:func:`intmath.accumulator_bounds`).
+        Exact accumulator range: the union over :attr:`patterns` of
+        :func:`intmath.accumulator_bounds` on each pattern's real taps
+        (padded taps contribute 0), attained by some input.
+    patterns : PaddingPatterns
+        Which taps of each output position read the map.
     acc_bits, pe, out
     """
 
@@ -306,13 +472,11 @@ class Conv(_WeightLayer):
         object.__setattr__(self, "padding", _pair("padding", self.padding, 0))
         c, h, w = self.in_spec.shape
         kh, kw = self.kernel
-        oh = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
-        ow = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
-        if oh < 1 or ow < 1:
-            raise ValueError(f"kernel {self.kernel} does not fit the {h}x{w} input with padding {self.padding}")
+        patterns = padding_patterns((h, w), self.kernel, self.stride, self.padding)
+        object.__setattr__(self, "patterns", patterns)
         self._init_weights(self.weights, c * kh * kw)
-        self._init_acc(padded=self.padding != (0, 0))
-        out = _requant_out(self.requant, (self.out_channels, oh, ow), self.acc_lo, self.acc_hi)
+        self._init_acc(patterns)
+        out = _requant_out(self.requant, (self.out_channels, *patterns.out_hw), self.acc_lo, self.acc_hi)
         object.__setattr__(self, "out", out)
 
     @property
@@ -361,7 +525,7 @@ class Dense(_WeightLayer):
             raise TypeError(f"in_spec must be a (C,) TensorSpec, not {self.in_spec!r}")
         object.__setattr__(self, "out_channels", _pos_int("out_channels", self.out_channels))
         self._init_weights(self.weights, self.in_spec.shape[0])
-        self._init_acc(padded=False)
+        self._init_acc(None)
         out = _requant_out(self.requant, (self.out_channels,), self.acc_lo, self.acc_hi)
         object.__setattr__(self, "out", out)
 
@@ -442,8 +606,9 @@ class GlobalPool(Layer):
 
     The output is ``sum_{h,w} x[c, h, w]`` (no division): the 1/(H·W) is
     folded into the requantizer given here or into the consumer's
-    requantizer. With ``requant=None`` the output is the sum itself
-    (``unsigned`` when non-negative and at most 16 bits, else ``signed``).
+    requantizer. With ``requant=None`` the output is the sum itself, encoded
+    by :func:`raw_spec` like every ``requant: null`` output (``unsigned`` when
+    non-negative and at most 16 bits, else ``signed``).
     """
 
     name: str
@@ -465,12 +630,7 @@ class GlobalPool(Layer):
             arr.setflags(write=False)
         object.__setattr__(self, "acc_lo", lo)
         object.__setattr__(self, "acc_hi", hi)
-        if self.requant is None and int(lo.min()) >= 0 and intmath.unsigned_width(int(hi.max())) <= intmath.MAX_BITS:
-            bits = intmath.unsigned_width(int(hi.max()))
-            out = TensorSpec((c,), ActCode.UNSIGNED, bits, int(lo.min()), int(hi.max()))
-        else:
-            out = _requant_out(self.requant, (c,), lo, hi)
-        object.__setattr__(self, "out", out)
+        object.__setattr__(self, "out", _requant_out(self.requant, (c,), lo, hi))
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -489,7 +649,73 @@ class GlobalPool(Layer):
         return intmath.signed_width(int(self.acc_lo.min()), int(self.acc_hi.max()))
 
 
-LAYER_KINDS: dict[str, type] = {cls.kind: cls for cls in (Input, Conv, Dense, Add, GlobalPool)}
+@dataclass(frozen=True, eq=False)
+class MaxPool(Layer):
+    """Window maximum per channel; padded taps are left out.
+
+    ``out[c, oy, ox] = max x[c, oy·sh + ky − ph, ox·sw + kx − pw]`` over the taps
+    ``(ky, kx)`` that lie inside the map (a padded tap acts as −∞). Every
+    window must hold at least one real tap. The output has the input's
+    encoding, bits and value range.
+
+    Parameters
+    ----------
+    name : str
+    input : str
+        Producer layer name.
+    in_spec : TensorSpec
+        ``(C, H, W)`` input.
+    kernel, stride : int or (int, int)
+    padding : int or (int, int), default 0
+
+    Attributes
+    ----------
+    out : TensorSpec ``(C, OH, OW)``, ``OH = floor((H + 2ph − kh)/sh) + 1``
+    patterns : PaddingPatterns
+    window : int
+        Taps per window, ``kh·kw`` (padded ones included).
+    """
+
+    name: str
+    input: str
+    in_spec: TensorSpec
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
+
+    kind = "maxpool"
+
+    def __post_init__(self):
+        _check_name("name", self.name)
+        _check_name("input", self.input)
+        if not isinstance(self.in_spec, TensorSpec) or not self.in_spec.is_map:
+            raise TypeError(f"in_spec must be a (C, H, W) TensorSpec, not {self.in_spec!r}")
+        object.__setattr__(self, "kernel", _pair("kernel", self.kernel, 1))
+        object.__setattr__(self, "stride", _pair("stride", self.stride, 1))
+        object.__setattr__(self, "padding", _pair("padding", self.padding, 0))
+        c, h, w = self.in_spec.shape
+        patterns = padding_patterns((h, w), self.kernel, self.stride, self.padding)
+        if not all(patterns.row_taps) or not all(patterns.col_taps):
+            raise ValueError(f"padding {self.padding} leaves a {self.kernel} window of the {h}x{w} input "
+                             "with no tap inside the map")
+        object.__setattr__(self, "patterns", patterns)
+        s = self.in_spec
+        object.__setattr__(self, "out", TensorSpec((c, *patterns.out_hw), s.code, s.bits, s.lo, s.hi))
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    @property
+    def in_specs(self) -> tuple[TensorSpec, ...]:
+        return (self.in_spec,)
+
+    @property
+    def window(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+
+LAYER_KINDS: dict[str, type] = {cls.kind: cls for cls in (Input, Conv, Dense, Add, GlobalPool, MaxPool)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -573,6 +799,9 @@ class Network:
                 row.update(pe=l.pe.value, weights=f"{l.weight_code.value}:{l.weight_bits}", acc_bits=l.acc_bits)
             elif isinstance(l, (Add, GlobalPool)):
                 row.update(acc_bits=l.acc_bits)
+            elif isinstance(l, MaxPool):
+                (kh, kw), (sh, sw), (ph, pw) = l.kernel, l.stride, l.padding
+                row.update(window=f"{kh}x{kw}/{sh}x{sw} pad {ph}x{pw}")
             rq = getattr(l, "requant", None)
             row["requant"] = "none" if rq is None else rq.kind + (
                 "+mul_shift" if isinstance(rq, Thresholds) and rq.mul_shift is not None else "")

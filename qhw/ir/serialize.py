@@ -1,13 +1,13 @@
 """The on-disk network format: ``NAME.json`` (description) + ``NAME.npz`` (arrays).
 
-Format ``qhw-net``, version 1 (full description: ``docs/IR_FORMAT.md``)::
+Format ``qhw-net``, version 2 (full description: ``docs/IR_FORMAT.md``)::
 
     {
       "format": "qhw-net",
-      "format_version": 1,
+      "format_version": 2,
       "arrays": {"file": "NAME.npz", "sha256": "<hex digest of that file>"},
       "output": "<layer name>",
-      "meta": {...},                          # provenance, free-form
+      "meta": {...},                          # provenance, free-form object
       "layers": [ {layer}, ... ]              # topological order, input first
     }
 
@@ -15,13 +15,14 @@ Every layer has ``name``, ``kind`` and ``inputs`` (list of names). Array
 fields hold the *key* of an int64 array in the ``.npz``; the loader reads
 them with ``allow_pickle=False``. Per kind:
 
-``input``  ``shape``, ``code``, ``bits``, ``scale`` (float or null)
-``conv``   ``in_spec``, ``out_channels``, ``kernel``, ``stride``, ``padding``,
-           ``weight_code``, ``weight_bits``, ``weight_raw`` (array: raw ROM
-           codes, (C_out, C_in·kh·kw)), ``requant``
-``dense``  as conv without kernel/stride/padding; ``weight_raw`` (C_out, C_in)
-``add``    ``in_specs``, ``coeffs`` (array (inputs, C)), ``requant``
-``gap``    ``in_spec``, ``requant``
+``input``    ``shape``, ``code``, ``bits``, ``scale`` (float or null)
+``conv``     ``in_spec``, ``out_channels``, ``kernel``, ``stride``, ``padding``,
+             ``weight_code``, ``weight_bits``, ``weight_raw`` (array: raw ROM
+             codes, (C_out, C_in·kh·kw)), ``requant``
+``dense``    as conv without kernel/stride/padding; ``weight_raw`` (C_out, C_in)
+``add``      ``in_specs``, ``coeffs`` (array (inputs, C)), ``requant``
+``gap``      ``in_spec``, ``requant``
+``maxpool``  ``in_spec``, ``kernel``, ``stride``, ``padding`` (new in version 2)
 
 ``requant`` is ``null`` (raw accumulator out) or
 ``{"kind": "thresholds", "out_code", "out_bits", "thresholds": (C, L), "sign": (C,), "mul_shift": null | {...}}``
@@ -29,8 +30,10 @@ or ``{"kind": "mul_shift", "out_code", "out_bits", "mult": (C,), "bias": (C,), "
 
 Derived fields are written for readers that do not run qhw (``out``,
 ``acc_lo``/``acc_hi`` arrays, ``acc_bits``, ``pe``, the decoded ``weights``
-array) and are re-derived and compared on load: a mismatch means the files
-were edited or damaged and is reported as an :class:`~qhw.errors.InputError`.
+array); version 2 requires them, and they are re-derived and compared on
+load: a mismatch means the files were edited or damaged and is reported as
+an :class:`~qhw.errors.InputError`. Version-1 files still load (see
+:func:`load_network`).
 
 Writes are atomic per file, arrays first, and only after the whole network
 has been encoded; the JSON records the arrays' SHA-256, so a description
@@ -50,12 +53,17 @@ import numpy as np
 
 from qhw.errors import FormatVersionError, InputError
 from qhw.fileio import atomic_write_bytes, atomic_write_json, read_json
-from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, LAYER_KINDS, Network, TensorSpec
+from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, LAYER_KINDS, MaxPool, Network, TensorSpec
 from qhw.ir import intmath
 from qhw.ir.requant import MulShift, Thresholds
 
 FORMAT = "qhw-net"
-FORMAT_VERSION = 1
+#: the version this qhw writes
+FORMAT_VERSION = 2
+#: the versions this qhw reads (1: no maxpool, padding-unaware conv bounds; see load_network)
+READ_VERSIONS = (1, 2)
+#: the layer kinds of format_version 1
+V1_LAYER_KINDS = ("input", "conv", "dense", "add", "gap")
 
 
 def paths_for(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -132,7 +140,10 @@ def _layer_doc(layer, arrays: _Arrays) -> dict[str, Any]:
         doc.update(in_specs=[s.to_dict() for s in layer.in_specs], coeffs=arrays.put(f"{layer.name}.coeffs", layer.coeffs))
     elif isinstance(layer, GlobalPool):
         doc.update(in_spec=layer.in_spec.to_dict())
-    if not isinstance(layer, Input):
+    elif isinstance(layer, MaxPool):
+        doc.update(in_spec=layer.in_spec.to_dict(), kernel=list(layer.kernel), stride=list(layer.stride),
+                   padding=list(layer.padding))
+    if not isinstance(layer, (Input, MaxPool)):
         doc["requant"] = _requant_doc(layer.requant, f"{layer.name}.requant", arrays)
         doc["acc_lo"] = arrays.put(f"{layer.name}.acc_lo", layer.acc_lo)
         doc["acc_hi"] = arrays.put(f"{layer.name}.acc_hi", layer.acc_hi)
@@ -208,80 +219,213 @@ def _requant_from(doc, rd: _Reader, where: str):
     raise InputError(f"{where}: unknown requant kind {kind!r} (expected thresholds, mul_shift or null)")
 
 
-def _layer_from(doc: Any, rd: _Reader, index: int):
+def _spec_field(doc: dict, field: str) -> TensorSpec:
+    d = doc[field]
+    if not isinstance(d, dict):
+        raise ValueError(f"{field} must be a tensor spec object, not {d!r}")
+    return TensorSpec.from_dict(d)
+
+
+def _pair_field(doc: dict, field: str) -> tuple[int, int]:
+    v = doc[field]
+    if not isinstance(v, list) or len(v) != 2:
+        raise ValueError(f"{field} must be a list of two integers, not {v!r}")
+    return tuple(v)
+
+
+class _Fields:
+    """What a layer's JSON gives, before the layer is built (so it can be built twice)."""
+
+    def __init__(self, kind: str, doc: dict, name: str, inputs: list, rd: _Reader, where: str):
+        self.kind, self.doc, self.name, self.inputs = kind, doc, name, inputs
+        if kind == "input":
+            self.specs: tuple[TensorSpec, ...] = ()
+        elif kind == "add":
+            if not isinstance(doc["in_specs"], list):
+                raise ValueError(f"in_specs must be a list of tensor spec objects, not {doc['in_specs']!r}")
+            self.specs = tuple(_spec_field({"in_specs": s}, "in_specs") for s in doc["in_specs"])
+        else:
+            self.specs = (_spec_field(doc, "in_spec"),)
+        self.requant = None if kind in ("input", "maxpool") else _requant_from(doc["requant"], rd, where)
+        self.raw = None
+        if kind in ("conv", "dense"):
+            self.wcode, self.wbits = intmath.WeightCode(doc["weight_code"]), doc["weight_bits"]
+            self.raw = rd.array(doc, "weight_raw")
+            if self.raw.ndim != 2:
+                raise ValueError(f"weight_raw must be a 2-D array (C_out, C_in·kh·kw), not shape {self.raw.shape}")
+            self.weights = intmath.decode_weights(self.wcode, self.wbits, self.raw)
+        if kind == "add":
+            self.coeffs = rd.array(doc, "coeffs")
+
+    def build(self, specs: tuple[TensorSpec, ...], requant):
+        d, kind = self.doc, self.kind
+        if kind == "input":
+            return Input(name=self.name, shape=tuple(d["shape"]), code=d["code"], bits=d["bits"], scale=d.get("scale"))
+        if kind == "add":
+            return Add(name=self.name, inputs=tuple(self.inputs), in_specs=specs, coeffs=self.coeffs, requant=requant)
+        one = dict(name=self.name, input=self.inputs[0], in_spec=specs[0])
+        if kind == "gap":
+            return GlobalPool(requant=requant, **one)
+        if kind == "maxpool":
+            return MaxPool(kernel=_pair_field(d, "kernel"), stride=_pair_field(d, "stride"),
+                           padding=_pair_field(d, "padding"), **one)
+        common = dict(out_channels=d["out_channels"], weight_code=self.wcode, weight_bits=self.wbits,
+                      weights=self.weights, requant=requant, **one)
+        if kind == "dense":
+            return Dense(**common)
+        return Conv(kernel=_pair_field(d, "kernel"), stride=_pair_field(d, "stride"),
+                    padding=_pair_field(d, "padding"), **common)
+
+
+def _reclip(requant, layer):
+    """A v1 requantizer with its thresholds clipped to the layer's (v2) accumulator range.
+
+    ``intmath.clamp_thresholds`` changes no output: below the range a threshold
+    is always met, past it never.
+    """
+    if not isinstance(requant, Thresholds):
+        return requant
+    t = intmath.clamp_thresholds(requant.thresholds, layer.acc_lo, layer.acc_hi, requant.sign)
+    return Thresholds(thresholds=t, sign=requant.sign, out_code=requant.out_code, out_bits=requant.out_bits,
+                      mul_shift=requant.mul_shift)
+
+
+def _v1_derived(f: _Fields, layer) -> dict[str, Any]:
+    """The derived fields a version-1 writer stored for this layer (the v1 bound rule).
+
+    Version 1 bounded a padded conv as if every position saw all kh·kw taps,
+    padding widening the input range to include 0; its ``requant: null``
+    outputs of conv, dense and add were always ``signed``. Everything else is
+    computed as in version 2, on the specs the file itself stores.
+    """
+    if f.kind == "input":
+        return {"out": layer.out}
+    probe = f.build(f.specs, None)  # on the stored (v1) input specs
+    lo, hi = probe.acc_lo, probe.acc_hi
+    if f.kind == "conv" and probe.padding != (0, 0):
+        s = f.specs[0]
+        lo, hi = intmath.accumulator_bounds(probe.weights, min(s.lo, 0), max(s.hi, 0))
+    amin, amax = int(lo.min()), int(hi.max())
+    if f.requant is not None:
+        out = layer.out  # a requantizer's output spec does not depend on the bounds
+    elif f.kind == "gap":
+        out = probe.out
+    else:
+        out = TensorSpec(probe.out.shape, "signed", intmath.signed_width(amin, amax), amin, amax)
+    return {"out": out, "acc_lo": lo, "acc_hi": hi, "acc_bits": intmath.signed_width(amin, amax)}
+
+
+#: derived fields per kind: written for readers that do not run qhw, recomputed on load
+_DERIVED = {
+    "input": ("out",),
+    "conv": ("out", "acc_lo", "acc_hi", "acc_bits", "pe", "weights"),
+    "dense": ("out", "acc_lo", "acc_hi", "acc_bits", "pe", "weights"),
+    "add": ("out", "acc_lo", "acc_hi", "acc_bits"),
+    "gap": ("out", "acc_lo", "acc_hi", "acc_bits"),
+    "maxpool": ("out",),
+}
+
+#: inputs per kind (None: two or more)
+_ARITY = {"input": 0, "conv": 1, "dense": 1, "gap": 1, "maxpool": 1, "add": None}
+
+
+def _layer_from(doc: Any, rd: _Reader, index: int, version: int, built: dict, stored_out: dict):
     if not isinstance(doc, dict):
         raise InputError(f"{rd.where}: layer #{index} must be an object")
     name = doc.get("name", f"#{index}")
     where = f"{rd.where}: layer {name!r}"
     rd_l = _Reader(rd.npz, where)
     kind = doc.get("kind")
-    if kind not in LAYER_KINDS:
-        raise InputError(f"{where}: unknown layer kind {kind!r} (this qhw knows {', '.join(LAYER_KINDS)})")
+    kinds = LAYER_KINDS if version >= 2 else V1_LAYER_KINDS
+    if kind not in kinds:
+        raise InputError(f"{where}: unknown layer kind {kind!r} "
+                         f"(format_version {version} knows {', '.join(kinds)})")
     inputs = doc.get("inputs")
-    if not isinstance(inputs, list):
+    if not isinstance(inputs, list) or not all(isinstance(n, str) for n in inputs):
         raise InputError(f"{where}: 'inputs' must be a list of layer names")
+    arity = _ARITY[kind]
+    if arity is not None and len(inputs) != arity:
+        raise InputError(f"{where}: a {kind} layer has exactly {arity} input(s), not {len(inputs)}")
+    if version >= 2:
+        for field in _DERIVED[kind]:
+            if field not in doc:
+                raise InputError(f"{where}: missing field {field!r}")
     try:
-        if kind == "input":
-            layer = Input(name=name, shape=tuple(doc["shape"]), code=doc["code"], bits=doc["bits"], scale=doc.get("scale"))
-        elif kind in ("conv", "dense"):
-            if len(inputs) != 1:
-                raise ValueError(f"a {kind} layer has exactly one input, not {len(inputs)}")
-            wcode, wbits = intmath.WeightCode(doc["weight_code"]), doc["weight_bits"]
-            weights = intmath.decode_weights(wcode, wbits, rd_l.array(doc, "weight_raw"))
-            common = dict(name=name, input=inputs[0], in_spec=TensorSpec.from_dict(doc["in_spec"]),
-                          out_channels=doc["out_channels"], weight_code=wcode, weight_bits=wbits,
-                          weights=weights, requant=_requant_from(doc["requant"], rd_l, where))
-            if kind == "conv":
-                layer = Conv(kernel=tuple(doc["kernel"]), stride=tuple(doc["stride"]),
-                             padding=tuple(doc["padding"]), **common)
-            else:
-                layer = Dense(**common)
-            if "weights" in doc and not np.array_equal(rd_l.array(doc, "weights"), layer.weights):
-                raise InputError(f"{where}: stored weight values do not decode from the raw weight codes")
-            if "pe" in doc and doc["pe"] != layer.pe.value:
-                raise InputError(f"{where}: stored pe {doc['pe']!r} differs from {layer.pe.value!r}")
-        elif kind == "add":
-            layer = Add(name=name, inputs=tuple(inputs), in_specs=tuple(TensorSpec.from_dict(s) for s in doc["in_specs"]),
-                        coeffs=rd_l.array(doc, "coeffs"), requant=_requant_from(doc["requant"], rd_l, where))
+        f = _Fields(kind, doc, name, inputs, rd_l, where)
+        specs = f.specs
+        if version == 1:
+            # v1: each in_spec equals its producer's stored out; read with the
+            # producer's re-derived (v2) out, which may be narrower
+            for src, spec in zip(inputs, f.specs):
+                if src in stored_out and stored_out[src] != spec:
+                    raise InputError(f"{where} expects {src!r} as {spec.to_dict()}, "
+                                     f"but {src!r} stores out {stored_out[src].to_dict()}")
+            specs = tuple(built[src].out if src in built else spec for src, spec in zip(inputs, f.specs))
+            requant = f.requant
+            if isinstance(requant, Thresholds):
+                requant = _reclip(requant, f.build(specs, None))
+            layer = f.build(specs, requant)
+            expect = _v1_derived(f, layer)
         else:
-            if len(inputs) != 1:
-                raise ValueError(f"a gap layer has exactly one input, not {len(inputs)}")
-            layer = GlobalPool(name=name, input=inputs[0], in_spec=TensorSpec.from_dict(doc["in_spec"]),
-                               requant=_requant_from(doc["requant"], rd_l, where))
+            layer = f.build(specs, f.requant)
+            expect = {"out": layer.out}
+            if kind not in ("input", "maxpool"):
+                expect.update(acc_lo=layer.acc_lo, acc_hi=layer.acc_hi, acc_bits=layer.acc_bits)
+        if f.raw is not None and f.raw.shape != layer.weight_raw.shape:
+            raise InputError(f"{where}: weight_raw must have shape {layer.weight_raw.shape}, not {f.raw.shape}")
     except InputError:
         raise
     except KeyError as exc:
         raise InputError(f"{where}: missing field {exc}") from None
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: {exc}") from None
-    if kind != "input":
-        for field in ("acc_lo", "acc_hi"):
-            if field in doc and not np.array_equal(rd_l.array(doc, field), getattr(layer, field)):
-                raise InputError(f"{where}: stored {field} differs from the exact bound of its weights and inputs")
-        if "acc_bits" in doc and doc["acc_bits"] != layer.acc_bits:
-            raise InputError(f"{where}: stored acc_bits {doc['acc_bits']} differs from {layer.acc_bits}")
+    if kind == "input" and inputs:
+        raise InputError(f"{where}: an input layer reads nothing, but 'inputs' is {inputs}")
+    has_weights = kind in ("conv", "dense")
+    if has_weights and "weights" in doc and not np.array_equal(rd_l.array(doc, "weights"), layer.weights):
+        raise InputError(f"{where}: stored weight values do not decode from the raw weight codes")
+    if has_weights and "pe" in doc and doc["pe"] != layer.pe.value:
+        raise InputError(f"{where}: stored pe {doc['pe']!r} differs from {layer.pe.value!r}")
+    for field in ("acc_lo", "acc_hi"):
+        if field in doc and field in expect and not np.array_equal(rd_l.array(doc, field), expect[field]):
+            raise InputError(f"{where}: stored {field} differs from the exact bound of its weights and inputs")
+    if "acc_bits" in doc and "acc_bits" in expect and (
+            type(doc["acc_bits"]) is not int or doc["acc_bits"] != expect["acc_bits"]):
+        raise InputError(f"{where}: stored acc_bits {doc['acc_bits']!r} differs from {expect['acc_bits']}")
     if "out" in doc:
         try:
-            stored = TensorSpec.from_dict(doc["out"])
+            stored = _spec_field(doc, "out")
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: bad 'out' spec: {exc}") from None
-        if stored != layer.out:
-            raise InputError(f"{where}: stored output spec {doc['out']} differs from {layer.out.to_dict()}")
+        if stored != expect["out"]:
+            raise InputError(f"{where}: stored output spec {doc['out']} differs from {expect['out'].to_dict()}")
+        stored_out[layer.name] = stored
+    else:
+        stored_out[layer.name] = expect["out"]
+    built[layer.name] = layer
     return layer
 
 
 def load_network(path: str | os.PathLike) -> Network:
-    """Read and fully validate a network; every problem is one :class:`InputError`."""
+    """Read and fully validate a network; every problem is one :class:`InputError`.
+
+    Reads ``format_version`` 2 and 1. A version-1 file is checked with the
+    version-1 rules where they differ (its stored accumulator bounds, output
+    specs of ``requant: null`` layers, no ``maxpool``) and comes back as the
+    version-2 network: bounds re-derived, thresholds clipped to them with
+    :func:`intmath.clamp_thresholds` (which changes no output). Any other
+    version is a :class:`FormatVersionError`.
+    """
     json_path, _ = paths_for(path)
     where = f"network {json_path}"
     doc = read_json(json_path, "network description")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError(f"{where} is not a qhw network description (format must be {FORMAT!r})")
     version = doc.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version not in READ_VERSIONS:
         raise FormatVersionError(
-            f"{where} has format_version {version!r}; this qhw reads format_version {FORMAT_VERSION} only "
-            f"(re-export it with this qhw)"
+            f"{where} has format_version {version!r}; this qhw reads format_version "
+            f"{' and '.join(map(str, READ_VERSIONS))} (writes {FORMAT_VERSION}): re-export it with this qhw"
         )
     arrays = doc.get("arrays")
     if not isinstance(arrays, dict) or not isinstance(arrays.get("file"), str):
@@ -294,6 +438,12 @@ def load_network(path: str | os.PathLike) -> Network:
     blob = npz_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != arrays.get("sha256"):
         raise InputError(f"{where}: arrays file {npz_path} does not match the description (SHA-256 differs)")
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        raise InputError(f"{where}: 'meta' must be an object")
+    output = doc.get("output")
+    if version >= 2 and not isinstance(output, str):
+        raise InputError(f"{where}: 'output' must name a layer, not {output!r}")
     try:
         npz = np.load(io.BytesIO(blob), allow_pickle=False)
     except Exception as exc:
@@ -303,9 +453,10 @@ def load_network(path: str | os.PathLike) -> Network:
         layers = doc.get("layers")
         if not isinstance(layers, list) or not layers:
             raise InputError(f"{where}: 'layers' must be a non-empty list")
-        built = [_layer_from(l, rd, i) for i, l in enumerate(layers)]
-    meta = doc.get("meta", {})
+        built: dict = {}
+        stored_out: dict = {}
+        layer_list = [_layer_from(l, rd, i, version, built, stored_out) for i, l in enumerate(layers)]
     try:
-        return Network(layers=tuple(built), output=doc.get("output"), meta=meta if isinstance(meta, dict) else {})
+        return Network(layers=tuple(layer_list), output=output, meta=meta)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: {exc}") from None
