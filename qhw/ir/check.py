@@ -15,6 +15,7 @@ scale), so a network with a k-bit input is checked on the codes its
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any, Callable
 
@@ -46,7 +47,7 @@ def input_code_table(inp: Input) -> np.ndarray:
     top = (1 << inp.bits) - 1
     step = Fraction(1, top) if inp.scale is None else Fraction(inp.scale)
     half = Fraction(1, 2)
-    table = [min(max(int((Fraction(d, PIXEL_MAX) / step + half).__floor__()), 0), top) for d in range(PIXEL_MAX + 1)]
+    table = [min(max(math.floor(Fraction(d, PIXEL_MAX) / step + half), 0), top) for d in range(PIXEL_MAX + 1)]
     return np.array(table, dtype=np.int64)
 
 

@@ -9,12 +9,12 @@ exact semantics of each layer kind.
 
 Layer kinds
 -----------
-``input``  :class:`Input`      network input: image codes
-``conv``   :class:`Conv`       2-D convolution, integer weights, one requantizer
-``dense``  :class:`Dense`      fully connected (a 1x1 conv on a vector)
-``add``    :class:`Add`        integer-weighted sum of branches, one requantizer
-``gap``    :class:`GlobalPool` global average pool as an integer sum (1/HW folded downstream)
-``maxpool``:class:`MaxPool`    window maximum; padded taps are left out (never the maximum)
+``input``    :class:`Input`      network input: image codes
+``conv``     :class:`Conv`       2-D convolution, integer weights, one requantizer
+``dense``    :class:`Dense`      fully connected (a 1x1 conv on a vector)
+``add``      :class:`Add`        integer-weighted sum of branches, one requantizer
+``gap``      :class:`GlobalPool` global average pool as an integer sum (1/HW folded downstream)
+``maxpool``  :class:`MaxPool`    window maximum; padded taps are left out (never the maximum)
 
 Tensors hold *values*: an ``unsigned`` code is its own value, a ``bipolar``
 code ``n`` is ``2n - 1``, a ``signed`` tensor holds the integer itself.

@@ -236,8 +236,8 @@ def _pair_field(doc: dict, field: str) -> tuple[int, int]:
 class _Fields:
     """What a layer's JSON gives, before the layer is built (so it can be built twice)."""
 
-    def __init__(self, kind: str, doc: dict, name: str, inputs: list, rd: _Reader, where: str):
-        self.kind, self.doc, self.name, self.inputs = kind, doc, name, inputs
+    def __init__(self, kind: str, doc: dict, name: str, inputs: list, rd: _Reader, where: str, version: int):
+        self.kind, self.doc, self.name, self.inputs, self.version = kind, doc, name, inputs, version
         if kind == "input":
             self.specs: tuple[TensorSpec, ...] = ()
         elif kind == "add":
@@ -260,7 +260,8 @@ class _Fields:
     def build(self, specs: tuple[TensorSpec, ...], requant):
         d, kind = self.doc, self.kind
         if kind == "input":
-            return Input(name=self.name, shape=tuple(d["shape"]), code=d["code"], bits=d["bits"], scale=d.get("scale"))
+            scale = d["scale"] if self.version >= 2 else d.get("scale")  # version 1 did not require it
+            return Input(name=self.name, shape=tuple(d["shape"]), code=d["code"], bits=d["bits"], scale=scale)
         if kind == "add":
             return Add(name=self.name, inputs=tuple(self.inputs), in_specs=specs, coeffs=self.coeffs, requant=requant)
         one = dict(name=self.name, input=self.inputs[0], in_spec=specs[0])
@@ -344,14 +345,16 @@ def _layer_from(doc: Any, rd: _Reader, index: int, version: int, built: dict, st
     if not isinstance(inputs, list) or not all(isinstance(n, str) for n in inputs):
         raise InputError(f"{where}: 'inputs' must be a list of layer names")
     arity = _ARITY[kind]
+    if kind == "input" and inputs:
+        raise InputError(f"{where}: an input layer reads nothing, but 'inputs' is {inputs}")
     if arity is not None and len(inputs) != arity:
-        raise InputError(f"{where}: a {kind} layer has exactly {arity} input(s), not {len(inputs)}")
+        raise InputError(f"{where}: a {kind} layer reads exactly {arity} layer, not {len(inputs)}")
     if version >= 2:
         for field in _DERIVED[kind]:
             if field not in doc:
                 raise InputError(f"{where}: missing field {field!r}")
     try:
-        f = _Fields(kind, doc, name, inputs, rd_l, where)
+        f = _Fields(kind, doc, name, inputs, rd_l, where, version)
         specs = f.specs
         if version == 1:
             # v1: each in_spec equals its producer's stored out; read with the
@@ -379,8 +382,6 @@ def _layer_from(doc: Any, rd: _Reader, index: int, version: int, built: dict, st
         raise InputError(f"{where}: missing field {exc}") from None
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: {exc}") from None
-    if kind == "input" and inputs:
-        raise InputError(f"{where}: an input layer reads nothing, but 'inputs' is {inputs}")
     has_weights = kind in ("conv", "dense")
     if has_weights and "weights" in doc and not np.array_equal(rd_l.array(doc, "weights"), layer.weights):
         raise InputError(f"{where}: stored weight values do not decode from the raw weight codes")
