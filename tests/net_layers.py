@@ -26,7 +26,7 @@ def random_values(rng, spec: TensorSpec, n: int) -> np.ndarray:
 
 
 def _fitted_requant(rng, probe, x, out_code, out_bits, with_mul_shift=True):
-    acc = layer_op(probe)([torch.as_tensor(v) for v in x]).numpy()
+    acc = layer_op(probe)(*[torch.as_tensor(v) for v in x]).numpy()
     acc = np.moveaxis(acc, 1, -1).reshape(-1, acc.shape[1])
     lo, hi = np.percentile(acc, 5, axis=0), np.percentile(acc, 95, axis=0)
     levels = 1 if out_code == "bipolar" else (1 << out_bits) - 1

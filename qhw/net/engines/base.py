@@ -38,6 +38,18 @@ def golden_op(layer: Layer):
     return golden.layer_op(layer)
 
 
+def packer_tail(packer) -> int:
+    """Cycles from a :class:`~qhw.hw.regroup.Regroup`'s last input transfer to its last output transfer.
+
+    The last input beat completes the output beats from the one holding its
+    first channel to the pixel's end; when the input arrives no faster than
+    the packer emits (every engine's case: the array gives one beat per
+    ``SF`` cycles), those leave one per cycle after the packer's latency.
+    """
+    first = (packer.in_groups - 1) * packer.in_simd // packer.out_simd
+    return packer.latency + (packer.out_groups - first) - 1
+
+
 class Engine(wiring.Component):
     """Shared by every layer engine (see the module docstring)."""
 
@@ -58,7 +70,7 @@ class Engine(wiring.Component):
 
         op = golden_op(self.layer)
         xs = [torch.as_tensor(np.asarray(x, dtype=np.int64)) for x in inputs]
-        return op(xs).cpu().numpy()
+        return op(*xs).cpu().numpy()
 
     def reference_beats(self, *inputs) -> list[int]:
         """The output stream's payloads for input values."""

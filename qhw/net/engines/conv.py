@@ -47,7 +47,7 @@ from qhw.ir.intmath import ActCode, signed_width
 
 from ..fold import Fold
 from ..stream import FrameFormat
-from .base import Engine
+from .base import Engine, packer_tail
 from .blocks import OffsetByPosition, Truncate
 from .resources import add_resources
 
@@ -182,7 +182,7 @@ class ConvEngine(Engine):
 
     def estimate_cycles(self, frames: int = 1) -> int:
         """First input transfer to last output transfer, ideal source and sink (the window bound)."""
-        return self.window.estimate_cycles(frames) + self.latency + self.packer.drain_cycles()
+        return self.window.estimate_cycles(frames) + self.latency + packer_tail(self.packer)
 
     def cycles_per_frame(self) -> int:
         return max(self.window.cycles_per_frame(), self.packer.cycles_per_frame())

@@ -20,7 +20,7 @@ from qhw.ir.graph import Add, GlobalPool, MaxPool, TensorSpec
 from qhw.ir.intmath import ActCode, signed_width
 
 from ..stream import FrameFormat
-from .base import Engine
+from .base import Engine, packer_tail
 from .blocks import Truncate
 from .resources import add_resources
 
@@ -151,7 +151,7 @@ class AddEngine(Engine):
 
     def estimate_cycles(self, frames: int = 1) -> int:
         beats = frames * self.in_formats[0].beats
-        return beats + self.latency + getattr(self.requant, "latency", 0) + self.packer.drain_cycles()
+        return beats + self.latency + getattr(self.requant, "latency", 0) + packer_tail(self.packer)
 
     def cycles_per_frame(self) -> int:
         return self.in_formats[0].beats
@@ -253,7 +253,7 @@ class GlobalPoolEngine(Engine):
 
     def estimate_cycles(self, frames: int = 1) -> int:
         return frames * self.in_formats[0].beats + self.latency + getattr(self.requant, "latency", 0) \
-            + self.packer.drain_cycles()
+            + packer_tail(self.packer)
 
     def cycles_per_frame(self) -> int:
         return self.in_formats[0].beats
@@ -347,7 +347,7 @@ class MaxPoolEngine(Engine):
         return m
 
     def estimate_cycles(self, frames: int = 1) -> int:
-        return self.window.estimate_cycles(frames) + self.latency + self.packer.drain_cycles()
+        return self.window.estimate_cycles(frames) + self.latency + packer_tail(self.packer)
 
     def cycles_per_frame(self) -> int:
         return self.window.cycles_per_frame()
