@@ -1,4 +1,6 @@
-"""Requantizers in cocotb on Icarus and Verilator; off-by-one parameters must fail."""
+"""Requantizers in cocotb on Icarus and Verilator: unsigned, bipolar and signed threshold codes,
+multiply-shift up to 48-bit codes; off-by-one parameters, an unflipped sign bit and a dropped high
+output bit must fail."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 from qhw.bench.simcache import simulate
 from qhw.errors import SimulationMismatch
 from qhw.hw.requant import MulShiftRequantizer, ThresholdRequantizer
-from sim_hw_support import Harness, require_simulator, sim_cache
+from sim_hw_support import Harness, Rewire, require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
 MODULE = "hw.test_requant"
@@ -21,7 +23,8 @@ def _bounds(rng, channels: int, acc_width: int):
     return lo, hi
 
 
-def threshold_params(channels, levels, acc_width, lanes, seed, signs=True) -> dict:
+def threshold_params(channels, levels, acc_width, lanes, seed, signs=True, out_code="unsigned",
+                     out_bits=None) -> dict:
     """Ascending thresholds, mixed signs: most inside the range ``sign·acc`` reaches (so every
     comparator switches), one in eight a little past either end (clipping)."""
     rng = np.random.default_rng(seed)
@@ -35,13 +38,13 @@ def threshold_params(channels, levels, acc_width, lanes, seed, signs=True) -> di
         t[ch] = np.where(rng.random(levels) < 0.125, past, inside)
     t = np.sort(t, axis=1)
     return {"form": "threshold", "thresholds": t, "sign": sign, "acc_lo": lo, "acc_hi": hi,
-            "acc_width": acc_width, "lanes": lanes}
+            "acc_width": acc_width, "lanes": lanes, "out_code": out_code, "out_bits": out_bits}
 
 
-def mulshift_params(channels, acc_width, lanes, shift, lo, hi, seed) -> dict:
+def mulshift_params(channels, acc_width, lanes, shift, lo, hi, seed, mult_bits=8) -> dict:
     rng = np.random.default_rng(seed)
     alo, ahi = _bounds(rng, channels, acc_width)
-    mult = rng.integers(-(1 << 7), 1 << 7, size=channels)
+    mult = rng.integers(-(1 << (mult_bits - 1)), 1 << (mult_bits - 1), size=channels)
     bias = rng.integers(-(1 << (shift + 2)), 1 << (shift + 2), size=channels)
     return {"form": "mulshift", "mult": mult, "bias": bias, "shift": shift, "lo": lo, "hi": hi,
             "acc_lo": alo, "acc_hi": ahi, "acc_width": acc_width, "lanes": lanes}
@@ -50,7 +53,8 @@ def mulshift_params(channels, acc_width, lanes, shift, lo, hi, seed) -> dict:
 def build(p: dict):
     if p["form"] == "threshold":
         return ThresholdRequantizer(thresholds=p["thresholds"], sign=p["sign"], acc_lo=p["acc_lo"],
-                                    acc_hi=p["acc_hi"], acc_width=p["acc_width"], lanes=p["lanes"])
+                                    acc_hi=p["acc_hi"], acc_width=p["acc_width"], lanes=p["lanes"],
+                                    out_code=p["out_code"], out_bits=p["out_bits"])
     return MulShiftRequantizer(mult=p["mult"], bias=p["bias"], shift=p["shift"], lo=p["lo"], hi=p["hi"],
                                acc_lo=p["acc_lo"], acc_hi=p["acc_hi"], acc_width=p["acc_width"], lanes=p["lanes"])
 
@@ -58,19 +62,27 @@ def build(p: dict):
 def unit_params(name: str, p: dict, hw) -> dict:
     out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in p.items() if k != "pad_full_range"}
     out["pad_full_range"] = p.get("pad_full_range", True)
-    return {**out, "name": name, "out_bits": hw.out_bits, "out_signed": bool(hw.out_signed)}
+    return {**out, "name": name, "out_code": hw.out_code.value, "out_bits": hw.out_bits}
 
 
-# Thresholds: 1..15 levels (1..4-bit codes), 1..4 lanes, channels not a
-# multiple of lanes (padding), one to several groups, accumulators 3..20 bits.
-# Multiply-shift: unsigned and signed outputs, shifts 1..16.
+# Thresholds: 1..31 levels (1..5-bit codes; unsigned, bipolar and signed, whose
+# code is level XOR 2^(k-1)), 1..4 lanes, channels not a multiple of lanes
+# (padding), one to several groups, accumulators 3..20 bits.
+# Multiply-shift: unsigned and signed outputs, shifts 1..16, codes up to 48
+# bits (the final FC's logits run to 33), clamped and not.
+SIGNED_5 = threshold_params(7, 31, 12, 3, seed=13, out_code="signed", out_bits=5)
+WIDE_48 = mulshift_params(5, 30, 2, 4, -(1 << 47), (1 << 47) - 3, seed=14, mult_bits=24)  # products to 2^52
 ICARUS_UNITS = [
     threshold_params(5, 3, 8, 2, seed=1), threshold_params(3, 1, 3, 1, seed=2),
     threshold_params(7, 15, 12, 4, seed=3), threshold_params(4, 7, 20, 4, seed=4, signs=False),
+    SIGNED_5, threshold_params(4, 7, 10, 4, seed=15, out_code="signed", out_bits=3),
+    threshold_params(5, 1, 9, 2, seed=16, out_code="bipolar"),
     mulshift_params(6, 10, 4, 4, 0, 15, seed=5), mulshift_params(3, 16, 2, 12, -8, 7, seed=6),
     mulshift_params(2, 6, 1, 1, 0, 255, seed=7), mulshift_params(5, 20, 3, 16, -128, 127, seed=8),
+    WIDE_48, mulshift_params(3, 26, 3, 2, -(1 << 32), (1 << 32) - 1, seed=17, mult_bits=12),  # 33-bit codes
 ]
-VERILATOR_UNITS = [threshold_params(7, 15, 12, 4, seed=3), mulshift_params(5, 20, 3, 16, -128, 127, seed=8)]
+VERILATOR_UNITS = [threshold_params(7, 15, 12, 4, seed=3), SIGNED_5,
+                   mulshift_params(5, 20, 3, 16, -128, 127, seed=8), WIDE_48]
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +91,28 @@ def cache(tmp_path_factory):
 
 
 def run_units(cache, simulator, params_list, *, hw_params=None, valid_prob=0.6, ready_prob=0.6, seed=1,
-              beats=150, long_beats=200, name="requant_harness"):
+              beats=150, long_beats=200, name="requant_harness", wrap=None):
     require_simulator(simulator)
     hw_params = hw_params or params_list
     units = {f"u{k}": build({k_: v for k_, v in p.items() if k_ != "pad_full_range"}) for k, p in enumerate(hw_params)}
-    views = [unit_params(n, p, units[n]) for n, p in zip(units, params_list)]
+    views = [unit_params(n, p, build(p)) for n, p in zip(units, params_list)]  # the true parameters' codes
+    if wrap is not None:
+        units = {n: wrap(hw) for n, hw in units.items()}
     params = {"units": views, "beats": beats, "long_beats": long_beats, "valid_prob": valid_prob,
               "ready_prob": ready_prob, "seed": seed}
     return simulate(Harness(units), name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
                     parameters=params), views
+
+
+def test_units_cover_what_they_claim():
+    hw = [build(u) for u in ICARUS_UNITS]
+    codes = {(h.out_code.value, h.out_bits) for h in hw}
+    assert {("signed", 5), ("signed", 3), ("bipolar", 1)} <= codes
+    assert sorted(h.out_bits for h in hw if isinstance(h, MulShiftRequantizer))[-2:] == [33, 48]
+    wide = build(WIDE_48)
+    assert wide.prod_width > 48 and any(lo or hi for lo, hi in wide.clamps)
+    assert {(u["out_code"] or "unsigned", build(u).out_bits) for u in VERILATOR_UNITS if u["form"] == "threshold"} \
+        >= {("signed", 5)} and max(build(u).out_bits for u in VERILATOR_UNITS) == 48
 
 
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
@@ -115,24 +140,53 @@ def _no_rounding(p: dict) -> dict:
     return {**p, "bias": p["bias"] - (1 << (p["shift"] - 1))}
 
 
-@pytest.mark.parametrize("fault", ["threshold_off_by_one", "mulshift_no_rounding"])
+def _unsigned_codes(p: dict) -> dict:
+    """Signed thresholds emitted as the bare level: the top bit not flipped."""
+    return {**p, "out_code": "unsigned"}
+
+
+class _DropBit(Rewire):
+    """Output bit ``bit`` of every lane forced to 0: a requantizer cut short of its code width."""
+
+    def __init__(self, inner, bit: int):
+        self.bit = bit
+        super().__init__(inner)
+
+    def corrupt(self, m, outer, inner):
+        for c in range(inner.lanes):
+            m.d.comb += outer.o_stream.payload[c * inner.out_bits + self.bit].eq(0)
+
+
+FAULTS = {
+    "threshold_off_by_one": (threshold_params(4, 3, 8, 2, seed=11, signs=False), _shifted_threshold),
+    "mulshift_no_rounding": (mulshift_params(4, 10, 2, 4, 0, 15, seed=12), _no_rounding),
+    "signed_threshold_not_flipped": (threshold_params(4, 7, 10, 2, seed=18, out_code="signed", out_bits=3),
+                                     _unsigned_codes),
+    "mulshift_bit_40_dropped": (WIDE_48, None),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
 def test_broken_requantizer_fails(cache, fault):
-    good = threshold_params(4, 3, 8, 2, seed=11, signs=False) if fault.startswith("threshold") \
-        else mulshift_params(4, 10, 2, 4, 0, 15, seed=12)
-    bad = _shifted_threshold(good) if fault.startswith("threshold") else _no_rounding(good)
-    with pytest.raises(SimulationMismatch) as exc:
-        run_units(cache, "icarus", [good], hw_params=[bad], name="requant_bad")
+    good, breaks = FAULTS[fault]
+    if breaks is None:  # the hardware is right inside; the Rewire breaks its output
+        with pytest.raises(SimulationMismatch) as exc:
+            run_units(cache, "icarus", [good], name="requant_bad", wrap=lambda hw: _DropBit(hw, 40))
+    else:
+        with pytest.raises(SimulationMismatch) as exc:
+            run_units(cache, "icarus", [good], hw_params=[breaks(good)], name="requant_bad")
     assert "codes_with_stalls" in str(exc.value) and "mismatch" in str(exc.value)
 
 
-def test_threshold_padding_lanes_give_code_0(cache):
-    """Contract of qhw.hw.requant: padding channels "give code 0 (threshold form)" whatever they carry.
+def test_threshold_padding_lanes_give_level_0(cache):
+    """Contract of qhw.hw.requant: padding channels give level 0 (threshold form), the lowest value's code
+    (0 unsigned, 100..0 signed), whatever they carry.
 
     Regression test: padding lanes once compared against
     ``max(thresholds, acc_hi) + 1``, so a padding accumulator above that (the
     array's padded channels compute the dot product of the pad weights, not
     bounded by the real channels' acc_hi) gave a non-zero code.
     """
-    p = {**threshold_params(7, 15, 12, 4, seed=3), "pad_full_range": True}
-    r, _ = run_units(cache, "icarus", [p], beats=60, long_beats=20, name="requant_pad")
+    units = [{**threshold_params(7, 15, 12, 4, seed=3), "pad_full_range": True}, {**SIGNED_5, "pad_full_range": True}]
+    r, _ = run_units(cache, "icarus", units, beats=60, long_beats=20, name="requant_pad")
     assert sorted(r.passed) == sorted(TESTS)

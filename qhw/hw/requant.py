@@ -1,28 +1,43 @@
 """Streaming requantizers: per-channel accumulators in, next layer's activation codes out.
 
-Two exact forms of :mod:`qhw.ir.intmath`:
+Two exact forms of :mod:`qhw.ir.intmath`, built from the IR's
+:mod:`qhw.ir.requant` objects by :meth:`ThresholdRequantizer.from_ir`,
+:meth:`MulShiftRequantizer.from_ir` or, choosing the cheaper of the two,
+:func:`choose_requantizer`:
 
-* :class:`ThresholdRequantizer` — ``code = sum_j [sign_c·acc >= t_(c,j)]``
-  (``apply_thresholds``; BN + PACT folded into thresholds, FINN-style).
+* :class:`ThresholdRequantizer` — ``level = sum_j [sign_c·acc >= t_(c,j)]``
+  (``apply_thresholds``; BN + PACT folded into thresholds, FINN-style), then
+  the raw code of the IR value ``level_to_value(level)``: ``level`` itself
+  (unsigned, and bipolar, where level 1 is +1), or ``level XOR 2^(k-1)``
+  (signed k-bit: value ``level - 2^(k-1)`` in two's complement; adding
+  ``2^(k-1)`` modulo ``2^k`` flips the top bit only, so it costs no logic).
   Thresholds are first clipped with ``clamp_thresholds`` to the channel's
   accumulator range, so each comparator is at most one bit wider than the
   accumulator. A negative sign costs no negation:
-  ``-acc >= t  <=>  not (acc >= 1 - t)``.
-* :class:`MulShiftRequantizer` — ``code = clamp((acc·m_c + b_c + 2^(s-1)) >> s, lo, hi)``
-  (``requant_mul_shift``), for outputs too wide for thresholds.
+  ``-acc >= t  <=>  not (acc >= 1 - t)``. At most
+  :data:`MAX_THRESHOLD_LEVELS` thresholds per channel (an 8-bit output).
+* :class:`MulShiftRequantizer` — ``clamp((acc·m_c + b_c + 2^(s-1)) >> s, lo, hi)``
+  (``requant_mul_shift``), for outputs too wide for thresholds; codes up to
+  :data:`MAX_OUT_BITS` bits, the product as wide as its exact bounds need.
 
 Both take beats of ``lanes`` accumulators, as the systolic array emits them:
 beat ``i`` holds channels ``g·lanes + c`` with ``g = i mod groups`` and
 ``groups = ceil(channels / lanes)``; per-channel constants of several groups
-sit in small ROMs addressed by a group counter. Channels past ``channels``
-(padding of the last group) give code ``max(lo, 0)`` clipped into range
-(threshold form: 0).
+sit in small ROMs addressed by a group counter.
+
+Padding: lanes past ``channels`` in the last group carry whatever the array
+computed for its pad weights (any ``acc_width``-bit value). They are
+don't-care downstream (the engine's packer zeroes them), and give, whatever
+they carry: threshold form level 0, i.e. the code of the lowest value (0
+unsigned, 0 = -1 bipolar, ``100..0`` signed); mul-shift form the code of
+``clip(0, lo, hi)`` (multiplier and bias 0). :meth:`reference` models them so.
 
 Payloads are flat (see :mod:`qhw.hw.array.systolic` for why): input lane
 ``c`` at bits ``[c·acc_width, (c+1)·acc_width)`` two's complement; output
-lane ``c`` at ``[c·out_bits, (c+1)·out_bits)`` (two's complement if
-``out_signed``). Latency 1: the codes are valid the cycle after the input
-transfer; full rate while the output is taken.
+lane ``c`` at ``[c·out_bits, (c+1)·out_bits)`` holding the raw IR code
+(:func:`qhw.ir.intmath.encode_acts` of ``out_code``, ``out_bits``).
+Latency 1: the codes are valid the cycle after the input transfer; full rate
+while the output is taken.
 """
 
 from __future__ import annotations
@@ -34,10 +49,26 @@ from amaranth.lib.wiring import In, Out
 
 from qhw.hw.rom import rom_read
 from qhw.ir import intmath
-from qhw.ir.intmath import check_bits, signed_width, unsigned_width
+from qhw.ir.intmath import ActCode, check_bits, signed_width, unsigned_width
+from qhw.ir.requant import MulShift, Thresholds, level_to_value
 
-from .pe.datapath import adder_tree, lanes_of
+from .array.cost import rom_luts
+from .pe.datapath import KEEP_WIDTH, adder_tree, lanes_of, pairwise_reduce
 from .pe.params import check_int_array, check_positive
+
+#: Most thresholds per channel a :class:`ThresholdRequantizer` builds (an
+#: 8-bit output). Why: each costs a comparator per lane and ``cmp_width``
+#: ROM bits per group; a 12-bit output (4095 per channel) is tens of
+#: thousands of LUTs per lane where a multiplier costs a few hundred.
+MAX_THRESHOLD_LEVELS = 255
+
+#: Widest :class:`MulShiftRequantizer` output code.
+MAX_OUT_BITS = 62
+
+#: ``intmath.requant_mul_shift`` computes ``acc·m + b + 2^(s-1)`` in int64.
+_INT64_LIMIT = 1 << 63
+
+FORMS = ("auto", "thresholds", "mul_shift")
 
 
 def _channel_vector(name: str, value, channels: int) -> np.ndarray:
@@ -47,12 +78,22 @@ def _channel_vector(name: str, value, channels: int) -> np.ndarray:
     return arr
 
 
+def _act_code(value) -> ActCode:
+    if not isinstance(value, (str, ActCode)):
+        raise TypeError(f"out_code must be 'unsigned', 'bipolar' or 'signed', not {value!r}")
+    try:
+        return ActCode(value)
+    except ValueError:
+        raise ValueError(f"out_code must be 'unsigned', 'bipolar' or 'signed', not {value!r}") from None
+
+
 class _Requantizer(wiring.Component):
-    """Stream plumbing and group counter shared by both forms."""
+    """Stream plumbing, group counter and code encoding shared by both forms."""
 
     latency = 1
 
-    def __init__(self, *, acc_lo, acc_hi, acc_width: int, lanes: int, channels: int, out_shape):
+    def __init__(self, *, acc_lo, acc_hi, acc_width: int, lanes: int, channels: int, out_code: ActCode,
+                 out_bits: int):
         self.lanes = check_positive("lanes", lanes)
         self.channels = channels
         # 62 bits: thresholds one past the range and 1 - t stay inside int64.
@@ -66,9 +107,9 @@ class _Requantizer(wiring.Component):
             raise ValueError(f"acc_width: {self.acc_width} bits cannot hold accumulators in "
                              f"[{self.acc_lo.min()}, {self.acc_hi.max()}]")
         self.groups = -(-channels // self.lanes)
-        self.out_shape = out_shape
-        self.out_bits = out_shape.width
-        self.out_signed = out_shape.signed
+        self.out_code, self.out_bits = out_code, out_bits
+        self.out_signed = out_code is ActCode.SIGNED
+        self.out_shape = signed(out_bits) if self.out_signed else unsigned(out_bits)
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(self.lanes * self.acc_width))),
             "o_stream": Out(stream.Signature(unsigned(self.lanes * self.out_bits))),
@@ -110,6 +151,10 @@ class _Requantizer(wiring.Component):
             words.append(word)
         return words
 
+    def _lane_channels(self, c: int) -> list[int]:
+        """Real channels lane ``c`` carries (one per group; fewer if it pads the last group)."""
+        return [ch for ch in range(c, self.groups * self.lanes, self.lanes) if ch < self.channels]
+
     def _channels_of(self, n_beats: int) -> np.ndarray:
         return (np.arange(n_beats) % self.groups)[:, None] * self.lanes + np.arange(self.lanes)[None, :]
 
@@ -121,93 +166,273 @@ class _Requantizer(wiring.Component):
             raise ValueError("acc_beats: accumulators outside the declared acc_lo/acc_hi bounds")
         return acc
 
+    def reference(self, acc_beats) -> np.ndarray:
+        """Raw output codes for ``(n, lanes)`` accumulator beats, as ``o_stream`` carries them.
+
+        ``intmath.encode_acts(out_code, out_bits, reference_values(acc_beats))``:
+        unsigned lane bit patterns (a signed code ``-1`` is ``2^out_bits - 1``).
+        """
+        return intmath.encode_acts(self.out_code, self.out_bits, self.reference_values(acc_beats))
+
     def estimate_cycles(self, n_beats: int) -> int:
         """Cycles from the first input transfer to the last output, no stalls."""
         return n_beats + self.latency
 
+    def _ff(self) -> int:
+        """Output register, valid bit and group counter."""
+        return self.lanes * self.out_bits + 1 + (max(1, (self.groups - 1).bit_length()) if self.groups > 1 else 0)
+
+    def _estimate(self, features: dict[str, float]) -> dict[str, int]:
+        lut = sum(LUTS_PER_BIT[k] * v for k, v in features.items())
+        return {"lut": int(round(lut)), "ff": int(self._ff()), "dsp": 0, "bram": 0}
+
+
+#: LUT6 per counted bit of each kind of logic, Xilinx 7-series without DSPs
+#: (see the estimate_resources docstrings; fitted to yosys, see the tests).
+LUTS_PER_BIT = {
+    "cmp_const": 0.25,   # acc >= constant: yosys folds constant bits, ~cw/4 LUTs per threshold
+    "cmp_var": 1.0,      # acc >= ROM word: one carry bit per comparator bit
+    "rom": 1.0,          # ROM LUTs from qhw.hw.array.cost.rom_luts
+    "count": 0.6,        # popcount adder tree over the comparator bits (kept sums)
+    "count_narrow": 0.4,  # popcount leaves narrower than KEEP_WIDTH
+    "mul_const": 1.0,    # shift-add: one adder of product width per extra nonzero CSD digit
+    "mul_var": 1.0,      # general multiplier: one LUT per partial-product bit
+    "add": 1.0,          # bias adder (carry chain)
+    "clamp": 1.0,        # per clamp side: comparator plus output mux bits
+}
+
+
+def csd(v: int) -> list[tuple[int, int]]:
+    """Canonical signed-digit form of ``v``: ``(position, ±1)`` pairs, ``v = sum(d·2^p)``.
+
+    At most one nonzero digit in any two adjacent positions, so a constant
+    multiply costs the fewest shift-adds (a run of ones is one add, one subtract).
+    """
+    v, neg, out, p = abs(int(v)), int(v) < 0, [], 0
+    while v:
+        if v & 1:
+            d = 1 if v & 3 == 1 else -1  # -1 when v ≡ 3 (mod 4): the run of ones continues upward
+            out.append((p, -d if neg else d))
+            v -= d
+        v >>= 1
+        p += 1
+    return out
+
+
+def _shift_add_plan(mult: int, acc_width: int, cap: int):
+    """Adders of the constant multiply ``acc·mult``, as the hardware builds them.
+
+    Positive and negative CSD digits are summed in two balanced trees of
+    ``acc << (p - p_min)`` (every sum capped at ``cap`` bits: the product is
+    exact modulo ``2^cap``), then subtracted, then shifted left by ``p_min``.
+    Returns ``(p_min, pos, neg)`` with ``pos``/``neg`` the relative shifts.
+    """
+    digits = csd(mult)
+    low = min((p for p, _ in digits), default=0)
+    pos = [p - low for p, d in digits if d > 0]
+    neg = [p - low for p, d in digits if d < 0]
+    return low, pos, neg
+
+
+def _shift_add_widths(mult: int, acc_width: int, cap: int) -> list[int]:
+    """Widths of every adder :func:`_shift_add` builds (the cost model walks the same plan)."""
+    low, pos, neg = _shift_add_plan(mult, acc_width, cap)
+    cap = max(cap - low, 1)
+    adders = []
+
+    def add(x: int, y: int) -> int:
+        w = min(max(x, y) + 1, cap)
+        adders.append(w)
+        return w
+
+    widths = [pairwise_reduce([min(acc_width + p, cap) for p in side], add) if side else None for side in (pos, neg)]
+    if widths[1] is not None:  # a subtract, or a negate when there is no positive digit
+        adders.append(min(max(widths[0] or 0, widths[1]) + 1, cap))
+    return adders
+
+
+def _shift_add(m: Module, acc, mult: int, cap: int, name: str):
+    """``acc·mult`` for a constant ``mult``: shift-adds over its CSD digits, correct modulo ``2^cap``."""
+    low, pos, neg = _shift_add_plan(mult, len(acc), cap)
+    if not pos and not neg:
+        return Const(0, signed(1))
+    lcap = max(cap - low, 1)
+    kept = iter(range(1 << 30))
+
+    def wire(value):
+        w = Signal(signed(min(len(value), lcap)), name=f"{name}_{next(kept)}", attrs={"keep": 1})
+        m.d.comb += w.eq(value)
+        return w
+
+    def tree(shifts):
+        return pairwise_reduce([acc << p for p in shifts], lambda x, y: wire(x + y)) if shifts else None
+
+    p_sum, n_sum = tree(pos), tree(neg)
+    total = p_sum if n_sum is None else wire(-n_sum if p_sum is None else p_sum - n_sum)
+    return total << low
+
 
 class ThresholdRequantizer(_Requantizer):
-    """Per-channel multi-threshold requantizer (intmath.apply_thresholds).
+    """Per-channel multi-threshold requantizer (intmath.apply_thresholds), raw IR codes out.
 
     Parameters (keyword-only)
     -------------------------
     thresholds : array-like of int, (channels, levels)
-        Ascending per channel (not required: the output is the count met).
+        Ascending per channel (not required: the level is the count met);
+        ``levels`` at most :data:`MAX_THRESHOLD_LEVELS`.
     acc_lo, acc_hi : array-like of int, (channels,)
         Exact accumulator bounds per channel (e.g.
         ``SystolicArray.mapping.channel_bounds``); thresholds are clipped to them.
     acc_width : int
-        Width of each input accumulator lane.
+        Width of each input accumulator lane, 1..62.
     lanes : int
         Accumulators per beat (the array's ``cols``).
     sign : array-like of ±1, (channels,), optional
         Per-channel sign (default all +1).
+    out_code : {"unsigned", "bipolar", "signed"}
+        IR encoding of the output (default unsigned): the value of level
+        ``n`` is ``qhw.ir.requant.level_to_value(out_code, out_bits, n)``.
+    out_bits : int, optional
+        Code width; default ``unsigned_width(levels)``. ``levels`` must be at
+        most ``2^out_bits - 1`` (bipolar: one threshold, one bit).
 
     Attributes
     ----------
     i_stream : In(stream.Signature(unsigned(lanes·acc_width)))
+        Accumulator beats (see the module docstring for the lane order).
     o_stream : Out(stream.Signature(unsigned(lanes·out_bits)))
-        ``out_bits = unsigned_width(levels)``: codes 0..levels.
+        Raw IR codes: ``level`` (unsigned, bipolar) or ``level ^ 2^(out_bits-1)`` (signed).
+    levels : int
+        Thresholds per channel.
     cmp_width : int
         Comparator width (accumulator plus at most one bit).
     latency : int
         1 (see the module docstring).
     """
 
-    def __init__(self, *, thresholds, acc_lo, acc_hi, acc_width: int, lanes: int, sign=None):
+    def __init__(self, *, thresholds, acc_lo, acc_hi, acc_width: int, lanes: int, sign=None,
+                 out_code="unsigned", out_bits: int | None = None):
         t = check_int_array("thresholds", thresholds, 2)
         channels, levels = t.shape
+        if levels > MAX_THRESHOLD_LEVELS:
+            raise ValueError(f"thresholds: {levels} per channel is more than the {MAX_THRESHOLD_LEVELS} a "
+                             "ThresholdRequantizer builds; use a MulShiftRequantizer")
         s = np.ones(channels, dtype=np.int64) if sign is None else _channel_vector("sign", sign, channels)
         if not np.all(np.abs(s) == 1):
             raise ValueError("sign must hold only +1 and -1")
+        code = _act_code(out_code)
+        bits = unsigned_width(levels) if out_bits is None else check_bits("out_bits", out_bits, 1, MAX_OUT_BITS)
+        if code is ActCode.BIPOLAR and (levels != 1 or bits != 1):
+            raise ValueError(f"out_code: a bipolar output has one threshold and one bit, not {levels} "
+                             f"threshold(s) and out_bits={bits}")
+        if code is ActCode.UNSIGNED and bits > intmath.MAX_BITS:
+            raise ValueError(f"out_bits: unsigned codes are at most {intmath.MAX_BITS} bits, not {bits}")
+        if levels > (1 << bits) - 1:
+            raise ValueError(f"out_bits: {levels} thresholds give levels 0..{levels}, more than {bits} bits hold")
         super().__init__(acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes,
-                         channels=channels, out_shape=unsigned(unsigned_width(levels)))
+                         channels=channels, out_code=code, out_bits=bits)
         self.levels, self.sign = levels, s
         self.thresholds = intmath.clamp_thresholds(t, self.acc_lo, self.acc_hi, s)
         # acc >= u, inverted for negative channels: -acc >= t  <=>  not (acc >= 1 - t).
         u = np.where(s[:, None] > 0, self.thresholds, 1 - self.thresholds)
         # Padding channels carry whatever the array computed for pad weights,
         # anything the accumulator width holds: compare against one past its
-        # largest value so they never meet a threshold (code 0).
+        # largest value so they never meet a threshold (level 0).
         never = 1 << (self.acc_width - 1)
         self.u = self._pad(u, never)
         self.invert = self._pad((s < 0).astype(np.int64), 0)
         lo = min(int(self.u.min()), -(1 << (self.acc_width - 1)))
         self.cmp_width = signed_width(lo, max(int(self.u.max()), (1 << (self.acc_width - 1)) - 1))
+        # A threshold at or below every value sign·acc takes is always met, one past the top never
+        # (clamp_thresholds put every out-of-range one there); padding channels meet none. Per lane,
+        # a threshold column that is always met in every group is a constant count, one never met
+        # in any group is dropped: only the others cost a comparator.
+        slo = np.where(s > 0, self.acc_lo, -self.acc_hi)[:, None]
+        shi = slo + (self.acc_hi - self.acc_lo)[:, None]
+        state = np.where(self.thresholds <= slo, 1, np.where(self.thresholds > shi, 0, 2))
+        state = self._pad(state, 0).reshape(self.groups, self.lanes, levels)
+        #: per lane, thresholds met whatever the accumulator
+        self.always = [int(np.all(state[:, c] == 1, axis=0).sum()) for c in range(self.lanes)]
+        #: per lane, the threshold columns that need a comparator
+        self.active = [np.flatnonzero(~np.all(state[:, c] == 1, axis=0) & ~np.all(state[:, c] == 0, axis=0))
+                       for c in range(self.lanes)]
 
     @classmethod
-    def after(cls, array, *, thresholds, sign=None) -> "ThresholdRequantizer":
+    def after(cls, array, *, thresholds, sign=None, out_code="unsigned",
+              out_bits: int | None = None) -> "ThresholdRequantizer":
         """The requantizer that takes ``array``'s output stream (a :class:`SystolicArray`)."""
         lo, hi = array.mapping.channel_bounds
         c = array.mapping.out_channels
-        return cls(thresholds=thresholds, sign=sign, acc_lo=lo[:c], acc_hi=hi[:c],
-                   acc_width=array.acc_width, lanes=array.cols)
+        return cls(thresholds=thresholds, sign=sign, out_code=out_code, out_bits=out_bits, acc_lo=lo[:c],
+                   acc_hi=hi[:c], acc_width=array.acc_width, lanes=array.cols)
+
+    @classmethod
+    def from_ir(cls, rq: Thresholds, *, acc_lo, acc_hi, acc_width: int, lanes: int) -> "ThresholdRequantizer":
+        """The threshold form of an IR :class:`qhw.ir.requant.Thresholds` (its encoding, raw codes out)."""
+        if not isinstance(rq, Thresholds):
+            raise TypeError(f"rq must be a qhw.ir.requant.Thresholds, not {rq!r}")
+        return cls(thresholds=rq.thresholds, sign=rq.sign, out_code=rq.out_code, out_bits=rq.out_bits,
+                   acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes)
 
     def _lane(self, m, c, acc, group):
-        cw, L = self.cmp_width, self.levels
-        word = rom_read(m, f"thr_{c}", self._words(c, [(self.u, cw), (self.invert, 1)]), L * cw + 1, group)
-        inv = word[L * cw]
-        bits = [(acc >= word[j * cw:(j + 1) * cw].as_signed()) ^ inv for j in range(L)]
-        return adder_tree(bits, m, f"count_{c}")
+        cw, cols = self.cmp_width, self.active[c]
+        bits = []
+        if len(cols):
+            n = len(cols)
+            word = rom_read(m, f"thr_{c}", self._words(c, [(self.u[:, cols], cw), (self.invert, 1)]), n * cw + 1,
+                            group)
+            inv = word[n * cw]
+            bits = [(acc >= word[j * cw:(j + 1) * cw].as_signed()) ^ inv for j in range(n)]
+        level = adder_tree(bits, m, f"count_{c}") + self.always[c] if bits else Const(self.always[c])
+        if self.out_signed:  # level - 2^(k-1) in k-bit two's complement: flip the top bit
+            return level ^ Const(1 << (self.out_bits - 1), self.out_bits)
+        return level
 
-    def reference(self, acc_beats) -> np.ndarray:
-        """Codes for ``(n, lanes)`` accumulator beats, via intmath.apply_thresholds."""
+    def reference_values(self, acc_beats) -> np.ndarray:
+        """IR values for ``(n, lanes)`` accumulator beats: level_to_value of intmath.apply_thresholds."""
         acc = self._accs(acc_beats)
         ch = self._channels_of(len(acc))
-        codes = np.zeros_like(acc)  # padding channels: 0
+        levels = np.zeros_like(acc)  # padding channels: level 0
         for k in range(self.channels):
             sel = ch == k
-            codes[sel] = intmath.apply_thresholds(acc[sel][:, None], self.thresholds[k:k + 1],
-                                                  self.sign[k:k + 1])[:, 0]
-        return codes
+            levels[sel] = intmath.apply_thresholds(acc[sel][:, None], self.thresholds[k:k + 1],
+                                                   self.sign[k:k + 1])[:, 0]
+        return np.asarray(level_to_value(self.out_code, self.out_bits, levels), dtype=np.int64)
+
+    def features(self) -> dict[str, float]:
+        """Counted bits of each kind of logic (see :data:`LUTS_PER_BIT`)."""
+        f = dict.fromkeys(LUTS_PER_BIT, 0.0)
+        cw, L = self.cmp_width, self.levels
+        count_bits = {"kept": 0, "narrow": 0}
+
+        def add(x: int, y: int) -> int:
+            width = max(x, y) + 1
+            count_bits["kept" if width >= KEEP_WIDTH else "narrow"] += width
+            return width
+
+        for c in range(self.lanes):
+            words = self._words(c, [(self.u, cw), (self.invert, 1)])
+            if len(set(words)) == 1:
+                f["cmp_const"] += L * cw
+            else:
+                f["cmp_var"] += L * cw
+                f["rom"] += rom_luts(len(words), L * cw + 1)
+            if L > 1:
+                pairwise_reduce([1] * L, add)
+        f["count"], f["count_narrow"] = count_bits["kept"], count_bits["narrow"]
+        return f
 
     def estimate_resources(self) -> dict[str, int]:
-        """Rough Xilinx LUT / FF figures: one carry-chain comparator per threshold."""
-        lut = self.lanes * self.levels * (self.cmp_width // 2 + 1) + self.lanes * self.levels
-        if self.groups > 1:
-            lut += self.lanes * (self.levels * self.cmp_width + 1) * max(1, self.groups // 64)
-        ff = self.lanes * self.out_bits + 1 + max(1, (self.groups - 1).bit_length())
-        return {"lut": int(lut), "ff": int(ff), "dsp": 0, "bram": 0}
+        """Xilinx 7-series LUT / FF figures without DSPs.
+
+        Per lane: ``levels`` comparators of ``cmp_width`` bits (against
+        constants when the lane's thresholds are the same in every group,
+        which synthesis folds to about a quarter LUT per bit; else against a
+        ROM word, one carry bit per bit, plus the ROM), and the popcount
+        adder tree of the comparator bits. FF: output register, valid bit,
+        group counter.
+        """
+        return self._estimate(self.features())
 
 
 class MulShiftRequantizer(_Requantizer):
@@ -220,21 +445,37 @@ class MulShiftRequantizer(_Requantizer):
     shift : int
         Right shift ``s``, 1..62 (floor division, rounding by ``+2^(s-1)``).
     lo, hi : int
-        Output code range; unsigned output if ``lo >= 0``.
+        Output value range (the clamp).
     acc_lo, acc_hi, acc_width, lanes
         As in :class:`ThresholdRequantizer`.
+    out_code : {"unsigned", "signed"}, optional
+        IR encoding of the output; default unsigned if ``lo >= 0`` and
+        ``hi`` fits intmath's 16-bit unsigned codes, else signed.
+    out_bits : int, optional
+        Code width, 1..62; default the narrowest holding ``[lo, hi]``.
+
+    ``acc·m + b + 2^(s-1)`` must stay below 2^63 in magnitude on every
+    channel's accumulator range: the reference model
+    (``intmath.requant_mul_shift``) computes it in int64. The hardware
+    product is exactly as wide as those bounds need.
 
     Attributes
     ----------
     i_stream : In(stream.Signature(unsigned(lanes·acc_width)))
+        Accumulator beats (see the module docstring for the lane order).
     o_stream : Out(stream.Signature(unsigned(lanes·out_bits)))
+        Raw IR codes (two's complement if ``out_code`` is signed).
     prod_width : int
         Exact width of ``acc·m + b + 2^(s-1)`` over the accumulator bounds.
+    clamps : list of (bool, bool)
+        Per lane, whether the clamp at ``lo`` / ``hi`` can act (it is left
+        out where the exact bounds never reach past it).
     latency : int
         1 (see the module docstring).
     """
 
-    def __init__(self, *, mult, bias, shift: int, lo: int, hi: int, acc_lo, acc_hi, acc_width: int, lanes: int):
+    def __init__(self, *, mult, bias, shift: int, lo: int, hi: int, acc_lo, acc_hi, acc_width: int, lanes: int,
+                 out_code=None, out_bits: int | None = None):
         m_ = check_int_array("mult", mult, 1)
         channels = len(m_)
         b_ = _channel_vector("bias", bias, channels)
@@ -242,60 +483,207 @@ class MulShiftRequantizer(_Requantizer):
         for name, v in (("lo", lo), ("hi", hi)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"{name} must be an integer, not {v!r}")
+        lo, hi = int(lo), int(hi)
         if lo > hi:
             raise ValueError(f"lo must not exceed hi, got [{lo}, {hi}]")
-        out_shape = unsigned(unsigned_width(hi)) if lo >= 0 else signed(signed_width(lo, hi))
-        if out_shape.width > 32:
-            raise ValueError(f"lo/hi: output codes of {out_shape.width} bits are too wide (at most 32)")
+        if out_code is None:
+            fits_unsigned = lo >= 0 and unsigned_width(hi) <= intmath.MAX_BITS
+            code = ActCode.UNSIGNED if fits_unsigned else ActCode.SIGNED
+        else:
+            code = _act_code(out_code)
+        if code is ActCode.BIPOLAR:
+            raise ValueError("out_code: bipolar outputs have one threshold; use a ThresholdRequantizer")
+        if out_bits is None:
+            out_bits = unsigned_width(hi) if code is ActCode.UNSIGNED and lo >= 0 else signed_width(lo, hi)
+            if out_bits > MAX_OUT_BITS:
+                raise ValueError(f"lo/hi: codes of [{lo}, {hi}] need {out_bits} bits; at most {MAX_OUT_BITS}")
+        bits = check_bits("out_bits", out_bits, 1, MAX_OUT_BITS)
+        if code is ActCode.UNSIGNED and bits > intmath.MAX_BITS:
+            raise ValueError(f"out_bits: unsigned codes are at most {intmath.MAX_BITS} bits, not {bits} "
+                             "(use out_code='signed')")
+        vlo, vhi = intmath.act_value_range(code, bits)
+        if not vlo <= lo <= hi <= vhi:
+            raise ValueError(f"lo/hi: [{lo}, {hi}] is not within [{vlo}, {vhi}] of {bits}-bit {code.value} codes")
         super().__init__(acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes,
-                         channels=channels, out_shape=out_shape)
-        self.mult, self.bias, self.lo, self.hi = m_, b_, int(lo), int(hi)
-        # Python integers: acc·m (and bias + 2^(s-1)) can exceed int64 even when each operand fits.
-        rounded_ = [int(b) + (1 << (self.shift - 1)) for b in b_]
-        ends = [int(a) * int(m) + r for lo_, hi_, m, r in zip(self.acc_lo, self.acc_hi, m_, rounded_)
-                for a in (lo_, hi_)]
-        if max(abs(r) for r in rounded_) >= 1 << 62:
-            raise ValueError("bias: bias + 2^(shift-1) does not fit in 62 bits")
-        self.prod_width = signed_width(min(ends), max(ends))
-        if self.prod_width > 63:
-            raise ValueError(f"mult: acc·mult + bias needs {self.prod_width} bits; at most 63 are supported")
-        rounded = np.array(rounded_, dtype=np.int64)
-        self.m_pad, self.b_pad = self._pad(m_, 0), self._pad(rounded, 0)
+                         channels=channels, out_code=code, out_bits=bits)
+        self.mult, self.bias, self.lo, self.hi = m_, b_, lo, hi
+        # Python integers throughout: acc·m (and bias + 2^(s-1)) can exceed int64 even when each operand fits.
+        half = 1 << (self.shift - 1)
+        for k, (alo, ahi, m, b) in enumerate(zip(self.acc_lo, self.acc_hi, m_, b_)):
+            if abs(int(b)) + half >= _INT64_LIMIT:
+                raise ValueError(f"bias: |bias| + 2^(shift-1) of channel {k} reaches 2^63; "
+                                 "intmath.requant_mul_shift computes in int64")
+            worst = max(abs(int(alo)), abs(int(ahi))) * abs(int(m)) + abs(int(b)) + half
+            if worst >= _INT64_LIMIT:
+                raise ValueError(f"mult: |acc·mult| + |bias| + 2^(shift-1) of channel {k} reaches {worst}, "
+                                 "beyond the int64 intmath.requant_mul_shift computes in")
+        rounded = [int(b) + half for b in b_]
+        ends = [[int(a) * int(m) + r for a in (alo, ahi)]
+                for alo, ahi, m, r in zip(self.acc_lo, self.acc_hi, m_, rounded)]
+        self.prod_width = signed_width(min(min(e) for e in ends), max(max(e) for e in ends))
+        # Output range per lane (padding lanes compute 0): the clamp is built only where it can act.
+        self.clamps = []
+        for c in range(self.lanes):
+            ys = [e >> self.shift for ch in self._lane_channels(c) for e in ends[ch]]
+            if len(ys) < 2 * self.groups:
+                ys.append(0)
+            self.clamps.append((min(ys) < lo, max(ys) > hi))
+        self.m_pad = self._pad(m_, 0)
+        self.b_pad = self._pad(np.array(rounded, dtype=np.int64), 0)
         self.m_width = signed_width(int(self.m_pad.min()), int(self.m_pad.max()))
         self.b_width = signed_width(int(self.b_pad.min()), int(self.b_pad.max()))
 
     @classmethod
-    def after(cls, array, *, mult, bias, shift: int, lo: int, hi: int) -> "MulShiftRequantizer":
+    def after(cls, array, *, mult, bias, shift: int, lo: int, hi: int, out_code=None,
+              out_bits: int | None = None) -> "MulShiftRequantizer":
         """The requantizer that takes ``array``'s output stream (a :class:`SystolicArray`)."""
         acc_lo, acc_hi = array.mapping.channel_bounds
         c = array.mapping.out_channels
-        return cls(mult=mult, bias=bias, shift=shift, lo=lo, hi=hi, acc_lo=acc_lo[:c], acc_hi=acc_hi[:c],
-                   acc_width=array.acc_width, lanes=array.cols)
+        return cls(mult=mult, bias=bias, shift=shift, lo=lo, hi=hi, out_code=out_code, out_bits=out_bits,
+                   acc_lo=acc_lo[:c], acc_hi=acc_hi[:c], acc_width=array.acc_width, lanes=array.cols)
+
+    @classmethod
+    def from_ir(cls, rq: MulShift | Thresholds, *, acc_lo, acc_hi, acc_width: int,
+                lanes: int) -> "MulShiftRequantizer":
+        """The mul-shift form of an IR :class:`~qhw.ir.requant.MulShift`, or of a
+        :class:`~qhw.ir.requant.Thresholds` through its equivalent ``mul_shift``.
+
+        The equivalence is re-checked on ``[acc_lo, acc_hi]``
+        (``Thresholds.check_range``, O(channels·levels)): these bounds are the
+        ones the hardware will see.
+        """
+        if isinstance(rq, Thresholds):
+            if rq.mul_shift is None:
+                raise ValueError(f"rq: these {rq.out_bits}-bit {rq.out_code.value} thresholds have no "
+                                 "equivalent mul_shift (bipolar, or none found at export)")
+            rq.check_range(acc_lo, acc_hi)
+            rq = rq.mul_shift
+        if not isinstance(rq, MulShift):
+            raise TypeError(f"rq must be a qhw.ir.requant.MulShift or Thresholds, not {rq!r}")
+        return cls(mult=rq.mult, bias=rq.bias, shift=rq.shift, lo=rq.lo, hi=rq.hi, out_code=rq.out_code,
+                   out_bits=rq.out_bits, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes)
 
     def _lane(self, m, c, acc, group):
         mw, bw = self.m_width, self.b_width
-        word = rom_read(m, f"ms_{c}", self._words(c, [(self.m_pad, mw), (self.b_pad, bw)]), mw + bw, group)
+        # Two tables: a multiplier that is the same in every group is a constant (shift-adds) even when
+        # the biases differ.
+        mwords = self._words(c, [(self.m_pad, mw)])
+        if len(set(mwords)) == 1:
+            scaled = _shift_add(m, acc, int(self.m_pad[c]), self.prod_width, f"mul_{c}")
+        else:
+            scaled = acc * rom_read(m, f"ms_m_{c}", mwords, mw, group).as_signed()
+        bias = rom_read(m, f"ms_b_{c}", self._words(c, [(self.b_pad, bw)]), bw, group).as_signed()
+        # The product fits prod_width exactly, so truncating the sum to it loses nothing.
         prod = Signal(signed(self.prod_width), name=f"prod_{c}")
-        m.d.comb += prod.eq(acc * word[:mw].as_signed() + word[mw:].as_signed())
+        m.d.comb += prod.eq(scaled + bias)
         y = prod >> self.shift  # arithmetic: floor division by 2^s
-        return Mux(y < self.lo, Const(self.lo, self.out_shape),
-                   Mux(y > self.hi, Const(self.hi, self.out_shape), y))
+        clamp_lo, clamp_hi = self.clamps[c]
+        if clamp_hi:
+            y = Mux(y > self.hi, Const(self.hi, self.out_shape), y)
+        if clamp_lo:
+            y = Mux(y < self.lo, Const(self.lo, self.out_shape), y)
+        return y
 
-    def reference(self, acc_beats) -> np.ndarray:
-        """Codes for ``(n, lanes)`` accumulator beats, via intmath.requant_mul_shift."""
+    def reference_values(self, acc_beats) -> np.ndarray:
+        """IR values for ``(n, lanes)`` accumulator beats, via intmath.requant_mul_shift."""
         acc = self._accs(acc_beats)
         ch = self._channels_of(len(acc))
-        m_, b_ = self._pad(self.mult, 0), self._pad(self.bias, 0)
-        out = np.zeros_like(acc)
-        for k in range(self.groups * self.lanes):
+        out = np.full_like(acc, int(np.clip(0, self.lo, self.hi)))  # padding: multiplier and bias 0
+        for k in range(self.channels):
             sel = ch == k
-            out[sel] = intmath.requant_mul_shift(acc[sel][:, None], m_[k:k + 1], b_[k:k + 1],
+            out[sel] = intmath.requant_mul_shift(acc[sel][:, None], self.mult[k:k + 1], self.bias[k:k + 1],
                                                  self.shift, self.lo, self.hi)[:, 0]
         return out
 
+    def features(self) -> dict[str, float]:
+        """Counted bits of each kind of logic (see :data:`LUTS_PER_BIT`)."""
+        f = dict.fromkeys(LUTS_PER_BIT, 0.0)
+        mw, bw, pw = self.m_width, self.b_width, self.prod_width
+        y_width = max(pw - self.shift, 1)
+        for c in range(self.lanes):
+            mwords = self._words(c, [(self.m_pad, mw)])
+            bwords = self._words(c, [(self.b_pad, bw)])
+            if len(set(mwords)) == 1:
+                f["mul_const"] += sum(_shift_add_widths(int(self.m_pad[c]), self.acc_width, pw))
+            else:
+                f["mul_var"] += self.acc_width * mw
+                f["rom"] += rom_luts(len(mwords), mw)
+            f["rom"] += rom_luts(len(bwords), bw)
+            f["add"] += pw - self.shift if len(set(bwords)) > 1 or bwords[0] else 0
+            f["clamp"] += sum(self.clamps[c]) * (y_width + self.out_bits)
+        return f
+
     def estimate_resources(self) -> dict[str, int]:
-        """Rough Xilinx (no DSP) LUT / FF figures: a constant multiplier and clamp per lane."""
-        per_lane = self.acc_width * self.m_width * (0.5 if self.groups == 1 else 1.0) + 3 * self.prod_width
-        lut = self.lanes * per_lane
-        ff = self.lanes * self.out_bits + 1 + max(1, (self.groups - 1).bit_length())
-        return {"lut": int(round(lut)), "ff": int(ff), "dsp": 0, "bram": 0}
+        """Xilinx 7-series LUT / FF figures without DSPs.
+
+        Per lane: the multiplier (a constant one, as shift-adds over the CSD
+        digits of ``m``, when the lane's multiplier is the same in every
+        group; else an ``acc_width × m_width`` array plus its ROM), the bias
+        adder above the shift, and each clamp side that can act (comparator
+        and output mux). FF: output register, valid bit, group counter.
+        """
+        return self._estimate(self.features())
+
+
+def _lut_of(rq) -> int:
+    return rq.estimate_resources()["lut"]
+
+
+def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, form: str = "auto"):
+    """Build the hardware requantizer of an IR requantizer, the cheaper form where both exist.
+
+    Parameters (keyword-only after ``requant``)
+    -------------------------------------------
+    requant : qhw.ir.requant.Thresholds or MulShift
+        The layer's requantizer. A ``Thresholds`` with a ``mul_shift`` can be
+        built either way.
+    acc_lo, acc_hi, acc_width, lanes
+        As in :class:`ThresholdRequantizer` (the array's real channel bounds,
+        ``acc_width`` and ``cols``).
+    form : {"auto", "thresholds", "mul_shift"}
+        ``auto`` builds every form that can be built and keeps the one with
+        the lower ``estimate_resources()["lut"]`` (thresholds on a tie);
+        the others force one form.
+
+    Returns
+    -------
+    ThresholdRequantizer or MulShiftRequantizer
+        Both emit the same raw IR codes (``reference`` agrees).
+
+    Raises
+    ------
+    ValueError
+        When the forced form does not exist or cannot be built, or neither
+        form can be built (e.g. more than :data:`MAX_THRESHOLD_LEVELS`
+        thresholds per channel and no ``mul_shift``); the message gives the
+        reason for each form.
+    """
+    if not isinstance(form, str) or form not in FORMS:
+        raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
+    if not isinstance(requant, (Thresholds, MulShift)):
+        raise TypeError(f"requant must be a qhw.ir.requant.Thresholds or MulShift, not {requant!r}")
+    kw = dict(acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes)
+    builders = {}
+    if isinstance(requant, Thresholds):
+        builders["thresholds"] = ThresholdRequantizer.from_ir
+    if isinstance(requant, MulShift) or requant.mul_shift is not None:
+        builders["mul_shift"] = MulShiftRequantizer.from_ir
+    built, reasons = [], []
+    for name in (FORMS[1:] if form == "auto" else [form]):
+        if name not in builders:
+            what = "a MulShift" if isinstance(requant, MulShift) else (
+                f"{requant.out_bits}-bit {requant.out_code.value} thresholds without mul_shift")
+            reasons.append(f"{name}: {what} has no {name} form")
+            continue
+        try:
+            built.append(builders[name](requant, **kw))
+        except ValueError as exc:
+            reasons.append(f"{name} form: {exc}")
+    if not built:
+        raise ValueError(f"requant: no {'requantizer form' if form == 'auto' else form + ' form'} can be built "
+                         f"({'; '.join(reasons)})")
+    return min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
+
+
+__all__ = ["ThresholdRequantizer", "MulShiftRequantizer", "choose_requantizer", "MAX_THRESHOLD_LEVELS",
+           "MAX_OUT_BITS", "LUTS_PER_BIT"]

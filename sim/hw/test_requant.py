@@ -6,18 +6,21 @@ ports ``<unit>_i_stream`` / ``<unit>_o_stream``.
 Parameters (``tb_params``)
 --------------------------
 units : list of dicts, each with name, form ("threshold" | "mulshift"),
-    lanes, acc_width, out_bits, out_signed, acc_lo, acc_hi and
-    either thresholds, sign (threshold) or mult, bias, shift, lo, hi (mulshift).
-    These are the true parameters; a fault-injection test builds the
-    hardware from others. ``pad_full_range`` (default true): padding lanes
-    carry any value of ``acc_width`` bits, else only values within the real
-    channels' bounds.
+    lanes, acc_width, out_code ("unsigned" | "bipolar" | "signed"), out_bits,
+    acc_lo, acc_hi and either thresholds, sign (threshold) or mult, bias,
+    shift, lo, hi (mulshift). These are the true parameters; a
+    fault-injection test builds the hardware from others. ``pad_full_range``
+    (default true): padding lanes carry any value of ``acc_width`` bits, else
+    only values within the real channels' bounds.
 beats, long_beats, valid_prob, ready_prob, seed
 
-Expected codes come from intmath.apply_thresholds / requant_mul_shift on the
-*unclipped* parameters, beat ``i`` lane ``c`` being channel
-``(i mod groups)·lanes + c``; channels past the last one (padding) must give
-0 (thresholds) or ``clip(0, lo, hi)`` (multiply-shift).
+Expected outputs are raw IR codes (intmath.encode_acts of out_code,
+out_bits), compared as unsigned lane bit patterns: of
+``level_to_value(apply_thresholds(...))`` on the *unclipped* thresholds, or
+of ``requant_mul_shift(...)``, beat ``i`` lane ``c`` being channel
+``(i mod groups)·lanes + c``. Channels past the last one (padding) must give
+level 0, the lowest value's code (thresholds), or the code of
+``clip(0, lo, hi)`` (multiply-shift).
 """
 
 from __future__ import annotations
@@ -29,20 +32,27 @@ import numpy as np
 
 from qhw.backends.sim import record, tb_params
 from qhw.ir import intmath
+from qhw.ir.requant import level_to_value
 from qhw_tb import StreamUnit, pack_lanes, run_units, unpack_lanes
 
 
-def expected_code(u: dict, ch: int, acc: int) -> int:
+def expected_value(u: dict, ch: int, acc: int) -> int:
     channels = len(u["acc_lo"])
     if u["form"] == "threshold":
-        if ch >= channels:
-            return 0
-        t = np.array(u["thresholds"][ch:ch + 1], dtype=np.int64)
-        return int(intmath.apply_thresholds(np.array([[acc]]), t, np.array(u["sign"][ch:ch + 1]))[0, 0])
+        level = 0
+        if ch < channels:
+            t = np.array(u["thresholds"][ch:ch + 1], dtype=np.int64)
+            level = int(intmath.apply_thresholds(np.array([[acc]]), t, np.array(u["sign"][ch:ch + 1]))[0, 0])
+        return int(level_to_value(u["out_code"], u["out_bits"], level))
     if ch >= channels:
         return int(np.clip(0, u["lo"], u["hi"]))
     return int(intmath.requant_mul_shift(np.array([[acc]]), [u["mult"][ch]], [u["bias"][ch]], u["shift"],
                                          u["lo"], u["hi"])[0, 0])
+
+
+def expected_code(u: dict, ch: int, acc: int) -> int:
+    """The raw code on the wire: intmath.encode_acts of the IR value."""
+    return int(intmath.encode_acts(u["out_code"], u["out_bits"], [expected_value(u, ch, acc)])[0])
 
 
 def _interesting(u: dict, ch: int) -> list[int]:
@@ -88,10 +98,11 @@ def make_beats(u: dict, n: int, rng: random.Random) -> list[list[int]]:
 class Unit(StreamUnit):
     def __init__(self, dut, u: dict, rng: random.Random, valid_prob: float, ready_prob: float):
         self.u = u
-        ob, lanes, signed = u["out_bits"], u["lanes"], u["out_signed"]
+        ob, lanes = u["out_bits"], u["lanes"]
         super().__init__(dut, f"{u['name']}_", rng=rng, valid_prob=valid_prob, ready_prob=ready_prob,
-                         label=f"{u['name']} ({u['form']}, {len(u['acc_lo'])} channels x{u['lanes']})",
-                         decode=lambda v: tuple(unpack_lanes(v, ob, lanes, signed=signed)))
+                         label=(f"{u['name']} ({u['form']}, {ob}-bit {u['out_code']}, {len(u['acc_lo'])} channels "
+                                f"x{u['lanes']})"),
+                         decode=lambda v: tuple(unpack_lanes(v, ob, lanes)))
         assert len(self.sink.payload) == lanes * ob, "output payload width differs from lanes·out_bits"
 
     async def run(self, beats, timeout_cycles: int):
