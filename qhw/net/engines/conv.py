@@ -16,8 +16,8 @@ the same engine on a 1×1 map with a 1×1 kernel)::
   ``unsigned`` and ``signed`` inputs that is the value 0, exactly the IR's
   padding. For ``bipolar`` inputs code 0 is −1, so the array's sum is off by
   ``−Σ w`` over those features; that error depends only on the output
-  pixel's padding pattern (row class × column class, at most (2p+1)² of
-  them) and the channel, so :class:`OffsetByPosition` adds it back from a
+  pixel's padding pattern (row class × column class of
+  :func:`qhw.ir.graph.padding_patterns`) and the channel, so :class:`OffsetByPosition` adds it back from a
   small table. This is the same arithmetic as masking padded taps out of
   the XNOR popcount and counting only real taps in the correction, done once
   per dot product instead of per lane.
@@ -42,7 +42,7 @@ from qhw.hw.regroup import Regroup
 from qhw.hw.requant import choose_requantizer
 from qhw.hw.window import WindowGenerator
 from qhw.ir import intmath
-from qhw.ir.graph import Conv, Dense
+from qhw.ir.graph import Conv, Dense, padding_patterns
 from qhw.ir.intmath import ActCode, signed_width
 
 from ..fold import Fold
@@ -50,13 +50,6 @@ from ..stream import FrameFormat
 from .base import Engine, packer_tail
 from .blocks import OffsetByPosition, Truncate
 from .resources import add_resources
-
-
-def padding_classes(size: int, out_size: int, k: int, s: int, p: int) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-    """Per output index along one axis, the class of its padded taps; and per class the padded taps."""
-    pads = [tuple(t for t in range(k) if not 0 <= o * s - p + t < size) for o in range(out_size)]
-    classes = sorted(set(pads))
-    return np.array([classes.index(x) for x in pads], dtype=np.int64), classes
 
 
 class ConvEngine(Engine):
@@ -135,17 +128,15 @@ class ConvEngine(Engine):
         """Offsets undoing code 0 (= −1) on padded taps and padding slots; None if there are none."""
         layer = self.layer
         kh, kw = layer.kernel
-        (sh, sw), (ph, pw) = layer.stride, layer.padding
-        row_class, row_pads = padding_classes(h, oh, kh, sh, ph)
-        col_class, col_pads = padding_classes(w, ow, kw, sw, pw)
+        pat = padding_patterns((h, w), layer.kernel, layer.stride, layer.padding)
         per_tap = len(cols_ir) // (kh * kw)
         tap_y = np.arange(len(cols_ir)) // per_tap // kw
         tap_x = np.arange(len(cols_ir)) // per_tap % kw
         cols = self.fold.cols
-        offsets = np.zeros((len(row_pads), len(col_pads), nf, cols), dtype=np.int64)
-        for r, ry in enumerate(row_pads):
-            for q, qx in enumerate(col_pads):
-                zero_code = (cols_ir < 0) | np.isin(tap_y, ry) | np.isin(tap_x, qx)
+        offsets = np.zeros((pat.n_row_classes, pat.n_col_classes, nf, cols), dtype=np.int64)
+        for r, ry in enumerate(pat.row_taps):
+            for q, qx in enumerate(pat.col_taps):
+                zero_code = (cols_ir < 0) | ~np.isin(tap_y, ry) | ~np.isin(tap_x, qx)
                 # The array computed w·(−1) on these features where the IR has w·0.
                 fix = self.weights[:, zero_code].sum(axis=1)
                 padded = np.zeros(nf * cols, dtype=np.int64)
@@ -153,7 +144,7 @@ class ConvEngine(Engine):
                 offsets[r, q] = padded.reshape(nf, cols)
         if not offsets.any():
             return None
-        return {"row_class": row_class, "col_class": col_class, "offsets": offsets}
+        return {"row_class": pat.row_class, "col_class": pat.col_class, "offsets": offsets}
 
     def elaborate(self, platform):
         m = Module()
