@@ -2,13 +2,16 @@
 
 All five blocks sit in one harness so each simulator builds once per
 (width, count, depth) point. Icarus takes a sweep over widths 1..8 and lane
-counts; Verilator (a costly build) one point with every kind of stall.
+counts; Verilator (a costly build) one point with every kind of stall. Every
+payload, the harness's own and the blocks', is a flat ``unsigned`` vector
+(lane ``k`` at bits ``[k·width, (k+1)·width)``); one Icarus point gives the
+blocks an array layout as lane shape, which must not change their ports.
 """
 
 from __future__ import annotations
 
 import pytest
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,13 +30,17 @@ class StreamBlocksHarness(wiring.Component):
     """One of each stream block, ports prefixed by the block name.
 
     ``make`` maps a block name to a factory ``(width, count, depth) -> block``
-    replacing the real block (fault injection).
+    replacing the real block (fault injection). ``lane_layout`` builds the
+    blocks with ``shape=data.ArrayLayout(1, width)`` instead of ``width``
+    (same bits, a layout: the ports stay flat).
     """
 
-    def __init__(self, *, width: int, count: int, depth: int, make: dict | None = None):
+    def __init__(self, *, width: int, count: int, depth: int, make: dict | None = None,
+                 lane_layout: bool = False):
         self.width, self.count, self.depth = width, count, depth
         self.make = make or {}
-        wide = data.ArrayLayout(width, count)
+        self.lane = data.ArrayLayout(1, width) if lane_layout else width
+        wide = unsigned(width * count)
         super().__init__({
             "fifo_i": In(stream.Signature(width)), "fifo_o": Out(stream.Signature(width)),
             "fifo_level": Out(range(depth + 1)),
@@ -44,7 +51,7 @@ class StreamBlocksHarness(wiring.Component):
         })
 
     def _block(self, name, default):
-        return self.make.get(name, default)(self.width, self.count, self.depth)
+        return self.make.get(name, default)(self.lane, self.count, self.depth)
 
     def elaborate(self, platform):
         m = Module()
@@ -72,26 +79,28 @@ def cache(tmp_path_factory):
     return sim_cache(tmp_path_factory)
 
 
-def _run(cache, simulator, *, width, count, depth, valid_prob, ready_prob, seed, make=None, items=120):
+def _run(cache, simulator, *, width, count, depth, valid_prob, ready_prob, seed, make=None, items=120,
+         lane_layout=False):
     require_simulator(simulator)
-    harness = StreamBlocksHarness(width=width, count=count, depth=depth, make=make)
+    harness = StreamBlocksHarness(width=width, count=count, depth=depth, make=make, lane_layout=lane_layout)
     params = dict(width=width, count=count, depth=depth, items=items, valid_prob=valid_prob,
                   ready_prob=ready_prob, seed=seed)
     return simulate(harness, name="stream_blocks", test_module=MODULE, cache_dir=cache,
                     simulator=simulator, parameters=params)
 
 
-# width, count, depth, valid_prob, ready_prob: 1-bit and 8-bit payloads, one
-# lane (degenerate), odd and power-of-two lane counts, the half-rate FIFO
-# depths 1 and 2, deep FIFOs; each point with another mix of stalls.
-ICARUS_POINTS = [(1, 2, 3, 0.5, 0.5), (2, 1, 1, 1.0, 0.3), (3, 3, 2, 0.3, 1.0), (5, 4, 4, 0.7, 0.4),
-                 (8, 3, 9, 0.4, 0.8)]
+# width, count, depth, valid_prob, ready_prob, lane_layout: 1-bit and 8-bit
+# payloads, one lane (degenerate), odd and power-of-two lane counts, the
+# half-rate FIFO depths 1 and 2, deep FIFOs, an array layout as lane shape;
+# each point with another mix of stalls.
+ICARUS_POINTS = [(1, 2, 3, 0.5, 0.5, False), (2, 1, 1, 1.0, 0.3, False), (3, 3, 2, 0.3, 1.0, False),
+                 (5, 4, 4, 0.7, 0.4, False), (8, 3, 9, 0.4, 0.8, False), (4, 3, 3, 0.6, 0.6, True)]
 
 
-@pytest.mark.parametrize("width, count, depth, valid_prob, ready_prob", ICARUS_POINTS)
-def test_stream_blocks_icarus(cache, width, count, depth, valid_prob, ready_prob):
+@pytest.mark.parametrize("width, count, depth, valid_prob, ready_prob, lane_layout", ICARUS_POINTS)
+def test_stream_blocks_icarus(cache, width, count, depth, valid_prob, ready_prob, lane_layout):
     r = _run(cache, "icarus", width=width, count=count, depth=depth, valid_prob=valid_prob,
-             ready_prob=ready_prob, seed=width * 10 + count)
+             ready_prob=ready_prob, seed=width * 10 + count, lane_layout=lane_layout)
     assert sorted(r.passed) == sorted(TESTS)
     assert 1 <= r.records["fifo_max_level"] <= depth
 
@@ -115,9 +124,11 @@ class _FifoCorruptWhenFull(Rewire):
 
 
 class _PackLaneSwap(Rewire):
+    """Lanes 0 and 1 (bits [0, w) and [w, 2w) of the flat word) trade places."""
+
     def corrupt(self, m, outer, inner):
-        m.d.comb += [outer.o_stream.payload[0].eq(inner.o_stream.payload[1]),
-                     outer.o_stream.payload[1].eq(inner.o_stream.payload[0])]
+        w, word = inner.width, inner.o_stream.payload
+        m.d.comb += outer.o_stream.payload.eq(Cat(word[w:2 * w], word[:w], word[2 * w:]))
 
 
 class _UnpackSkipsLastLane(Unpack):
@@ -128,7 +139,8 @@ class _UnpackSkipsLastLane(Unpack):
         i, o = self.i_stream, self.o_stream
         idx = Signal(range(self.count))
         early = idx == self.count - 2
-        m.d.comb += [o.payload.eq(i.payload[idx]), o.valid.eq(i.valid), i.ready.eq(o.ready & early)]
+        m.d.comb += [o.payload.eq(i.payload.word_select(idx, self.width)), o.valid.eq(i.valid),
+                     i.ready.eq(o.ready & early)]
         with m.If(o.valid & o.ready):
             m.d.sync += idx.eq(Mux(early, 0, idx + 1))
         return m

@@ -13,6 +13,17 @@ Every block is an Amaranth :class:`~amaranth.lib.wiring.Component` with
 * ``estimate_resources()``: flip-flops and a LUT4 guess, for planning only
   (yosys has the final word).
 
+Payloads
+--------
+Every port payload is a plain bit vector, never an Amaranth view: a lane port
+is ``Shape.cast(shape)`` (a signed or unsigned shape as given, a struct or
+array layout ``unsigned`` of its size) and a wide port is
+``unsigned(count·width)`` with lane ``k`` at bits ``[k·width, (k+1)·width)``,
+lane 0 least significant, because view element wires (``x[0]``, ``x.a``) make
+yosys' abc9 crash (YosysHQ/yosys#4349). Where fields are needed, view a payload
+outside the block: ``data.View(block.shape, ...)``, or ``block.wide`` (an
+``ArrayLayout`` of ``count`` lanes) for the wide side of Pack, Unpack and Join.
+
 Blocks
 ------
 :class:`StreamFIFO`  queue (``amaranth.lib.fifo.SyncFIFOBuffered``, BRAM-friendly)
@@ -27,7 +38,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Sequence
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -72,7 +83,8 @@ class StreamFIFO(wiring.Component):
     Parameters
     ----------
     shape : shape-castable
-        Payload shape (any width >= 1; struct and array layouts allowed).
+        Payload shape (any width >= 1; struct and array layouts allowed, the
+        ports carry their bits flat).
     depth : int
         Entries held, >= 1. ``SyncFIFOBuffered`` cannot write into its memory
         in the cycle it reads the only entry out of it, so depths 1 and 2
@@ -81,9 +93,9 @@ class StreamFIFO(wiring.Component):
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(shape))
+    i_stream : In(stream.Signature(Shape.cast(shape)))
         Input; ``ready`` is low only while the queue is full.
-    o_stream : Out(stream.Signature(shape))
+    o_stream : Out(stream.Signature(Shape.cast(shape)))
         Output, in input order, one transfer per cycle (depth >= 3).
     level : Out(range(depth + 1))
         Entries currently held.
@@ -95,12 +107,13 @@ class StreamFIFO(wiring.Component):
     def __init__(self, *, shape, depth: int):
         self.shape = shape
         with _discarded_on_error(self):
-            self.width = _check_shape("shape", shape).width
+            lane = _check_shape("shape", shape)
             self.depth = depth = check_positive("depth", depth)
+        self.width = lane.width
         self.latency = 1 if depth == 1 else 2
         super().__init__({
-            "i_stream": In(stream.Signature(shape)),
-            "o_stream": Out(stream.Signature(shape)),
+            "i_stream": In(stream.Signature(lane)),
+            "o_stream": Out(stream.Signature(lane)),
             "level": Out(range(depth + 1)),
         })
 
@@ -145,17 +158,22 @@ class Pack(wiring.Component):
     Parameters
     ----------
     shape : shape-castable
-        Shape of one narrow payload (lane).
+        Shape of one narrow payload (lane), ``width`` =
+        ``Shape.cast(shape).width`` bits; a layout is allowed.
     count : int
         Narrow transfers per wide transfer, >= 1.
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(shape))
+    i_stream : In(stream.Signature(Shape.cast(shape)))
         Narrow input. Stalls only when the last lane arrives while the
         previous wide word is still waiting.
-    o_stream : Out(stream.Signature(data.ArrayLayout(shape, count)))
-        Wide output, ``latency`` = 1 cycle after the transfer of the last lane.
+    o_stream : Out(stream.Signature(unsigned(count·width)))
+        Wide output, lane ``k`` (the ``k``-th narrow payload of the group) at
+        bits ``[k·width, (k+1)·width)``; ``latency`` = 1 cycle after the
+        transfer of the last lane.
+    wide : data.ArrayLayout(shape, count)
+        Views ``o_stream.payload`` as lanes (the port itself is flat).
     """
 
     latency = 1
@@ -163,12 +181,13 @@ class Pack(wiring.Component):
     def __init__(self, *, shape, count: int):
         self.shape = shape
         with _discarded_on_error(self):
-            self.width = _check_shape("shape", shape).width
+            lane = _check_shape("shape", shape)
             self.count = count = check_positive("count", count)
+        self.width = lane.width
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
-            "i_stream": In(stream.Signature(shape)),
-            "o_stream": Out(stream.Signature(self.wide)),
+            "i_stream": In(stream.Signature(lane)),
+            "o_stream": Out(stream.Signature(unsigned(count * lane.width))),
         })
 
     @staticmethod
@@ -194,16 +213,17 @@ class Pack(wiring.Component):
         with m.If(o.valid & o.ready):
             m.d.sync += o.valid.eq(0)
         if self.count > 1:
-            buf = Signal(data.ArrayLayout(self.shape, self.count - 1))
-            word = Cat(Value.cast(buf), Value.cast(i.payload))
+            # Lanes 0..count-2, flat like the ports (lane k at bits k·width).
+            buf = Signal(unsigned((self.count - 1) * self.width))
+            word = Cat(buf, i.payload)
         else:
-            word = Value.cast(i.payload)
+            word = i.payload
         with m.If(i.valid & i.ready):
             with m.If(at_last):
                 m.d.sync += [o.payload.eq(word), o.valid.eq(1), idx.eq(0)]
             if self.count > 1:
                 with m.Else():
-                    m.d.sync += [buf[idx].eq(i.payload), idx.eq(idx + 1)]
+                    m.d.sync += [buf.word_select(idx, self.width).eq(i.payload), idx.eq(idx + 1)]
         return m
 
 
@@ -217,16 +237,20 @@ class Unpack(wiring.Component):
     Parameters
     ----------
     shape : shape-castable
-        Shape of one narrow payload (lane).
+        Shape of one narrow payload (lane), ``width`` =
+        ``Shape.cast(shape).width`` bits; a layout is allowed.
     count : int
         Narrow transfers per wide transfer, >= 1.
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(data.ArrayLayout(shape, count)))
-        Wide input; ``ready`` rises with the transfer of its last lane.
-    o_stream : Out(stream.Signature(shape))
+    i_stream : In(stream.Signature(unsigned(count·width)))
+        Wide input, lane ``k`` at bits ``[k·width, (k+1)·width)``; ``ready``
+        rises with the transfer of its last lane.
+    o_stream : Out(stream.Signature(Shape.cast(shape)))
         Narrow output, ``latency`` = 0 (valid in the cycle the wide word is).
+    wide : data.ArrayLayout(shape, count)
+        Views ``i_stream.payload`` as lanes (the port itself is flat).
     """
 
     latency = 0
@@ -234,12 +258,13 @@ class Unpack(wiring.Component):
     def __init__(self, *, shape, count: int):
         self.shape = shape
         with _discarded_on_error(self):
-            self.width = _check_shape("shape", shape).width
+            lane = _check_shape("shape", shape)
             self.count = count = check_positive("count", count)
+        self.width = lane.width
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
-            "i_stream": In(stream.Signature(self.wide)),
-            "o_stream": Out(stream.Signature(shape)),
+            "i_stream": In(stream.Signature(unsigned(count * lane.width))),
+            "o_stream": Out(stream.Signature(lane)),
         })
 
     @staticmethod
@@ -261,7 +286,7 @@ class Unpack(wiring.Component):
         idx = Signal(range(self.count))
         at_last = idx == self.count - 1
         m.d.comb += [
-            o.payload.eq(i.payload[idx]),
+            o.payload.eq(i.payload.word_select(idx, self.width)),
             o.valid.eq(i.valid),
             i.ready.eq(o.ready & at_last),
         ]
@@ -282,15 +307,16 @@ class Fork(wiring.Component):
     Parameters
     ----------
     shape : shape-castable
-        Payload shape.
+        Payload shape (struct and array layouts allowed, the ports carry
+        their bits flat).
     count : int
         Number of outputs, >= 1.
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(shape))
+    i_stream : In(stream.Signature(Shape.cast(shape)))
         Input, taken once every output has taken the payload.
-    o_streams : Out(stream.Signature(shape)).array(count)
+    o_streams : Out(stream.Signature(Shape.cast(shape))).array(count)
         Outputs ``o_streams[k]`` (Verilog ports ``o_streams__<k>__payload``
         ...), ``latency`` = 0.
     """
@@ -300,11 +326,12 @@ class Fork(wiring.Component):
     def __init__(self, *, shape, count: int):
         self.shape = shape
         with _discarded_on_error(self):
-            self.width = _check_shape("shape", shape).width
+            lane = _check_shape("shape", shape)
             self.count = count = check_positive("count", count)
+        self.width = lane.width
         super().__init__({
-            "i_stream": In(stream.Signature(shape)),
-            "o_streams": Out(stream.Signature(shape)).array(count),
+            "i_stream": In(stream.Signature(lane)),
+            "o_streams": Out(stream.Signature(lane)).array(count),
         })
 
     @staticmethod
@@ -345,17 +372,21 @@ class Join(wiring.Component):
     Parameters
     ----------
     shape : shape-castable
-        Shape of each input payload.
+        Shape of each input payload (lane), ``width`` =
+        ``Shape.cast(shape).width`` bits; a layout is allowed.
     count : int
         Number of inputs, >= 1.
 
     Attributes
     ----------
-    i_streams : In(stream.Signature(shape)).array(count)
+    i_streams : In(stream.Signature(Shape.cast(shape))).array(count)
         Inputs ``i_streams[k]`` (Verilog ports ``i_streams__<k>__payload``
         ...); each ``ready`` needs every ``valid``.
-    o_stream : Out(stream.Signature(data.ArrayLayout(shape, count)))
-        Input ``k``'s payload in lane ``k``, ``latency`` = 0.
+    o_stream : Out(stream.Signature(unsigned(count·width)))
+        Input ``k``'s payload in lane ``k``, at bits ``[k·width, (k+1)·width)``;
+        ``latency`` = 0.
+    wide : data.ArrayLayout(shape, count)
+        Views ``o_stream.payload`` as lanes (the port itself is flat).
     """
 
     latency = 0
@@ -363,12 +394,13 @@ class Join(wiring.Component):
     def __init__(self, *, shape, count: int):
         self.shape = shape
         with _discarded_on_error(self):
-            self.width = _check_shape("shape", shape).width
+            lane = _check_shape("shape", shape)
             self.count = count = check_positive("count", count)
+        self.width = lane.width
         self.wide = data.ArrayLayout(shape, count)
         super().__init__({
-            "i_streams": In(stream.Signature(shape)).array(count),
-            "o_stream": Out(stream.Signature(self.wide)),
+            "i_streams": In(stream.Signature(lane)).array(count),
+            "o_stream": Out(stream.Signature(unsigned(count * lane.width))),
         })
 
     @staticmethod
@@ -386,7 +418,7 @@ class Join(wiring.Component):
         m = Module()
         o = self.o_stream
         all_valid = Cat(*(i.valid for i in self.i_streams)).all()
-        m.d.comb += o.valid.eq(all_valid)
-        for k, i in enumerate(self.i_streams):
-            m.d.comb += [o.payload[k].eq(i.payload), i.ready.eq(o.ready & all_valid)]
+        m.d.comb += [o.valid.eq(all_valid), o.payload.eq(Cat(*(i.payload for i in self.i_streams)))]
+        for i in self.i_streams:
+            m.d.comb += i.ready.eq(o.ready & all_valid)
         return m

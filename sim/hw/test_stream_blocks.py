@@ -4,6 +4,8 @@ The pytest side (tests/test_sim_hw_stream_blocks.py) builds one harness with
 ports ``<block>_i`` / ``<block>_o`` per block (``fork_o__<k>``,
 ``join_i__<k>`` for the arrays) so one simulator build covers every block;
 each test drives only its own block and holds the others' inputs idle.
+Every payload is a flat bit vector: lane ``k`` of a wide word at bits
+``[k·width, (k+1)·width)`` (``qhw_tb.pack_lanes`` / ``unpack_lanes``).
 
 Parameters (``tb_params``): width, count, depth, items, valid_prob,
 ready_prob, seed.
