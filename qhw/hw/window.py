@@ -122,6 +122,7 @@ __all__ = ["WindowGenerator", "WindowGeometry", "full_rate_ring"]
 
 #: Frames back to back over which :func:`full_rate_ring` compares schedules.
 RING_CHECK_FRAMES = 3
+_OWN_RING = object()  # schedule(): the generator's own ring
 
 
 def _pair(name: str, value, *, lo: int, hi: int | None = None) -> tuple[int, int]:
@@ -413,15 +414,21 @@ class WindowGenerator(wiring.Component):
         shifts = [j * self.bits for j in range(self.simd)]
         return [sum(int(v) << s for v, s in zip(row, shifts)) for row in b.tolist()]
 
-    def schedule(self, frames: int = 1, ring: int | None = -1) -> list[int]:
+    def schedule(self, frames: int = 1, ring: int | None | object = _OWN_RING) -> list[int]:
         """Cycle the last beat of every window is issued (always-valid source, ready sink).
 
-        Cycle 0 is the first input transfer; ``ring`` defaults to this
-        generator's (None = an unbounded buffer).
+        Cycle 0 is the first input transfer; window ``w``'s first beat is
+        issued ``beats_per_window − 1`` cycles earlier and every beat leaves
+        on ``o_stream`` one cycle after its issue. ``ring`` defaults to this
+        generator's; None is an unbounded buffer (what :func:`full_rate_ring`
+        compares with).
         """
         frames = check_positive("frames", frames)
         need, keep = _global(self.geometry, frames)
-        return _schedule(need, keep, self.groups, self.beats_per_window, self.ring if ring == -1 else ring)
+        ring = self.ring if ring is _OWN_RING else ring
+        if ring is not None and check_positive("ring", ring) < self.min_ring:
+            raise ValueError(f"ring must be at least {self.min_ring} pixels (one window's span), not {ring}")
+        return _schedule(need, keep, self.groups, self.beats_per_window, ring)
 
     def estimate_cycles(self, frames: int = 1) -> int:
         """Cycles from the first input transfer to the last output transfer, both counted.
@@ -458,48 +465,52 @@ class WindowGenerator(wiring.Component):
         """Pre-synthesis counts for planning (yosys has the final word).
 
         ``mem_bits``, ``mem_depth``, ``mem_width``: the ring buffer.
-        ``bram``: blocks of ``family`` it takes (:func:`qhw.hw.rom.bram_blocks`)
-        when :func:`qhw.hw.rom.use_block_ram` says it belongs in block RAM,
-        else 0 and its LUT-RAM joins ``lut`` (64 bits per LUT6 per
-        port, a simple dual-port RAM64 counting 2 LUTs per bit column of 64
-        words). ``ff``: every register of the RTL (the read data register
-        is inside a block RAM when there is one). ``lut``: counters,
-        adders and comparators, a structural guess.
+        ``bram``: blocks of ``family`` it takes (:func:`qhw.hw.rom.bram_blocks`;
+        Xilinx in RAMB18 units, a RAMB36 counts 2) when
+        :func:`qhw.hw.rom.use_block_ram` says it belongs in block RAM, else 0
+        and its Xilinx LUT-RAM joins ``lut`` (a RAM64M, 4 LUTs, holds 64
+        words × 3 bits; a RAM32M 32 × 6). ``ff``: every register of the RTL
+        (the read data register sits inside a block RAM when there is one;
+        yosys drops counter bits that never change, e.g. the low bits of the
+        frame base, so it reports 4–15 % fewer). ``lut``: logic, a
+        structural count (output zeroing 1 per bit, the two pixel-count
+        comparisons and the need/keep adders ~2 per counter bit, address
+        steps mod the depth ~3 per address bit, loop counters and need/keep
+        tables ~1 per bit) plus 40 for the rest, within 0.83–1.05 of
+        ``synth_xilinx -flatten`` on four shapes (4 to 64 channels, 6×5 to
+        32×32, LUT-RAM and block RAM).
         """
         from .rom import bram_blocks, use_block_ram
 
         k, depth, width = self._counter_bits, self.mem_depth, self.mem_width
         abits = max(1, (depth - 1).bit_length())
-        small = [self.groups, self.kernel[1], self.kernel[0], self.replays, self.out_width, self.out_height]
-        small_bits = sum(max(1, (n - 1).bit_length()) for n in small)
+        loops = [self.groups, self.kernel[1], self.kernel[0], self.replays, self.out_width, self.out_height]
+        loop_bits = sum(max(1, (n - 1).bit_length()) for n in loops)
         coord_bits = sum(max(1, n.bit_length()) for n in (
             (self.out_height - 1) * self.stride[0], (self.out_width - 1) * self.stride[1]))
+        tables = k * (math.ceil(self.out_height / 64) + math.ceil(self.out_width / 64))
         in_block = use_block_ram(depth, width)
         ff = (k + abits + max(1, (self.groups - 1).bit_length())  # writer: pixels, address, group
-              + small_bits + coord_bits + 3 * abits + 3 * k + 2  # reader counters, addresses, fb/need/keep, flags
-              + (0 if in_block else width))
-        # Adders/comparators: ~1 LUT per bit; modular adds ~2; the two
-        # k-bit differences; tables of OH/OW words (LUT ROM); output zeroing.
-        lut = (2 * k + 2 * k  # wr - need, wr - keep
-               + 3 * k  # need/keep/fb next values
-               + 2 * abits * 4  # read and write addresses (mod depth)
-               + 2 * small_bits + 2 * coord_bits
-               + k * (math.ceil(self.out_height / 64) + math.ceil(self.out_width / 64)) * 2
-               + width)
+              + loop_bits + coord_bits  # reader loop counters, oy·sh / ox·sw
+              + 3 * abits + 3 * k + 2  # read/base/row addresses, frame base/need/keep, valid/pad
+              + (0 if in_block else width))  # read data register outside a block RAM
+        lut = 40 + width + 2 * k + 3 * abits + loop_bits + coord_bits + tables
         bram = 0
         if in_block:
             bram = bram_blocks(depth, width, family)
+        elif depth <= 32:
+            lut += 4 * math.ceil(width / 6)
         else:
-            lut += 2 * math.ceil(depth / 64) * width
+            lut += 4 * math.ceil(depth / 64) * math.ceil(width / 3)
         return {"lut": int(lut), "ff": int(ff), "bram": int(bram), "dsp": 0, "mem_bits": depth * width,
                 "mem_depth": depth, "mem_width": width}
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.ring = mem = Memory(shape=unsigned(self.mem_width), depth=self.mem_depth, init=[])
-        keep = Signal(self._counter_bits, name="keep")
-        self._writer(m, mem, keep)
-        self._reader(m, mem, keep)
+        keep = Signal(self._counter_bits, name="keep")  # the reader's, for the writer
+        wr = self._writer(m, mem, keep)
+        self._reader(m, mem, keep, wr)
         return m
 
     def _add_mod(self, value: Value, const: int, modulus: int) -> Value:
@@ -512,8 +523,10 @@ class WindowGenerator(wiring.Component):
         total = value + const
         return Mux(total >= modulus, total - modulus, total)
 
-    def _writer(self, m: Module, mem: Memory, keep: Signal) -> None:
-        """Input words into the ring in arrival order, while the pixel's slot is free."""
+    def _writer(self, m: Module, mem: Memory, keep: Signal) -> Signal:
+        """Input words into the ring in arrival order, while the pixel's slot is free.
+
+        Returns the count of pixels completely written (mod ``2**k``)."""
         k, G, depth = self._counter_bits, self.groups, self.mem_depth
         i = self.i_stream
         wr = Signal(k, name="wr_pixels")  # pixels completely written, mod 2**k
@@ -530,9 +543,9 @@ class WindowGenerator(wiring.Component):
                 m.d.sync += wg.eq(Mux(wg == G - 1, 0, wg + 1))
             with m.If(wg == G - 1):
                 m.d.sync += wr.eq(wr + 1)
-        self._wr = wr
+        return wr
 
-    def _reader(self, m: Module, mem: Memory, keep: Signal) -> None:
+    def _reader(self, m: Module, mem: Memory, keep: Signal, wr: Signal) -> None:
         """Counters over (frame, oy, ox, r, ky, kx, g), the read port and the output registers."""
         k, G, depth = self._counter_bits, self.groups, self.mem_depth
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
@@ -557,7 +570,7 @@ class WindowGenerator(wiring.Component):
         en = Signal(name="en")
         behind = Signal(k, name="rd_behind")  # wr − need, two's complement
         avail = Signal(name="avail")
-        m.d.comb += [en.eq(~valid_d | o.ready), behind.eq(self._wr - need), avail.eq(~behind[k - 1])]
+        m.d.comb += [en.eq(~valid_d | o.ready), behind.eq(wr - need), avail.eq(~behind[k - 1])]
         issue = en & avail
 
         # -- padding of the current tap ----------------------------------------------
