@@ -18,26 +18,28 @@ out_simd)``. Two designs:
   out_simd``, or ``C`` fits one beat on both sides): no storage, latency 0;
   the only logic is the AND that zeroes the padding slots of a pixel's last
   beat, a beat counter and a pixel counter for ``last``.
-* **Buffered** otherwise: a register of ``capacity`` codes holds the real
-  codes of the stream in order (pixels back to back), ``fill`` of them
-  valid. The output is the head of the buffer, valid when it holds the
-  current output beat's codes (``out_simd``, fewer in a pixel's last beat);
-  taking it shifts the buffer down by that count. An input beat is written
-  at slot ``fill`` (after the shift of an output taken in the same cycle)
-  when its real codes fit. Every fill is a multiple of ``g =
-  gcd(in_simd, out_simd, C)``, so a buffer that cannot emit holds at most
-  ``out_simd - g`` codes: admitting inputs up to ``in_simd + out_simd - g``
-  codes never deadlocks, and ``capacity`` is the largest fill that bound
-  reaches (at most ``in_simd + out_simd - 1``). The side with more beats per
-  pixel then moves one beat per cycle (the cycle model checks it over every
-  ratio up to 9 lanes in tests/test_hw_regroup.py).
+* **Buffered** otherwise: ``capacity`` code registers hold the real codes
+  of the stream in order (pixels back to back), ``fill`` of them valid.
+  The output is the head of the buffer, valid when it holds the current
+  output beat's codes (``out_simd``, fewer in a pixel's last beat); taking
+  it shifts the buffer down by that count. An input beat is written at
+  slot ``fill`` (after the shift of an output taken in the same cycle) when
+  its real codes fit. Every fill is a multiple of ``g = gcd(in_simd,
+  out_simd, C)`` (``fill`` counts in units of ``g``), so a buffer that
+  cannot emit holds at most ``out_simd - g`` codes: admitting inputs up to
+  ``in_simd + out_simd - g`` codes never deadlocks, and ``capacity`` is the
+  largest fill that bound reaches (at most ``in_simd + out_simd - 1``). The
+  side with more beats per pixel then moves one beat per cycle (the cycle
+  model checks it over every ratio up to 9 lanes in tests/test_hw_regroup.py).
 
 The write offsets an input beat can land at are found at build time by
 walking every reachable (input beat, output beat, fill) state under every
-valid / ready pattern, and only those offsets get a path into each slot:
-64 channels ``16 → 8`` reach one offset, 10 channels ``4 → 3`` three, a
-general shifter would have ``capacity``. Shifts are by ``out_simd`` or a
-pixel's tail count only.
+valid / ready pattern, and only those offsets get a path into a slot: 64
+channels ``16 → 8`` reach one offset, ``8 → 16`` two, 10 channels ``4 →
+3`` three of five. Shifts are by ``out_simd`` or a pixel's tail count only.
+Slots at or past ``fill`` are never shown unmasked, so nothing is cleared:
+each slot is an enable flip-flop with one data source per (shift, offset)
+that reaches it (``8 → 16``: one, no mux at all).
 
 Payloads are flat (``unsigned``, slot ``j`` at bits ``[j·bits, (j+1)·bits)``);
 with ``in_last`` / ``out_last`` the top bit is the ``last`` flag (ignored on
@@ -48,8 +50,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
-
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
@@ -347,30 +347,33 @@ class Regroup(wiring.Component):
     def estimate_resources(self) -> dict[str, int]:
         """Flip-flops (the registers :meth:`elaborate` builds) and a LUT4 count from the structure.
 
-        LUTs: per buffer bit, one 2:1 mux per source beyond the first (hold,
-        each shift, each reachable write offset reaching the slot); the zeroed
-        padding slots; fill arithmetic and counters. Within 0.75-1.15 of
-        yosys ``synth_ice40`` on the shapes of tests/test_hw_regroup.py's
-        sweep (Xilinx LUT6 counts are about 0.6 of it).
+        LUTs: per buffer bit, one 2:1 mux per data source beyond the first
+        (each shift and each reachable write offset reaching the slot; holding
+        is the enable); the zeroed padding slots; fill arithmetic, offset
+        decoder, counters. Measured against yosys ``synth_ice40`` (LUT4) on
+        ten shapes from pass-through to 512 channels ``1 → 64``: 0.81-1.22
+        of it; Xilinx LUT6 counts are 0.4-0.9 of ice40's.
         """
         b, bits, m = self.out_simd, self.bits, self.model
         tail_matters = m.out_tail < b
         out_beat = _counter_bits(self.out_groups) if (self.out_last or tail_matters) else 0
         out_pixel = _counter_bits(self.pixels) if self.out_last else 0
-        counter_lut = 2 * (out_beat + out_pixel)
+        counter_lut = (3 * (out_beat + out_pixel) + 1) // 2  # increment and wrap, on a carry chain
         if self.passthrough:
             zeroed = (min(self.in_simd, b) - m.out_tail) * bits if self.out_groups > 1 else 0
             return {"lut": zeroed + counter_lut, "ff": out_beat + out_pixel, "bram": 0, "dsp": 0}
         s, cap = m.schedule, self.capacity
         in_beat = _counter_bits(s.n_in) if m.in_tail != self.in_simd else 0
-        fill = cap.bit_length()
+        fill = (cap // math.gcd(self.in_simd, b, self.channels)).bit_length()
         mux = 0
         for p in range(cap):
-            sources = 1 + sum(1 for n in s.shifts if p + n < cap)
+            # sources of one slot; holding is the flip-flop's enable, free
+            sources = sum(1 for n in s.shifts if p + n < cap)
             sources += sum(1 for w, n in s.offsets.items() if 0 <= p - w < n)
-            mux += bits * max(1, sources - 1)
-        lut = (mux + (b - m.out_tail) * bits + 4 * fill + len(s.offsets) * _lut4s(fill + 1)
-               + counter_lut + 2 * in_beat)
+            mux += bits * max(0, sources - 1) + _lut4s(sources)
+        # the offset decoder shares its terms: about one LUT per offset
+        decode = len(s.offsets) if len(s.offsets) > 1 else 1
+        lut = mux + (b - m.out_tail) * bits + 4 * fill + decode + counter_lut + 2 * in_beat
         return {"lut": lut, "ff": cap * bits + fill + in_beat + out_beat + out_pixel, "bram": 0, "dsp": 0}
 
     # -- hardware -------------------------------------------------------------------
@@ -436,46 +439,55 @@ class Regroup(wiring.Component):
     def _buffered(self, m: Module) -> None:
         i, o, s = self.i_stream, self.o_stream, self.model.schedule
         a, b, bits, cap = self.in_simd, self.out_simd, self.bits, self.capacity
-        buf = Signal(cap * bits, name="buf")
-        fill = Signal(range(cap + 1), name="fill")
+        # Every count is a multiple of g: fill and its arithmetic count in
+        # units of g codes (64 channels 16 -> 8: 0..2 instead of 0..16).
+        g = math.gcd(a, b, self.channels)
+        units = cap // g
+        # One register per code slot. No reset on the data: fill = 0 after
+        # reset says none of it is valid, and a reset-free register with a
+        # few sources maps to an enable flip-flop and a small mux.
+        slots = [Signal(bits, name=f"slot_{p}", reset_less=True) for p in range(cap)]
+        fill = Signal(range(units + 1), name="fill")
 
-        # Codes in the current input / output beat: fewer in a pixel's last beat.
-        n_in = Const(a, range(cap + 1))
+        # Units in the current input / output beat: fewer in a pixel's last beat.
+        n_in = Const(a // g, range(units + 1))
         if s.in_tail != a:
             in_beat = Signal(range(s.n_in), name="in_beat")
             in_tail = in_beat == s.n_in - 1
-            n_in = Mux(in_tail, s.in_tail, a)
+            n_in = Mux(in_tail, s.in_tail // g, a // g)
         emit = Signal(name="emit")
         pixel_tail, frame_tail = self._output_counters(m, emit)
-        n_out = Mux(pixel_tail, s.out_tail, b) if s.out_tail != b else Const(b, range(cap + 1))
+        n_out = Mux(pixel_tail, s.out_tail // g, b // g) if s.out_tail != b else Const(b // g, range(units + 1))
 
         # valid and payload read registers only; ready sees o.ready through
         # one AND-OR: an output taken this cycle makes room for the input.
         m.d.comb += o.valid.eq(fill >= n_out)
         m.d.comb += emit.eq(o.valid & o.ready)
         fits_now, fits_after = Signal(name="fits_now"), Signal(name="fits_after")
-        m.d.comb += [fits_now.eq(fill + n_in <= cap), fits_after.eq(fill + n_in <= cap + n_out)]
+        m.d.comb += [fits_now.eq(fill + n_in <= units), fits_after.eq(fill + n_in <= units + n_out)]
         m.d.comb += i.ready.eq(fits_now | (emit & fits_after))
         take = i.valid & i.ready
-        base = Signal(range(cap + 1), name="base")  # fill after this cycle's shift
+        base = Signal(range(units + 1), name="base")  # fill after this cycle's shift
         m.d.comb += base.eq(Mux(emit, fill - n_out, fill))
 
-        with m.If(emit):
-            # shift down by the beat's code count: only the amounts the schedule uses
-            shifted = {n: buf[n * bits:] for n in sorted(s.shifts)}
-            if len(shifted) == 1:
-                m.d.sync += buf.eq(shifted[b] if b in shifted else next(iter(shifted.values())))
-            else:
-                m.d.sync += buf.eq(Mux(pixel_tail, shifted[s.out_tail], shifted[b]))
-        with m.If(take):
-            if s.in_tail != a:
+        # Shift down by the beat's code count (only the amounts the schedule
+        # uses), then write the input at the reachable offsets only. Slots at
+        # or past ``fill`` are never read (the output shows at most ``fill``
+        # codes, the rest of a pixel's last beat is zeroed), so a slot with
+        # nothing to shift in keeps its stale code and lanes past the most
+        # real codes ever written at an offset are not wired.
+        for n in s.shifts:
+            moved = emit if len(s.shifts) == 1 else emit & (pixel_tail if n == s.out_tail else ~pixel_tail)
+            with m.If(moved):
+                m.d.sync += [slots[p].eq(slots[p + n]) for p in range(cap - n)]
+        for w in sorted(s.offsets):
+            load = Signal(name=f"load_{w}")
+            m.d.comb += load.eq(take & (base == w // g))
+            with m.If(load):
+                m.d.sync += [slots[w + lane].eq(self._slot(i.payload, lane))
+                             for lane in range(min(s.offsets[w], cap - w))]
+        if s.in_tail != a:
+            with m.If(take):
                 m.d.sync += in_beat.eq(Mux(in_tail, 0, in_beat + 1))
-            # write at the reachable offsets only; lanes past the most real
-            # codes ever written at an offset are never read, so not wired
-            with m.Switch(base):
-                for w in sorted(s.offsets):
-                    with m.Case(w):
-                        for lane in range(min(s.offsets[w], cap - w)):
-                            m.d.sync += self._slot(buf, w + lane).eq(self._slot(i.payload, lane))
         m.d.sync += fill.eq(base + Mux(take, n_in, 0))
-        m.d.comb += o.payload.eq(self._payload([self._slot(buf, p) for p in range(b)], pixel_tail, frame_tail))
+        m.d.comb += o.payload.eq(self._payload(slots[:b], pixel_tail, frame_tail))
