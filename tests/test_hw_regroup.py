@@ -95,7 +95,7 @@ def check(dut: Regroup, *, frames: int, valid_prob: float, ready_prob: float, se
 # not multiples of each other, widths of 1, equal widths, C below both.
 SHAPES = [(10, 4, 3), (10, 3, 4), (64, 16, 8), (64, 8, 16), (7, 4, 5), (5, 4, 3), (12, 1, 5), (12, 5, 1),
           (9, 2, 7), (6, 6, 6), (10, 4, 4), (1, 1, 1), (3, 4, 5), (2, 7, 3), (13, 3, 13), (13, 13, 3),
-          (17, 16, 1), (11, 6, 9)]
+          (17, 16, 1), (11, 6, 9), (2, 1, 3), (5, 7, 2)]
 STALLS = [(1.0, 1.0), (0.5, 0.5), (0.9, 0.3), (0.3, 0.9)]
 
 
