@@ -20,9 +20,10 @@ Output order, per frame::
 so window feature ``f = ((ky·kw + kx)·G + g)·simd + j`` is IR weight column
 ``(c·kh + ky)·kw + kx`` with ``c = g·simd + j`` (:meth:`WindowGenerator.ir_columns`):
 the engine permutes its weight columns at build time, the generator never
-reorders anything. Padding is code 0 (the IR's :func:`qhw.ir.golden.im2col`
-pads with the value 0, which for bipolar codes means −1, so the engine
-corrects padded taps after the array: :meth:`WindowGenerator.padded_taps`).
+reorders anything. Padding beats are code 0. The IR pads with the *value*
+0 (:func:`qhw.ir.golden.im2col`): for unsigned and signed codes that is code
+0, but bipolar code 0 means −1, so the engine corrects padded taps after the
+array (:meth:`WindowGenerator.padded_taps`).
 
 Storage
 -------
@@ -43,7 +44,10 @@ frames):
 
 The writer only waits for a free slot, the reader only for a window's
 pixels, so the writer runs ahead as far as the ring allows, into the next
-frame too.
+frame too. In hardware both are pixel counters modulo ``2**k`` (``k`` from
+the largest difference compared, ``max(ring, H·W)``); the reader loads the
+next window's ``need`` / ``keep`` when it moves on, from its frame base
+plus small LUT tables over the output row and column.
 
 Ring size (why ``ring``)
 ------------------------
