@@ -338,6 +338,7 @@ class Regroup(wiring.Component):
         return self.model.reference(codes)
 
     def cycles_per_frame(self) -> int:
+        """See :meth:`RegroupModel.cycles_per_frame`."""
         return self.model.cycles_per_frame()
 
     def estimate_cycles(self, frames: int) -> int:
