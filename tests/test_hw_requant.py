@@ -355,8 +355,9 @@ def test_choose_requantizer_never_builds_12_bit_thresholds():
     with pytest.raises(ValueError, match="thresholds: 4095 per channel"):
         choose_requantizer(th, **kw, form="thresholds")
     bare = Thresholds(thresholds=th.thresholds, sign=th.sign, out_code=th.out_code, out_bits=th.out_bits)
-    with pytest.raises(ValueError, match=r"requant: no requantizer form can be built \(thresholds form: thresholds: 4095 per "
-                                         r"channel .*; mul_shift: 12-bit signed thresholds without mul_shift"):
+    with pytest.raises(ValueError, match=r"requant: no requantizer form can be built \(thresholds form: "
+                                         r"thresholds: 4095 per channel .*; "
+                                         r"mul_shift: 12-bit signed thresholds without mul_shift"):
         choose_requantizer(bare, **kw)
 
 

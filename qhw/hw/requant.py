@@ -14,11 +14,19 @@ Two exact forms of :mod:`qhw.ir.intmath`, built from the IR's
   Thresholds are first clipped with ``clamp_thresholds`` to the channel's
   accumulator range, so each comparator is at most one bit wider than the
   accumulator. A negative sign costs no negation:
-  ``-acc >= t  <=>  not (acc >= 1 - t)``. At most
+  ``-acc >= t  <=>  not (acc >= 1 - t)``. A threshold a lane's channels
+  always (or never) meet costs no comparator, only a constant count. At most
   :data:`MAX_THRESHOLD_LEVELS` thresholds per channel (an 8-bit output).
 * :class:`MulShiftRequantizer` — ``clamp((acc·m_c + b_c + 2^(s-1)) >> s, lo, hi)``
   (``requant_mul_shift``), for outputs too wide for thresholds; codes up to
   :data:`MAX_OUT_BITS` bits, the product as wide as its exact bounds need.
+  A lane whose multiplier is the same in every group multiplies by shift-adds
+  over the constant's canonical signed digits (:func:`csd`); a clamp side the
+  exact bounds never reach is left out.
+
+Both emit the same raw codes for the same IR requantizer; ``reference()``
+gives those codes, ``reference_values()`` the IR values (what
+:mod:`qhw.ir.golden` computes).
 
 Both take beats of ``lanes`` accumulators, as the systolic array emits them:
 beat ``i`` holds channels ``g·lanes + c`` with ``g = i mod groups`` and
@@ -42,6 +50,9 @@ while the output is taken.
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
@@ -53,13 +64,14 @@ from qhw.ir.intmath import ActCode, check_bits, signed_width, unsigned_width
 from qhw.ir.requant import MulShift, Thresholds, level_to_value
 
 from .array.cost import rom_luts
-from .pe.datapath import KEEP_WIDTH, adder_tree, lanes_of, pairwise_reduce
+from .pe.datapath import adder_tree, lanes_of, pairwise_reduce
 from .pe.params import check_int_array, check_positive
 
 #: Most thresholds per channel a :class:`ThresholdRequantizer` builds (an
 #: 8-bit output). Why: each costs a comparator per lane and ``cmp_width``
-#: ROM bits per group; a 12-bit output (4095 per channel) is tens of
-#: thousands of LUTs per lane where a multiplier costs a few hundred.
+#: ROM bits per group; an 8-bit output already costs 500-650 LUTs per lane
+#: (yosys, 16-20-bit accumulators) where a constant multiplier costs 120-180,
+#: and a 12-bit one (4095 per channel) would be about 16 times that.
 MAX_THRESHOLD_LEVELS = 255
 
 #: Widest :class:`MulShiftRequantizer` output code.
@@ -187,19 +199,35 @@ class _Requantizer(wiring.Component):
         return {"lut": int(round(lut)), "ff": int(self._ff()), "dsp": 0, "bram": 0}
 
 
-#: LUT6 per counted bit of each kind of logic, Xilinx 7-series without DSPs
-#: (see the estimate_resources docstrings; fitted to yosys, see the tests).
+#: LUT6 per counted unit of each kind of logic, Xilinx 7-series without DSPs:
+#: a least-squares fit (of relative error) to yosys ``synth_xilinx -flatten
+#: -nodsp`` LUT + LUT-RAM counts of 27 requantizers (thresholds 1..8-bit,
+#: mul-shift 2..12-bit, 12..20-bit accumulators, 1, 4 and 16 groups); on
+#: them the estimate lies within 0.66-1.29 of yosys (mul-shift 0.91-1.11).
 LUTS_PER_BIT = {
-    "cmp_const": 0.25,   # acc >= constant: yosys folds constant bits, ~cw/4 LUTs per threshold
-    "cmp_var": 1.0,      # acc >= ROM word: one carry bit per comparator bit
-    "rom": 1.0,          # ROM LUTs from qhw.hw.array.cost.rom_luts
-    "count": 0.6,        # popcount adder tree over the comparator bits (kept sums)
-    "count_narrow": 0.4,  # popcount leaves narrower than KEEP_WIDTH
-    "mul_const": 1.0,    # shift-add: one adder of product width per extra nonzero CSD digit
-    "mul_var": 1.0,      # general multiplier: one LUT per partial-product bit
-    "add": 1.0,          # bias adder (carry chain)
-    "clamp": 1.0,        # per clamp side: comparator plus output mux bits
+    "cmp_const": 0.39,  # comparator bits against constants (distinct ones, dense ones shared)
+    "cmp_var": 0.68,    # comparator bits against a ROM word of up to 4 words (ROM in the same LUT)
+    "rom": 1.05,        # ROM LUTs (qhw.hw.array.cost.rom_luts) of deeper threshold / multiplier / bias tables
+    "count": 0.6,       # popcount adder-tree bits over the comparator bits (+ the always-met offset)
+    "mul_const": 0.70,  # shift-add adder bits of a constant multiplier (CSD digits)
+    "mul_var": 1.6,     # partial-product bits of a multiplier by a ROM word (acc_width · m_width)
+    "add": 0.35,        # bias adder bits above the product's zero low bits
+    "clamp": 0.11,      # per clamp side that can act: y bits + output bits
 }
+
+
+def _popcount_bits(n: int) -> int:
+    """Bits of the sums :func:`qhw.hw.pe.datapath.adder_tree` builds over ``n`` one-bit terms."""
+    total = 0
+
+    def add(x: int, y: int) -> int:
+        nonlocal total
+        total += max(x, y) + 1
+        return max(x, y) + 1
+
+    if n > 1:
+        pairwise_reduce([1] * n, add)
+    return total
 
 
 def csd(v: int) -> list[tuple[int, int]]:
@@ -219,12 +247,11 @@ def csd(v: int) -> list[tuple[int, int]]:
     return out
 
 
-def _shift_add_plan(mult: int, acc_width: int, cap: int):
-    """Adders of the constant multiply ``acc·mult``, as the hardware builds them.
+def _shift_add_plan(mult: int):
+    """The constant multiply ``acc·mult`` as the hardware builds it.
 
     Positive and negative CSD digits are summed in two balanced trees of
-    ``acc << (p - p_min)`` (every sum capped at ``cap`` bits: the product is
-    exact modulo ``2^cap``), then subtracted, then shifted left by ``p_min``.
+    ``acc << (p - p_min)``, then subtracted, then shifted left by ``p_min``.
     Returns ``(p_min, pos, neg)`` with ``pos``/``neg`` the relative shifts.
     """
     digits = csd(mult)
@@ -234,30 +261,45 @@ def _shift_add_plan(mult: int, acc_width: int, cap: int):
     return low, pos, neg
 
 
-def _shift_add_widths(mult: int, acc_width: int, cap: int) -> list[int]:
-    """Widths of every adder :func:`_shift_add` builds (the cost model walks the same plan)."""
-    low, pos, neg = _shift_add_plan(mult, acc_width, cap)
+def _shift_add_cost(mult: int, acc_width: int, cap: int) -> tuple[int, int]:
+    """``(adder bits, zero low bits of the product)`` of :func:`_shift_add` (the cost model walks its plan).
+
+    An adder costs only its bits at and above the operands' higher run of
+    zero low bits: below it one operand passes through unchanged.
+    """
+    low, pos, neg = _shift_add_plan(mult)
+    if not pos and not neg:
+        return 0, cap
     cap = max(cap - low, 1)
-    adders = []
+    bits = 0
 
-    def add(x: int, y: int) -> int:
-        w = min(max(x, y) + 1, cap)
-        adders.append(w)
-        return w
+    def add(x, y):  # (width, zero low bits) of two operands -> of their sum
+        nonlocal bits
+        w = min(max(x[0], y[0]) + 1, cap)
+        bits += max(w - max(x[1], y[1]), 0)
+        return w, min(x[1], y[1])
 
-    widths = [pairwise_reduce([min(acc_width + p, cap) for p in side], add) if side else None for side in (pos, neg)]
-    if widths[1] is not None:  # a subtract, or a negate when there is no positive digit
-        adders.append(min(max(widths[0] or 0, widths[1]) + 1, cap))
-    return adders
+    sides = [pairwise_reduce([(min(acc_width + p, cap), p) for p in side], add) if side else None
+             for side in (pos, neg)]
+    total = sides[0]
+    if sides[1] is not None:  # a subtract, or a negate when there is no positive digit
+        total = add(sides[0] or (0, cap), sides[1])
+    return bits, low + total[1]
 
 
 def _shift_add(m: Module, acc, mult: int, cap: int, name: str):
-    """``acc·mult`` for a constant ``mult``: shift-adds over its CSD digits, correct modulo ``2^cap``."""
-    low, pos, neg = _shift_add_plan(mult, len(acc), cap)
+    """``acc·mult`` for a constant ``mult``: shift-adds over its CSD digits, correct modulo ``2^cap``.
+
+    Every sum is a kept wire (two-input adders map to carry chains, see
+    :func:`qhw.hw.pe.datapath.adder_tree`) of at most ``cap - p_min`` bits:
+    the caller's product fits ``cap`` bits, and two's complement sums are
+    exact modulo any power of two, so the bits above cannot matter.
+    """
+    low, pos, neg = _shift_add_plan(mult)
     if not pos and not neg:
         return Const(0, signed(1))
     lcap = max(cap - low, 1)
-    kept = iter(range(1 << 30))
+    kept = itertools.count()
 
     def wire(value):
         w = Signal(signed(min(len(value), lcap)), name=f"{name}_{next(kept)}", attrs={"keep": 1})
@@ -306,6 +348,10 @@ class ThresholdRequantizer(_Requantizer):
         Thresholds per channel.
     cmp_width : int
         Comparator width (accumulator plus at most one bit).
+    always, active : list per lane
+        Thresholds every channel of the lane meets whatever it carries (a
+        constant count), and the threshold columns that need a comparator
+        (the others are never met).
     latency : int
         1 (see the module docstring).
     """
@@ -400,37 +446,35 @@ class ThresholdRequantizer(_Requantizer):
         return np.asarray(level_to_value(self.out_code, self.out_bits, levels), dtype=np.int64)
 
     def features(self) -> dict[str, float]:
-        """Counted bits of each kind of logic (see :data:`LUTS_PER_BIT`)."""
+        """Counted logic of each kind (see :data:`LUTS_PER_BIT`), walking the lanes as ``_lane`` builds them."""
         f = dict.fromkeys(LUTS_PER_BIT, 0.0)
-        cw, L = self.cmp_width, self.levels
-        count_bits = {"kept": 0, "narrow": 0}
-
-        def add(x: int, y: int) -> int:
-            width = max(x, y) + 1
-            count_bits["kept" if width >= KEEP_WIDTH else "narrow"] += width
-            return width
-
+        cw = self.cmp_width
         for c in range(self.lanes):
-            words = self._words(c, [(self.u, cw), (self.invert, 1)])
+            cols = self.active[c]
+            if not len(cols):
+                continue
+            words = self._words(c, [(self.u[:, cols], cw), (self.invert, 1)])
             if len(set(words)) == 1:
-                f["cmp_const"] += L * cw
+                # Equal constants give equal comparators, which synthesis merges; the others
+                # share logic, the more the denser they are: fitted to yosys as cw - 2·log2(d)
+                # bits per comparator (at least 1) for d distinct constants.
+                d = len(set(self.u[c, cols].tolist()))
+                f["cmp_const"] += d * max(cw - 2 * math.log2(d), 1.0)
             else:
-                f["cmp_var"] += L * cw
-                f["rom"] += rom_luts(len(words), L * cw + 1)
-            if L > 1:
-                pairwise_reduce([1] * L, add)
-        f["count"], f["count_narrow"] = count_bits["kept"], count_bits["narrow"]
+                f["cmp_var"] += len(cols) * cw
+                if self.groups > 4:  # up to 4 words, the ROM bit shares the comparator bit's LUT6
+                    f["rom"] += rom_luts(self.groups, len(cols) * cw + 1)
+            f["count"] += _popcount_bits(len(cols)) + (self.out_bits if self.always[c] else 0)
         return f
 
     def estimate_resources(self) -> dict[str, int]:
-        """Xilinx 7-series LUT / FF figures without DSPs.
+        """Xilinx 7-series LUT / FF figures without DSPs (see :data:`LUTS_PER_BIT` for the fit).
 
-        Per lane: ``levels`` comparators of ``cmp_width`` bits (against
+        Per lane: the comparators it builds, ``cmp_width`` bits each (against
         constants when the lane's thresholds are the same in every group,
-        which synthesis folds to about a quarter LUT per bit; else against a
-        ROM word, one carry bit per bit, plus the ROM), and the popcount
-        adder tree of the comparator bits. FF: output register, valid bit,
-        group counter.
+        where equal ones merge and dense ones share logic; else against a ROM
+        word, plus the ROM past 4 groups), and the popcount adder tree of the
+        comparator bits. FF: output register, valid bit, group counter.
         """
         return self._estimate(self.features())
 
@@ -596,7 +640,7 @@ class MulShiftRequantizer(_Requantizer):
         return out
 
     def features(self) -> dict[str, float]:
-        """Counted bits of each kind of logic (see :data:`LUTS_PER_BIT`)."""
+        """Counted logic of each kind (see :data:`LUTS_PER_BIT`), walking the lanes as ``_lane`` builds them."""
         f = dict.fromkeys(LUTS_PER_BIT, 0.0)
         mw, bw, pw = self.m_width, self.b_width, self.prod_width
         y_width = max(pw - self.shift, 1)
@@ -604,12 +648,15 @@ class MulShiftRequantizer(_Requantizer):
             mwords = self._words(c, [(self.m_pad, mw)])
             bwords = self._words(c, [(self.b_pad, bw)])
             if len(set(mwords)) == 1:
-                f["mul_const"] += sum(_shift_add_widths(int(self.m_pad[c]), self.acc_width, pw))
+                bits, zeros = _shift_add_cost(int(self.m_pad[c]), self.acc_width, pw)
+                f["mul_const"] += bits
             else:
                 f["mul_var"] += self.acc_width * mw
                 f["rom"] += rom_luts(len(mwords), mw)
+                zeros = 0
             f["rom"] += rom_luts(len(bwords), bw)
-            f["add"] += pw - self.shift if len(set(bwords)) > 1 or bwords[0] else 0
+            if len(set(bwords)) > 1 or bwords[0]:  # the bias adder, above the product's zero low bits
+                f["add"] += max(pw - zeros, 0)
             f["clamp"] += sum(self.clamps[c]) * (y_width + self.out_bits)
         return f
 
