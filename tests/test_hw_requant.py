@@ -268,6 +268,15 @@ def test_constant_multipliers(mult):
     np.testing.assert_array_equal(values_of(rq, simulate(rq, acc)), (acc * mult + 5 + 4) >> 3)
 
 
+def test_shift_past_the_product_width():
+    """``prod >> s`` with ``s`` above the product's width is its sign (floor division), as in intmath."""
+    rq = MulShiftRequantizer(mult=[1], bias=[-(1 << 19)], shift=20, lo=-4, hi=3, acc_lo=[-100], acc_hi=[100],
+                             acc_width=8, lanes=1)
+    assert rq.prod_width < rq.shift
+    acc = np.array([[-100], [100], [0], [-1], [1]])
+    np.testing.assert_array_equal(values_of(rq, simulate(rq, acc)), [[-1], [0], [0], [-1], [0]])
+
+
 # -- from the IR ------------------------------------------------------------------------------
 
 def test_from_ir_rejects_what_it_cannot_build():

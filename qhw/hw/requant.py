@@ -200,17 +200,21 @@ class _Requantizer(wiring.Component):
 
 
 #: LUT6 per counted unit of each kind of logic, Xilinx 7-series without DSPs:
-#: a least-squares fit (of relative error) to yosys ``synth_xilinx -flatten
-#: -nodsp`` LUT + LUT-RAM counts of 27 requantizers (thresholds 1..8-bit,
-#: mul-shift 2..12-bit, 12..20-bit accumulators, 1, 4 and 16 groups); on
-#: them the estimate lies within 0.66-1.29 of yosys (mul-shift 0.91-1.11).
+#: a least-squares fit (of relative error) to yosys 0.70 ``synth_xilinx
+#: -flatten -nodsp`` LUT + LUT-RAM counts of 27 two-lane requantizers
+#: (thresholds 1..8-bit, mul-shift 2..12-bit, 12..20-bit accumulators, 1, 4
+#: and 16 groups); on them the estimate lies within 0.67-1.31 of yosys
+#: (mul-shift 0.91-1.11). On eight four-lane ones outside the fit it lies
+#: within 0.84-1.34, and a 29-bit logit layer within 1.09; a constant
+#: multiplier of many CSD digits in a repeating pattern (0x55555) came out
+#: 2.3 times too high: yosys shares more of its adders than are counted.
 LUTS_PER_BIT = {
-    "cmp_const": 0.39,  # comparator bits against constants (distinct ones, dense ones shared)
-    "cmp_var": 0.68,    # comparator bits against a ROM word of up to 4 words (ROM in the same LUT)
-    "rom": 1.05,        # ROM LUTs (qhw.hw.array.cost.rom_luts) of deeper threshold / multiplier / bias tables
-    "count": 0.6,       # popcount adder-tree bits over the comparator bits (+ the always-met offset)
+    "cmp_const": 0.39,  # comparator bits against constants (distinct ones; dense ones share logic)
+    "cmp_var": 0.94,    # comparator bits against a ROM word (ROM of up to 4 words in the same LUT)
+    "rom": 1.44,        # ROM LUTs (qhw.hw.array.cost.rom_luts) of threshold tables past 4 words
+    "count": 0.62,      # popcount adder-tree bits over the comparator bits (+ the always-met offset)
     "mul_const": 0.70,  # shift-add adder bits of a constant multiplier (CSD digits)
-    "mul_var": 1.6,     # partial-product bits of a multiplier by a ROM word (acc_width · m_width)
+    "mul_var": 1.69,    # partial-product bits of a multiplier by a ROM word (its small ROMs fold in)
     "add": 0.35,        # bias adder bits above the product's zero low bits
     "clamp": 0.11,      # per clamp side that can act: y bits + output bits
 }
@@ -460,8 +464,8 @@ class ThresholdRequantizer(_Requantizer):
                 # bits per comparator (at least 1) for d distinct constants.
                 d = len(set(self.u[c, cols].tolist()))
                 f["cmp_const"] += d * max(cw - 2 * math.log2(d), 1.0)
-            else:
-                f["cmp_var"] += len(cols) * cw
+            else:  # the same sharing, fitted as cw - 1.5·log2(count) bits per comparator
+                f["cmp_var"] += len(cols) * max(cw - 1.5 * math.log2(len(cols)), 1.0)
                 if self.groups > 4:  # up to 4 words, the ROM bit shares the comparator bit's LUT6
                     f["rom"] += rom_luts(self.groups, len(cols) * cw + 1)
             f["count"] += _popcount_bits(len(cols)) + (self.out_bits if self.always[c] else 0)
@@ -652,9 +656,7 @@ class MulShiftRequantizer(_Requantizer):
                 f["mul_const"] += bits
             else:
                 f["mul_var"] += self.acc_width * mw
-                f["rom"] += rom_luts(len(mwords), mw)
                 zeros = 0
-            f["rom"] += rom_luts(len(bwords), bw)
             if len(set(bwords)) > 1 or bwords[0]:  # the bias adder, above the product's zero low bits
                 f["add"] += max(pw - zeros, 0)
             f["clamp"] += sum(self.clamps[c]) * (y_width + self.out_bits)
@@ -665,9 +667,10 @@ class MulShiftRequantizer(_Requantizer):
 
         Per lane: the multiplier (a constant one, as shift-adds over the CSD
         digits of ``m``, when the lane's multiplier is the same in every
-        group; else an ``acc_width × m_width`` array plus its ROM), the bias
-        adder above the shift, and each clamp side that can act (comparator
-        and output mux). FF: output register, valid bit, group counter.
+        group; else an ``acc_width × m_width`` array fed by a ROM), the bias
+        adder above the product's zero low bits, and each clamp side that can
+        act (comparator and output mux). FF: output register, valid bit,
+        group counter.
         """
         return self._estimate(self.features())
 
