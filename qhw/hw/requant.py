@@ -735,5 +735,5 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
     return min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
 
 
-__all__ = ["ThresholdRequantizer", "MulShiftRequantizer", "choose_requantizer", "MAX_THRESHOLD_LEVELS",
+__all__ = ["ThresholdRequantizer", "MulShiftRequantizer", "choose_requantizer", "csd", "MAX_THRESHOLD_LEVELS",
            "MAX_OUT_BITS", "LUTS_PER_BIT"]
