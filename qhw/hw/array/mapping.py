@@ -26,6 +26,7 @@ the synapse fold and ``NF = ceil(C / cols)`` the neuron fold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -129,13 +130,18 @@ class ArrayMapping:
         A lane holds the raw weight code, or its Booth code if ``booth``.
         """
         spec, B, bits = self.spec, self.beat_features, self.lane_word_bits
-        codes = spec.booth_codes(self.raw) if self.booth else self.raw
+        codes = self._rom_codes
         words = []
         for nf in range(self.nf):
             for sf in range(self.sf):
                 lanes = codes[nf * self.cols + c, sf * B + r * spec.lanes:sf * B + (r + 1) * spec.lanes]
                 words.append(sum(int(x) << (l * bits) for l, x in enumerate(lanes)))
         return tuple(words)
+
+    @cached_property
+    def _rom_codes(self) -> np.ndarray:
+        """What every ROM lane stores: the raw code, or its Booth code (computed once, not per PE)."""
+        return self.spec.booth_codes(self.raw) if self.booth else self.raw
 
     def max_exps(self, r: int, c: int) -> tuple[int, ...]:
         """Largest pow2 exponent code per lane in PE (r, c)'s ROM."""

@@ -38,8 +38,9 @@ word is what fills a block. The price is ``rows·(rows − 1)/2`` delayed
 slices per column (on Xilinx the chains of three or more become SRL16E
 LUTs). One memory per anti-diagonal (PEs ``r + c = d`` share an address)
 would need no delay registers, but its words are narrower at the corners,
-so it takes more blocks (8×8 array of 6-bit ROMs at 576 words on 18 Kbit
-blocks: 27 against 24; on iCE40 100 against 96), and block RAM is the
+so it takes more blocks (8×8 array of 6-bit ROMs at 576 words, by
+:func:`qhw.hw.rom.bram_blocks`: 27 against 24 on the 18 Kbit families, 81
+against 72 on iCE40; one memory per PE: 64 and 128), and block RAM is the
 scarcer resource on every target family (the FFs are SRLs on Xilinx).
 
 Arithmetic: the PEs sum raw terms (:mod:`qhw.hw.pe.spec`); the per-channel
@@ -234,7 +235,8 @@ class SystolicArray(wiring.Component):
         """Column ``c``'s block ROM: {(r, c): PE (r, c)'s word, aligned with its activations}."""
         mp, bits = self.mapping, self.lanes * self.mapping.lane_word_bits
         rows = self.column_rows[c]
-        words = [sum(mp.rom_words(r, c)[s] << (i * bits) for i, r in enumerate(rows)) for s in range(mp.steps)]
+        roms = [mp.rom_words(r, c) for r in rows]
+        words = [sum(rom[s] << (i * bits) for i, rom in enumerate(roms)) for s in range(mp.steps)]
         # Address one stage early: the read register is stage c + 1 of the line (row 0).
         data = rom_read_sync(m, f"wrom_{c}", words, len(rows) * bits, line[c]["step"], en)
         out = {}
