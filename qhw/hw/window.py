@@ -282,6 +282,12 @@ class WindowGenerator(wiring.Component):
     ring : int, optional
         Ring buffer size in pixels; default :func:`full_rate_ring` (the
         smallest that never costs a cycle). At least :attr:`min_ring`.
+    memory : {"auto", "lut", "block"}
+        Where the ring buffer goes: ``"auto"`` by :func:`qhw.hw.rom.use_block_ram`
+        (the weight ROMs' threshold), or forced. A block ring carries
+        ``ram_style = "block"``; a forced LUT ring ``ram_style = "logic"``
+        (registers and read muxes on every family: iCE40 has no LUT-RAM);
+        a small ``"auto"`` ring is left to yosys (LUT-RAM where there is some).
 
     Attributes
     ----------
@@ -316,8 +322,11 @@ class WindowGenerator(wiring.Component):
     latency = 2
 
     def __init__(self, *, channels: int, height: int, width: int, simd: int, bits: int, kernel,
-                 stride=(1, 1), padding=(0, 0), replays: int = 1, ring: int | None = None):
+                 stride=(1, 1), padding=(0, 0), replays: int = 1, ring: int | None = None,
+                 memory: str = "auto"):
         with _discarded_on_error(self):
+            if memory not in ("auto", "lut", "block"):
+                raise ValueError(f"memory must be 'auto', 'lut' or 'block', not {memory!r}")
             self.channels = check_positive("channels", channels)
             self.height = check_positive("height", height)
             self.width = check_positive("width", width)
@@ -349,6 +358,10 @@ class WindowGenerator(wiring.Component):
             self.ring = ring
         self.mem_depth = self.ring * self.groups
         self.mem_width = self.simd * self.bits
+        from .rom import use_block_ram
+
+        self.memory = memory
+        self.in_block_ram = memory == "block" or (memory == "auto" and use_block_ram(self.mem_depth, self.mem_width))
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(self.mem_width + 1))),
             "o_stream": Out(stream.Signature(unsigned(self.mem_width))),
@@ -484,7 +497,7 @@ class WindowGenerator(wiring.Component):
         ``synth_xilinx -flatten`` on four shapes (4 to 64 channels, 6×5 to
         32×32, LUT-RAM and block RAM).
         """
-        from .rom import bram_blocks, use_block_ram
+        from .rom import bram_blocks
 
         k, depth, width = self._counter_bits, self.mem_depth, self.mem_width
         abits = max(1, (depth - 1).bit_length())
@@ -493,7 +506,7 @@ class WindowGenerator(wiring.Component):
         coord_bits = sum(max(1, n.bit_length()) for n in (
             (self.out_height - 1) * self.stride[0], (self.out_width - 1) * self.stride[1]))
         tables = k * (math.ceil(self.out_height / 64) + math.ceil(self.out_width / 64))
-        in_block = use_block_ram(depth, width)
+        in_block = self.in_block_ram
         ff = (k + abits + max(1, (self.groups - 1).bit_length())  # writer: pixels, address, group
               + loop_bits + coord_bits  # reader loop counters, oy·sh / ox·sw
               + 3 * abits + 3 * k + 2  # read/base/row addresses, frame base/need/keep, valid/pad
@@ -511,7 +524,12 @@ class WindowGenerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.ring = mem = Memory(shape=unsigned(self.mem_width), depth=self.mem_depth, init=[])
+        # Block placement is an attribute, not left to yosys' cost model, so that
+        # estimate_resources and synthesis agree (qhw.hw.rom's threshold). A
+        # forced LUT ring is "logic": iCE40 has no LUT-RAM for "distributed".
+        style = {"ram_style": "block"} if self.in_block_ram else \
+            {"ram_style": "logic"} if self.memory == "lut" else {}
+        m.submodules.ring = mem = Memory(shape=unsigned(self.mem_width), depth=self.mem_depth, init=[], attrs=style)
         keep = Signal(self._counter_bits, name="keep")  # the reader's, for the writer
         wr = self._writer(m, mem, keep)
         self._reader(m, mem, keep, wr)
