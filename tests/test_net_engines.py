@@ -129,3 +129,47 @@ def test_unbuildable_layers_name_the_layer():
     layer, _ = conv_layer(rng, c_in=2, h=3, w=3, c_out=2)
     with pytest.raises(InputError, match=r"^layer conv \(conv\): cannot build hardware: .*fold"):
         build_engine(layer)
+
+
+EMIT = r"""
+import json, sys
+sys.path.insert(0, "tests")
+import numpy as np
+from qhw.backends.verilog import digest, to_verilog
+from qhw.ir.graph import MaxPool, TensorSpec
+from qhw.net import Fold
+from qhw.net.engines import build_engine
+from net_layers import add_layer, conv_layer, gap_layer
+
+rng = np.random.default_rng(5)
+xnor, _ = conv_layer(rng, c_in=6, h=4, w=5, c_out=5, w_code="binary", w_bits=1, in_code="bipolar", in_bits=1,
+                     out_code="signed", out_bits=5, n=1)
+mac, _ = conv_layer(rng, c_in=5, h=5, w=4, c_out=7, n=1)
+spec = TensorSpec((5, 3, 2), "signed", 6)
+add, _ = add_layer(rng, specs=[spec, spec], coeffs=[1, 4], n=1)
+gap, _ = gap_layer(rng, c=7, h=3, w=3, n=1)
+pool = MaxPool(name="pool", input="x", in_spec=TensorSpec((3, 6, 4), "unsigned", 3), kernel=2, stride=2)
+engines = {"xnor": build_engine(xnor, fold=Fold(2, 2, 2), out_simd=3),
+           "mac_block": build_engine(mac, fold=Fold(1, 3), weight_memory="block", buffer_memory="block"),
+           "add": build_engine(add, simd=2), "gap": build_engine(gap, simd=3), "pool": build_engine(pool, simd=2)}
+print(json.dumps({name: digest(to_verilog(e, name="top")) for name, e in engines.items()}))
+"""
+
+
+def test_same_engine_verilog_across_processes():
+    """Same layer and fold, byte-identical Verilog, in interpreters with different hash seeds."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    digests = []
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", EMIT], env={**os.environ, "PYTHONHASHSEED": seed}, cwd=repo,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        digests.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert len(digests[0]) == 5
+    assert digests[0] == digests[1]

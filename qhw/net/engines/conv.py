@@ -49,7 +49,7 @@ from ..fold import Fold
 from ..stream import FrameFormat
 from .base import Engine, packer_tail
 from .blocks import OffsetByPosition, Truncate
-from .resources import add_resources
+from .resources import add_resources, stage_resources
 
 
 class ConvEngine(Engine):
@@ -67,6 +67,8 @@ class ConvEngine(Engine):
         Which requantizer form to build where the IR gives both.
     weight_memory : {"auto", "lut", "block"}
         Weight ROMs as LUTs or block RAM (see :class:`SystolicArray`).
+    buffer_memory : {"auto", "lut", "block"}
+        The window generator's line buffer, likewise (see :class:`WindowGenerator`).
 
     Attributes
     ----------
@@ -78,7 +80,7 @@ class ConvEngine(Engine):
     """
 
     def __init__(self, *, layer, fold: Fold, out_simd: int | None = None, requant_form: str = "auto",
-                 weight_memory: str = "auto"):
+                 weight_memory: str = "auto", buffer_memory: str = "auto"):
         if not isinstance(layer, (Conv, Dense)):
             raise TypeError(f"layer must be a Conv or Dense, not {type(layer).__name__}")
         if not isinstance(fold, Fold):
@@ -92,7 +94,8 @@ class ConvEngine(Engine):
         oh, ow = (spec_out.shape[1], spec_out.shape[2]) if spec_out.is_map else (1, 1)
         C, nf = layer.out_channels, -(-layer.out_channels // fold.cols)
         self.window = WindowGenerator(channels=c_in, height=h, width=w, simd=fold.simd, bits=spec_in.bits,
-                                      kernel=layer.kernel, stride=layer.stride, padding=layer.padding, replays=nf)
+                                      kernel=layer.kernel, stride=layer.stride, padding=layer.padding, replays=nf,
+                                      memory=buffer_memory)
         cols_ir = np.asarray(self.window.ir_columns(), dtype=np.int64)
         pe = PESpec(w_code=layer.weight_code, w_bits=layer.weight_bits, a_code=spec_in.code, a_bits=spec_in.bits,
                     lanes=fold.lanes)
@@ -178,5 +181,6 @@ class ConvEngine(Engine):
     def cycles_per_frame(self) -> int:
         return max(self.window.cycles_per_frame(), self.packer.cycles_per_frame())
 
-    def estimate_resources(self) -> dict[str, int]:
-        return add_resources(s.estimate_resources() for s in self.stages)
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
+        """Sum of the stages' estimates; block RAM in ``family``'s own blocks (Xilinx: RAMB18)."""
+        return add_resources(stage_resources(s, family) for s in self.stages)

@@ -22,7 +22,7 @@ from qhw.ir.intmath import ActCode, signed_width
 from ..stream import FrameFormat
 from .base import Engine, packer_tail
 from .blocks import Truncate
-from .resources import add_resources
+from .resources import add_resources, stage_resources
 
 
 def code_value(raw, code: ActCode):
@@ -156,7 +156,7 @@ class AddEngine(Engine):
     def cycles_per_frame(self) -> int:
         return self.in_formats[0].beats
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         fmt = self.in_formats[0]
         own = {"lut": fmt.simd * self.width * len(self.in_formats), "ff": fmt.simd * self.width + 2, "dsp": 0,
                "bram": 0}
@@ -258,7 +258,7 @@ class GlobalPoolEngine(Engine):
     def cycles_per_frame(self) -> int:
         return self.in_formats[0].beats
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         fmt = self.in_formats[0]
         w = self.sum_shape.width
         own = {"lut": fmt.simd * w * (1 + max(0, fmt.groups - 1)), "ff": fmt.channels * w + fmt.simd * self.width + 8,
@@ -352,11 +352,11 @@ class MaxPoolEngine(Engine):
     def cycles_per_frame(self) -> int:
         return self.window.cycles_per_frame()
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         fmt = self.in_formats[0]
         own = {"lut": fmt.simd * fmt.bits * (2 + max(0, fmt.groups - 1)), "ff": fmt.channels * fmt.bits + fmt.data_width + 8,
                "dsp": 0, "bram": 0}
-        return add_resources([own, self.window.estimate_resources(), self.packer.estimate_resources()])
+        return add_resources([own, stage_resources(self.window, family), self.packer.estimate_resources()])
 
 
 class ArgmaxHead(wiring.Component):
@@ -437,7 +437,7 @@ class ArgmaxHead(wiring.Component):
     def cycles_per_frame(self) -> int:
         return self.in_format.groups
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         w = self.in_format.bits + 1
         return {"lut": self.in_format.simd * (w + self.index_bits), "ff": w + 2 * self.index_bits + 2, "dsp": 0,
                 "bram": 0}

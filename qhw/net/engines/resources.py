@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Iterable, Mapping
+
+
+def stage_resources(stage, family: str) -> dict:
+    """A stage's estimate for ``family`` where it distinguishes families (block RAM counts), else its own."""
+    fn = stage.estimate_resources
+    return fn(family=family) if "family" in inspect.signature(fn).parameters else fn()
 
 
 def add_resources(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
