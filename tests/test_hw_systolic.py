@@ -245,13 +245,15 @@ def test_mapping_layout():
     np.testing.assert_array_equal(beats, [[0, 1, 2], [3, 0, 0]] * 2 + [[4, 5, 6], [7, 0, 0]] * 2)
 
 
-def test_verilog_is_deterministic_and_names_the_pes():
-    a = to_verilog(make_array("pow2", 5, 13, 2, 3, 2, seed=3), name="arr")
-    b = to_verilog(make_array("pow2", 5, 13, 2, 3, 2, seed=3), name="arr")
+@pytest.mark.parametrize("memory", ["lut", "block"])
+def test_verilog_is_deterministic_and_names_the_pes(memory):
+    a = to_verilog(make_array("pow2", 5, 13, 2, 3, 2, seed=3, weight_memory=memory), name="arr")
+    b = to_verilog(make_array("pow2", 5, 13, 2, 3, 2, seed=3, weight_memory=memory), name="arr")
     assert a == b
     for r in range(2):
         for c in range(3):
             assert f"arr.pe_{r}_{c}" in a
+    assert a.count('rom_style = "block"') == (3 if memory == "block" else 0)
 
 
 def test_estimates_are_positive_and_grow_with_the_array():
