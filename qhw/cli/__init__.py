@@ -31,6 +31,7 @@ VERBS: dict[str, str] = {
     "train": "train_cmd",
     "export": "export_cmd",
     "check": "check_cmd",
+    "build": "build_cmd",
     "bench": "bench_cmd",
     "demo": "demo",
 }

@@ -1,0 +1,41 @@
+"""``qhw build``: integer network → Verilog accelerator + manifest, in a build directory."""
+
+from __future__ import annotations
+
+HELP = ("generate the streaming accelerator of an integer network: one engine per layer, skip FIFOs sized "
+        "without simulation, AXI4-Stream ports; writes <top>.v and manifest.json into --out (atomically)")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("network", metavar="NET.json", help="integer network written by 'qhw export'")
+    p.add_argument("--out", required=True, metavar="DIR", help="build directory, e.g. rtl_out/<name>")
+    p.add_argument("--fold", metavar="FILE", default=None,
+                   help='fold config JSON {"layers": {name: {"rows", "cols", "lanes"} | {"simd"}}}; '
+                        "layers it does not name get the default fold")
+    p.add_argument("--top", default=None, help="top module name (default qhw_<network file stem>)")
+    p.add_argument("--keep", action="store_true", help="also write every compile pass's output under DIR/passes/")
+
+
+def run(args):
+    from pathlib import Path
+
+    from qhw.cli import Result, progress, table
+    from qhw.ir.serialize import load_network
+    from qhw.net.build import build, load_folds
+
+    net = load_network(args.network)
+    folds = load_folds(args.fold, net) if args.fold else None
+    res = build(net, args.out, folds=folds, top=args.top, network_path=str(Path(args.network).resolve()),
+                keep=args.keep, progress=progress)
+    man = res.manifest
+    rows = [{"layer": l["name"], "kind": l["kind"], "pe": l["pe"] or "",
+             "fold": " ".join(f"{k}={v}" for k, v in l["fold"].items()), "cycles/frame": l["cycles_per_frame"],
+             "lut": l["estimate"]["xilinx"]["lut"], "ff": l["estimate"]["xilinx"]["ff"],
+             "bram": l["estimate"]["xilinx"]["bram"]} for l in man["layers"]]
+    tot = man["estimate"]["xilinx"]
+    text = table(rows, ["layer", "kind", "pe", "fold", "cycles/frame", "lut", "ff", "bram"])
+    text += (f"\n\ncycles per frame {man['cycles_per_frame']} (bottleneck {man['bottleneck']}); estimate (Xilinx 7, "
+             f"RAMB18): {tot['lut']} LUT, {tot['ff']} FF, {tot['bram']} BRAM")
+    text += "\nskip FIFOs: " + (", ".join(f"{f['dst']}[{f['port']}] {f['depth']}" for f in man["fifos"]) or "none")
+    text += f"\nwrote {res.verilog} and {res.out / 'manifest.json'}"
+    return Result({"build": str(res.out), "verilog": str(res.verilog), "manifest": man}, text)

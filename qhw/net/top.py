@@ -1,0 +1,173 @@
+"""The accelerator's top level: engines wired by a :class:`~qhw.net.compile.BuildPlan`, AXI4-Stream ports.
+
+Ports (the ecosystem's convention, one clock, synchronous active-high reset)::
+
+    clk, rst
+    s_axis_tdata  [in_format.data_width]   pixels in the stream format of the input layer
+    s_axis_tvalid, s_axis_tready           (raster order, ``simd`` channels per beat)
+    s_axis_tlast                           on the last beat of every image
+    m_axis_tdata  [result_width]           one beat per image: the logits, then the class index
+    m_axis_tvalid, m_axis_tready, m_axis_tlast (always 1: one beat is one image)
+
+``m_axis_tdata`` holds logit ``c`` (two's complement, ``logit_bits``) at
+bits ``[c·logit_bits, (c+1)·logit_bits)``, then the class index
+(``index_bits``), zero-padded to whole bytes.
+
+Inside: one engine per layer (Verilog instance ``l_<layer name, dots as
+_>``, its output stream ``o_stream``, which ``qhw sim`` monitors to compare
+every layer with the golden model); a :class:`~qhw.hw.stream_blocks.Fork`
+wherever a stream has several consumers; a :class:`~qhw.hw.regroup.Regroup`
+wherever a producer's ``simd`` differs from its consumer's; a
+:class:`~qhw.hw.stream_blocks.StreamFIFO` on every skip path, as deep as
+:mod:`qhw.net.fifo_depth` computes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qhw.hw.regroup import Regroup
+from qhw.hw.stream_blocks import Fork, StreamFIFO
+from qhw.ir.graph import Conv, Dense, Input
+
+from .compile import BuildPlan, instance_name
+from .engines import ArgmaxHead, build_engine
+from .stream import FrameFormat
+
+
+class Accelerator(wiring.Component):
+    """The whole network as one streaming component (see the module docstring for the ports).
+
+    Parameters (keyword-only)
+    -------------------------
+    plan : BuildPlan
+        From :func:`qhw.net.compile.compile_network`.
+
+    Attributes
+    ----------
+    engines : dict
+        Layer name → engine.
+    in_format : FrameFormat
+        The ``s_axis`` stream.
+    logit_bits, index_bits, result_width : int
+        Layout of ``m_axis_tdata``.
+    """
+
+    def __init__(self, *, plan: BuildPlan):
+        self.plan = plan
+        net = plan.net
+        self.engines = {}
+        for layer in net.layers[1:]:
+            if isinstance(layer, (Conv, Dense)):
+                self.engines[layer.name] = build_engine(layer, fold=plan.streams.folded.folds[layer.name],
+                                                        out_simd=plan.streams.out_simd[layer.name])
+            else:
+                self.engines[layer.name] = build_engine(layer, simd=plan.streams.folded.simd[layer.name])
+        inp = net.input
+        self.in_format = FrameFormat.of(inp.out, plan.streams.out_simd[inp.name])
+        out = net[net.output]
+        self.out_format = self.engines[out.name].out_format
+        self.head = ArgmaxHead(spec=out.out, simd=self.out_format.simd)
+        self.logit_bits = out.out.bits
+        self.index_bits = self.head.index_bits
+        raw = out.out.channels * self.logit_bits + self.index_bits
+        self.result_width = -(-raw // 8) * 8
+        super().__init__({
+            "s_axis_tdata": In(self.in_format.data_width), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "s_axis_tlast": In(1),
+            "m_axis_tdata": Out(self.result_width), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_axis_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        net, plan = self.plan.net, self.plan
+        outputs = {}  # producer name -> its output stream interface
+        source = stream.Signature(self.in_format.payload_width).create()
+        m.d.comb += [source.payload.eq(Cat(self.s_axis_tdata, self.s_axis_tlast)),
+                     source.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(source.ready)]
+        outputs[net.input.name] = source
+        for name, engine in self.engines.items():
+            m.submodules[instance_name(name)] = engine
+            outputs[name] = engine.o_stream
+        # every producer: fork to its consumers, then per edge an adapter and a FIFO
+        taps = {}
+        for producer, stream_ in outputs.items():
+            edges = plan.streams.consumers(producer)
+            if producer == net.output:
+                edges = edges + [None]  # the result path
+            if len(edges) == 1:
+                branches = [stream_]
+            else:
+                fork = Fork(shape=len(stream_.payload), count=len(edges))
+                m.submodules[f"fork_{instance_name(producer)}"] = fork
+                self._link(m, stream_, fork.i_stream)
+                branches = list(fork.o_streams)
+            for edge, branch in zip(edges, branches):
+                if edge is None:
+                    taps["result"] = branch
+                    continue
+                cur = branch
+                tag = f"{instance_name(edge.src)}_to_{instance_name(edge.dst)}_{edge.port}"
+                if edge.adapter:
+                    fmt = edge.produced
+                    rg = Regroup(channels=fmt.channels, pixels=fmt.pixels, in_simd=fmt.simd,
+                                 out_simd=edge.consumed.simd, bits=fmt.bits, in_last=True, out_last=True)
+                    m.submodules[f"adapt_{tag}"] = rg
+                    self._link(m, cur, rg.i_stream)
+                    cur = rg.o_stream
+                if edge.fifo_depth:
+                    fifo = StreamFIFO(shape=edge.consumed.payload_width, depth=edge.fifo_depth)
+                    m.submodules[f"fifo_{tag}"] = fifo
+                    self._link(m, cur, fifo.i_stream)
+                    cur = fifo.o_stream
+                self._link(m, cur, self.engines[edge.dst].in_port(edge.port))
+        self._result(m, taps["result"])
+        return m
+
+    @staticmethod
+    def _link(m, src, dst) -> None:
+        """Connect a producer's stream to a consumer's (same payload width)."""
+        m.d.comb += [dst.payload.eq(src.payload), dst.valid.eq(src.valid), src.ready.eq(dst.ready)]
+
+    def _result(self, m, logits) -> None:
+        """Logits → (all channels in one beat) and → argmax; both joined into one m_axis beat."""
+        fmt = self.out_format
+        fork = Fork(shape=len(logits.payload), count=2)
+        m.submodules.result_fork = fork
+        self._link(m, logits, fork.i_stream)
+        gather = Regroup(channels=fmt.channels, pixels=1, in_simd=fmt.simd, out_simd=fmt.channels, bits=fmt.bits,
+                         in_last=True, out_last=False)
+        m.submodules.result_gather = gather
+        m.submodules.argmax = self.head
+        self._link(m, fork.o_streams[0], gather.i_stream)
+        self._link(m, fork.o_streams[1], self.head.i_stream)
+        g, h = gather.o_stream, self.head.o_stream
+        both = g.valid & h.valid
+        m.d.comb += [
+            self.m_axis_tdata.eq(Cat(g.payload, h.payload[:self.index_bits])),
+            self.m_axis_tvalid.eq(both), self.m_axis_tlast.eq(1),
+            g.ready.eq(both & self.m_axis_tready), h.ready.eq(both & self.m_axis_tready),
+        ]
+
+    # -- models ------------------------------------------------------------------------------
+
+    def cycles_per_frame(self) -> int:
+        """Steady-state initiation interval: the slowest engine's (the skip FIFOs keep every branch busy)."""
+        return max(e.cycles_per_frame() for e in self.engines.values())
+
+    def bottleneck(self) -> str:
+        return max(self.engines, key=lambda n: self.engines[n].cycles_per_frame())
+
+    def estimate_resources(self, family: str = "xilinx") -> dict:
+        from .engines.resources import add_resources
+
+        per = {n: e.estimate_resources(family=family) for n, e in self.engines.items()}
+        # Skip FIFOs: LUT-RAM (or logic) of depth × width bits plus pointers, as StreamFIFO counts them.
+        fifos = [{"lut": 6 * max(1, (e.fifo_depth - 1).bit_length()) + 4
+                  + e.consumed.payload_width * -(-e.fifo_depth // 64),
+                  "ff": e.consumed.payload_width + 3 * max(1, (e.fifo_depth - 1).bit_length()) + 1}
+                 for e in self.plan.edges if e.fifo_depth]
+        return {"layers": per, "total": add_resources(list(per.values()) + fifos)}
