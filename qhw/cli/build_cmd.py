@@ -9,9 +9,13 @@ HELP = ("generate the streaming accelerator of an integer network: one engine pe
 def add_arguments(p) -> None:
     p.add_argument("network", metavar="NET.json", help="integer network written by 'qhw export'")
     p.add_argument("--out", required=True, metavar="DIR", help="build directory, e.g. rtl_out/<name>")
-    p.add_argument("--fold", metavar="FILE", default=None,
-                   help='fold config JSON {"layers": {name: {"rows", "cols", "lanes"} | {"simd"}}}; '
-                        "layers it does not name get the default fold")
+    p.add_argument("--fold", metavar="FILE|auto", default=None,
+                   help='fold config JSON {"layers": {name: {"rows", "cols", "lanes"} | {"simd"}}} (layers it '
+                        "does not name get the default fold), or 'auto' with --target-cycles or --lut-budget")
+    p.add_argument("--target-cycles", type=int, default=None, metavar="N",
+                   help="--fold auto: the cheapest folds with every layer at most N cycles per frame")
+    p.add_argument("--lut-budget", type=int, default=None, metavar="N",
+                   help="--fold auto: the fastest folds whose LUT estimate fits N")
     p.add_argument("--top", default=None, help="top module name (default qhw_<network file stem>)")
     p.add_argument("--keep", action="store_true", help="also write every compile pass's output under DIR/passes/")
 
@@ -23,8 +27,16 @@ def run(args):
     from qhw.ir.serialize import load_network
     from qhw.net.build import build, load_folds
 
+    from qhw.errors import InputError
+    from qhw.net.folding import auto_folds
+
     net = load_network(args.network)
-    folds = load_folds(args.fold, net) if args.fold else None
+    if args.fold == "auto":
+        folds = auto_folds(net, target_cycles=args.target_cycles, lut_budget=args.lut_budget)
+    elif args.target_cycles is not None or args.lut_budget is not None:
+        raise InputError("--target-cycles and --lut-budget go with --fold auto")
+    else:
+        folds = load_folds(args.fold, net) if args.fold else None
     res = build(net, args.out, folds=folds, top=args.top, network_path=str(Path(args.network).resolve()),
                 keep=args.keep, progress=progress)
     man = res.manifest
