@@ -1,0 +1,58 @@
+"""The hardware flow of an exported network: build → cocotb simulation on real images → yosys.
+
+``qhw demo`` runs it after the model flow (:mod:`qhw.flows.model`) on the
+digits ResNet-8: fold auto for a cycle target, ``qhw build``, ``qhw sim``
+(every layer compared with the golden model, class index checked) and
+``qhw synth`` for ECP5 and iCE40.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+@dataclass
+class NetworkFlowResult:
+    build: str
+    verilog: str
+    manifest: str
+    cycles_per_frame: int
+    estimate: dict
+    simulation: dict
+    synthesis: list = field(default_factory=list)
+
+
+def run_network_flow(net_path: str | Path, out_dir: str | Path, *, target_cycles: int = 16384, images: int = 20,
+                     simulator: str = "verilator", stall: float = 0.2, synth_targets: Sequence[str] = ("ecp5", "ice40"),
+                     top: str = "qhw_resnet8_digits", progress: Callable[[str], None] = print) -> NetworkFlowResult:
+    from qhw.backends.synth import synthesize
+    from qhw.ir.serialize import load_network
+    from qhw.net.build import build
+    from qhw.net.folding import auto_folds
+    from qhw.net.simulate import simulate_build
+    from qhw.quant.data import load_dataset
+
+    out = Path(out_dir)
+    net = load_network(net_path)
+    folds = auto_folds(net, target_cycles=target_cycles)
+    progress(f"building the accelerator (fold auto, at most {target_cycles} cycles per frame per layer) ...")
+    res = build(net, out / "build", folds=folds, top=top, network_path=str(Path(net_path).resolve()),
+                progress=progress)
+    ds = load_dataset("digits")
+    codes = ds.x_test[:images].astype("int64")
+    progress(f"simulating {images} test images on {simulator} (every layer against the golden model) ...")
+    sim = simulate_build(res.out, images=codes, simulator=simulator, stall=stall, seed=0, net=net,
+                         progress=progress)
+    reports = []
+    for target in synth_targets:
+        progress(f"synthesizing for {target} with yosys ...")
+        r = synthesize([res.verilog], top=top, target=target, work_dir=out / "synth" / target)
+        row = r.to_dict()
+        row["lut_est"] = res.manifest["estimate"][target]["lut"]
+        row["bram_est"] = res.manifest["estimate"][target]["bram"]
+        row["log"] = str(out / "synth" / target / "yosys.log")
+        reports.append(row)
+    return NetworkFlowResult(str(res.out), str(res.verilog), str(res.out / "manifest.json"),
+                             res.manifest["cycles_per_frame"], res.manifest["estimate"], sim.to_dict(), reports)
