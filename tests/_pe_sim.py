@@ -74,17 +74,17 @@ def run_streams(dut, payloads, n_out: int, *, valid_prob: float = 1.0, ready_pro
 # -- PE / array checks shared by the test files ------------------------------------
 
 def extreme_codes(spec):
-    """((w_code, a_code) of the largest product, (w_code, a_code) of the smallest)."""
+    """Raw (weight, activation) codes of the largest and of the smallest product, and the two products."""
     from qhw.ir import intmath
 
-    wlo, whi = intmath.weight_value_range(spec.w_code, spec.w_bits)
-    alo, ahi = spec.a_range
+    wlo, whi = intmath.weight_value_range(spec.weight_code, spec.weight_bits)
+    alo, ahi = spec.act_range
     pairs = [(w, a) for w in (wlo, whi) for a in (alo, ahi)]
     best = max(pairs, key=lambda p: p[0] * p[1])
     worst = min(pairs, key=lambda p: p[0] * p[1])
 
     def codes(p):
-        return (int(spec.encode([p[0]])[0]), int(intmath.encode_acts(spec.a_code, spec.a_bits, [p[1]])[0]))
+        return (int(spec.encode([p[0]])[0]), int(intmath.encode_acts(spec.act_code, spec.act_bits, [p[1]])[0]))
 
     return codes(best), codes(worst), best[0] * best[1], worst[0] * worst[1]
 
@@ -98,7 +98,7 @@ def check_stream_pe(pe, *, vectors: int = 6, seed: int = 0, valid_prob: float = 
     rng = np.random.default_rng(seed)
     n = vectors * fold
     a = rng.integers(0, spec.code_max + 1, size=(n, spec.lanes))
-    w = rng.integers(0, 1 << spec.w_bits, size=(n, spec.lanes))
+    w = rng.integers(0, 1 << spec.weight_bits, size=(n, spec.lanes))
     (w_hi, a_hi), (w_lo, a_lo), v_hi, v_lo = extreme_codes(spec)
     w[:fold], a[:fold] = w_hi, a_hi
     w[fold:2 * fold], a[fold:2 * fold] = w_lo, a_lo

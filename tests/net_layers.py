@@ -42,16 +42,16 @@ def _fitted_requant(rng, probe, x, out_code, out_bits, with_mul_shift=True):
     return affine_requant(a, b, out_code, out_bits, probe.acc_lo, probe.acc_hi, with_mul_shift=with_mul_shift)
 
 
-def conv_layer(rng, *, c_in, h, w, c_out, kernel=3, stride=1, padding=1, w_code="odd", w_bits=4,
+def conv_layer(rng, *, c_in, h, w, c_out, kernel=3, stride=1, padding=1, weight_code="odd", weight_bits=4,
                in_code="unsigned", in_bits=4, out_code="unsigned", out_bits=4, mul_shift=True, n=4,
                name="conv"):
     """A Conv with random weights and a fitted requantizer; returns (layer, inputs (n, C, H, W))."""
     in_spec = TensorSpec((c_in, h, w), in_code, in_bits)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    codes = rng.integers(0, 1 << w_bits, size=(c_out, c_in * kh * kw))
-    weights = intmath.decode_weights(w_code, w_bits, codes)
+    codes = rng.integers(0, 1 << weight_bits, size=(c_out, c_in * kh * kw))
+    weights = intmath.decode_weights(weight_code, weight_bits, codes)
     args = dict(name=name, input="x", in_spec=in_spec, out_channels=c_out, kernel=(kh, kw), stride=stride,
-                padding=padding, weight_code=w_code, weight_bits=w_bits, weights=weights)
+                padding=padding, weight_code=weight_code, weight_bits=weight_bits, weights=weights)
     probe = Conv(**args)
     x = random_values(rng, in_spec, n)
     if out_code is None:
@@ -59,13 +59,13 @@ def conv_layer(rng, *, c_in, h, w, c_out, kernel=3, stride=1, padding=1, w_code=
     return Conv(**args, requant=_fitted_requant(rng, probe, [x], out_code, out_bits, mul_shift)), x
 
 
-def dense_layer(rng, *, c_in, c_out, w_code="odd", w_bits=8, in_code="unsigned", in_bits=10, logits=True, n=4,
+def dense_layer(rng, *, c_in, c_out, weight_code="odd", weight_bits=8, in_code="unsigned", in_bits=10, logits=True, n=4,
                 out_code="unsigned", out_bits=4, name="fc"):
     in_spec = TensorSpec((c_in,), in_code, in_bits)
-    codes = rng.integers(0, 1 << w_bits, size=(c_out, c_in))
-    weights = intmath.decode_weights(w_code, w_bits, codes)
-    args = dict(name=name, input="x", in_spec=in_spec, out_channels=c_out, weight_code=w_code,
-                weight_bits=w_bits, weights=weights)
+    codes = rng.integers(0, 1 << weight_bits, size=(c_out, c_in))
+    weights = intmath.decode_weights(weight_code, weight_bits, codes)
+    args = dict(name=name, input="x", in_spec=in_spec, out_channels=c_out, weight_code=weight_code,
+                weight_bits=weight_bits, weights=weights)
     probe = Dense(**args)
     x = random_values(rng, in_spec, n)
     if logits:

@@ -27,17 +27,17 @@ from qhw.ir import intmath
 rng = np.random.default_rng(0)
 blocks = {
     "xnor_pe": XnorPopcountPE(lanes=5, fold=3),
-    "shift_pe": ShiftAddPE(lanes=3, fold=2, w_bits=4, a_bits=3),
-    "mac_pe": MacPE(lanes=4, fold=3, w_bits=4, a_bits=3, w_code="odd"),
+    "shift_pe": ShiftAddPE(lanes=3, fold=2, weight_bits=4, act_bits=3),
+    "mac_pe": MacPE(lanes=4, fold=3, weight_bits=4, act_bits=3, weight_code="odd"),
     "requant": ThresholdRequantizer(thresholds=[[-3, 0, 4]] * 3, sign=[1, -1, 1], acc_lo=[-9] * 3,
                                     acc_hi=[9] * 3, acc_width=5, lanes=2),
     "fifo": StreamFIFO(shape=7, depth=5), "fork": Fork(shape=6, count=3), "join": Join(shape=5, count=2),
 }
 for code, bits in (("binary", 1), ("pow2", 4), ("int", 4), ("odd", 3)):
     w = intmath.decode_weights(code, bits, rng.integers(0, 1 << bits, size=(5, 13)))
-    blocks[f"array_{code}"] = SystolicArray(weights=w, rows=2, cols=3, lanes=2, w_code=code, w_bits=bits,
-                                            a_code="bipolar" if code == "binary" else "unsigned",
-                                            a_bits=1 if code == "binary" else 3)
+    blocks[f"array_{code}"] = SystolicArray(weights=w, rows=2, cols=3, lanes=2, weight_code=code, weight_bits=bits,
+                                            act_code="bipolar" if code == "binary" else "unsigned",
+                                            act_bits=1 if code == "binary" else 3)
 print(json.dumps({name: digest(to_verilog(b, name="top")) for name, b in blocks.items()}))
 """
 

@@ -28,8 +28,8 @@ def test_weights_cover_the_codes_and_are_deterministic(kind):
     w = bench_weights(kind, 4, 1, 4)
     assert w.shape == (16, 16)
     np.testing.assert_array_equal(w, bench_weights(kind, 4, 1, 4))
-    every_value = set(intmath.decode_weights(k.w_code, k.w_bits, np.arange(1 << k.w_bits)).tolist())
-    if k.w_bits <= 4:  # 256 draws: every value of a small encoding appears
+    every_value = set(intmath.decode_weights(k.weight_code, k.weight_bits, np.arange(1 << k.weight_bits)).tolist())
+    if k.weight_bits <= 4:  # 256 draws: every value of a small encoding appears
         assert set(w.ravel().tolist()) == every_value
     else:
         assert set(w.ravel().tolist()) <= every_value and len(np.unique(w)) > 100

@@ -10,9 +10,9 @@ from qhw.hw.array import cost
 from qhw.hw.pe.params import shape_for
 
 
-def _array(w_code, w_bits, a_bits, weights, rows=1, cols=1, lanes=1):
-    return SystolicArray(weights=np.array(weights), rows=rows, cols=cols, lanes=lanes, w_code=w_code,
-                         w_bits=w_bits, a_code="unsigned", a_bits=a_bits)
+def _array(weight_code, weight_bits, act_bits, weights, rows=1, cols=1, lanes=1):
+    return SystolicArray(weights=np.array(weights), rows=rows, cols=cols, lanes=lanes, weight_code=weight_code,
+                         weight_bits=weight_bits, act_code="unsigned", act_bits=act_bits)
 
 
 @pytest.mark.parametrize("inputs, luts", [(1, 0), (2, 1), (4, 1), (5, 2), (8, 2), (9, 4), (16, 4), (17, 8)])
@@ -37,7 +37,7 @@ def test_shift_add_cell_counts_the_exponents_each_bit_sees():
 
 
 def test_booth_cell_counts_digits_and_tree():
-    # W8 Booth: 4 digits of (a_bits + 2)-bit partial products per lane, two lanes.
+    # W8 Booth: 4 digits of (act_bits + 2)-bit partial products per lane, two lanes.
     arr = _array("int", 8, 3, np.arange(-8, 8).reshape(2, 8), rows=2, cols=1, lanes=2)
     assert arr.mapping.booth
     f = cost.cell_features(arr, 1, 0)
@@ -64,6 +64,7 @@ def test_estimate_grows_with_bits_and_size():
 def test_popcount_leaves_count_as_narrow_sums():
     # four 1-bit xnor terms: two 2-bit sums and one 3-bit sum, all below KEEP_WIDTH
     w = np.where(np.arange(16).reshape(2, 8) % 3, 1, -1)
-    arr = SystolicArray(weights=w, rows=2, cols=1, lanes=4, w_code="binary", w_bits=1, a_code="bipolar", a_bits=1)
+    arr = SystolicArray(weights=w, rows=2, cols=1, lanes=4, weight_code="binary", weight_bits=1, act_code="bipolar",
+                        act_bits=1)
     f = cost.cell_features(arr, 0, 0)
     assert f["narrow"] == 2 + 2 + 3 and f["add"] == 0

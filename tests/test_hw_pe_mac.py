@@ -10,45 +10,46 @@ from qhw.hw.pe import MacPE
 from qhw.ir import intmath
 
 
-@pytest.mark.parametrize("a_bits", [1, 2, 4, 8])
-@pytest.mark.parametrize("w_bits", range(1, 9))
-@pytest.mark.parametrize("w_code", ["int", "odd"])
-def test_matches_reference_with_stalls(w_code, w_bits, a_bits):
-    pe = MacPE(lanes=3, fold=2, w_bits=w_bits, a_bits=a_bits, w_code=w_code)
-    check_stream_pe(pe, vectors=5, seed=w_bits * 16 + a_bits)
+@pytest.mark.parametrize("act_bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("weight_bits", range(1, 9))
+@pytest.mark.parametrize("weight_code", ["int", "odd"])
+def test_matches_reference_with_stalls(weight_code, weight_bits, act_bits):
+    pe = MacPE(lanes=3, fold=2, weight_bits=weight_bits, act_bits=act_bits, weight_code=weight_code)
+    check_stream_pe(pe, vectors=5, seed=weight_bits * 16 + act_bits)
     vlo, vhi = pe.spec.value_range()
     assert pe.acc_width == intmath.signed_width(6 * vlo, 6 * vhi)
 
 
-@pytest.mark.parametrize("w_code", ["int", "odd"])
-@pytest.mark.parametrize("a_bits", [2, 7])
-def test_signed_activations(w_code, a_bits):
-    check_stream_pe(MacPE(lanes=4, fold=2, w_bits=5, a_bits=a_bits, w_code=w_code, a_code="signed"), seed=a_bits)
+@pytest.mark.parametrize("weight_code", ["int", "odd"])
+@pytest.mark.parametrize("act_bits", [2, 7])
+def test_signed_activations(weight_code, act_bits):
+    check_stream_pe(MacPE(lanes=4, fold=2, weight_bits=5, act_bits=act_bits, weight_code=weight_code,
+                          act_code="signed"), seed=act_bits)
 
 
 def test_sixteen_bit_operands():
-    check_stream_pe(MacPE(lanes=2, fold=3, w_bits=16, a_bits=16), vectors=4)
+    check_stream_pe(MacPE(lanes=2, fold=3, weight_bits=16, act_bits=16), vectors=4)
 
 
 @pytest.mark.parametrize("lanes,fold", [(1, 1), (8, 1), (1, 6)])
 def test_shapes(lanes, fold):
-    check_stream_pe(MacPE(lanes=lanes, fold=fold, w_bits=4, a_bits=4), seed=lanes * fold)
+    check_stream_pe(MacPE(lanes=lanes, fold=fold, weight_bits=4, act_bits=4), seed=lanes * fold)
 
 
 @pytest.mark.parametrize("kwargs,exc,word", [
-    (dict(w_bits=0), ValueError, "w_bits"),
-    (dict(w_bits=17), ValueError, "w_bits"),
-    (dict(a_bits=17), ValueError, "a_bits"),
+    (dict(weight_bits=0), ValueError, "weight_bits"),
+    (dict(weight_bits=17), ValueError, "weight_bits"),
+    (dict(act_bits=17), ValueError, "act_bits"),
     (dict(lanes=0), ValueError, "lanes"),
     (dict(fold=1.5), TypeError, "fold"),
-    (dict(w_code="pow2"), ValueError, "w_code"),
+    (dict(weight_code="pow2"), ValueError, "weight_code"),
 ])
 def test_invalid_parameters(kwargs, exc, word):
     with pytest.raises(exc, match=word):
-        MacPE(**(dict(lanes=4, fold=2, w_bits=4, a_bits=4) | kwargs))
+        MacPE(**(dict(lanes=4, fold=2, weight_bits=4, act_bits=4) | kwargs))
 
 
 def test_verilog_is_deterministic():
-    a = to_verilog(MacPE(lanes=4, fold=3, w_bits=4, a_bits=3, w_code="odd"), name="pe")
-    b = to_verilog(MacPE(lanes=4, fold=3, w_bits=4, a_bits=3, w_code="odd"), name="pe")
+    a = to_verilog(MacPE(lanes=4, fold=3, weight_bits=4, act_bits=3, weight_code="odd"), name="pe")
+    b = to_verilog(MacPE(lanes=4, fold=3, weight_bits=4, act_bits=3, weight_code="odd"), name="pe")
     assert a == b

@@ -12,9 +12,9 @@ from qhw.ir import intmath
 
 @pytest.mark.parametrize("fold", [1, 3])
 @pytest.mark.parametrize("lanes", [1, 5, 16])
-@pytest.mark.parametrize("act_code,a_bits", [("bipolar", 1), ("unsigned", 1), ("unsigned", 3), ("signed", 4)])
-def test_matches_reference_with_stalls(act_code, a_bits, lanes, fold):
-    pe = XnorPopcountPE(lanes=lanes, fold=fold, act_code=act_code, a_bits=a_bits)
+@pytest.mark.parametrize("act_code,act_bits", [("bipolar", 1), ("unsigned", 1), ("unsigned", 3), ("signed", 4)])
+def test_matches_reference_with_stalls(act_code, act_bits, lanes, fold):
+    pe = XnorPopcountPE(lanes=lanes, fold=fold, act_code=act_code, act_bits=act_bits)
     check_stream_pe(pe, seed=lanes * 7 + fold)
     vlo, vhi = pe.spec.value_range()
     assert pe.acc_width == intmath.signed_width(lanes * fold * vlo, lanes * fold * vhi)
@@ -53,8 +53,8 @@ def test_full_rate_without_stalls():
     (dict(fold=0), ValueError, "fold"),
     (dict(fold=-2), ValueError, "fold"),
     (dict(fold="3"), TypeError, "fold"),
-    (dict(a_bits=2), ValueError, "bipolar"),
-    (dict(act_code="unsigned", a_bits=17), ValueError, "a_bits"),
+    (dict(act_bits=2), ValueError, "bipolar"),
+    (dict(act_code="unsigned", act_bits=17), ValueError, "act_bits"),
 ])
 def test_invalid_parameters(kwargs, exc, word):
     with pytest.raises(exc, match=word):

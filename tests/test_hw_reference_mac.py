@@ -11,16 +11,16 @@ from qhw.ir import intmath
 from stream_harness import cycles, run_streams, values
 
 KINDS = {"xnor": ("binary", 1, "bipolar", 1), "and": ("binary", 1, "unsigned", 3),
-         "shift_add": ("pow2", 4, "unsigned", 4), "mac": ("int", 4, "unsigned", 4), "odd": ("odd", 3, "unsigned", 2),
+         "shift": ("pow2", 4, "unsigned", 4), "mac": ("int", 4, "unsigned", 4), "odd": ("odd", 3, "unsigned", 2),
          "mac_signed_acts": ("int", 4, "signed", 3)}  # signed codes were read as unsigned (review finding)
 
 
 def _make(kind, rows, cols, lanes, C, K, seed=0):
-    w_code, w_bits, a_code, a_bits = KINDS[kind]
+    weight_code, weight_bits, act_code, act_bits = KINDS[kind]
     rng = np.random.default_rng(seed)
-    w = intmath.decode_weights(w_code, w_bits, rng.integers(0, 1 << w_bits, size=(C, K)))
-    return ReferenceMacArray(weights=w, rows=rows, cols=cols, lanes=lanes, w_code=w_code, w_bits=w_bits,
-                             a_code=a_code, a_bits=a_bits)
+    w = intmath.decode_weights(weight_code, weight_bits, rng.integers(0, 1 << weight_bits, size=(C, K)))
+    return ReferenceMacArray(weights=w, rows=rows, cols=cols, lanes=lanes, weight_code=weight_code,
+                             weight_bits=weight_bits, act_code=act_code, act_bits=act_bits)
 
 
 def _pack(row, bits):
@@ -39,17 +39,17 @@ def _unpack(word, width, n):
 @pytest.mark.parametrize("rows, cols, lanes, C, K", [(1, 1, 1, 1, 1), (2, 3, 2, 5, 7), (1, 4, 3, 8, 6), (3, 1, 1, 2, 9)])
 def test_matches_the_array_model_under_stalls(kind, rows, cols, lanes, C, K):
     dut = _make(kind, rows, cols, lanes, C, K, seed=rows * 10 + cols)
-    mp, a_bits = dut.mapping, dut.spec.a_bits
+    mp, act_bits = dut.mapping, dut.spec.act_bits
     rng = np.random.default_rng(K)
-    x = rng.integers(0, 1 << a_bits, size=(6, K))
+    x = rng.integers(0, 1 << act_bits, size=(6, K))
     beats = mp.vectors_to_beats(x)
-    res = run_streams(dut, sources={dut.i_stream: [_pack(b, a_bits) for b in beats]},
+    res = run_streams(dut, sources={dut.i_stream: [_pack(b, act_bits) for b in beats]},
                       sinks={dut.o_stream: len(beats) // mp.sf}, valid_prob=0.6, ready_prob=0.6, seed=K)
     got = np.array([_unpack(v, dut.acc_width, cols) for v in values(res, dut.o_stream)])
     want = dut.reference(beats)
     np.testing.assert_array_equal(got, want)
     # and the real channels are the intmath dot products
-    y = intmath.decode_acts(dut.spec.a_code, a_bits, x) @ mp.weights.T
+    y = intmath.decode_acts(dut.spec.act_code, act_bits, x) @ mp.weights.T
     np.testing.assert_array_equal(mp.outputs_to_channels(got), y)
 
 
@@ -64,12 +64,12 @@ def test_full_rate_and_latency():
 
 def test_uses_multipliers_not_raw_terms():
     """The yardstick must be the obvious design: a ``*`` per lane in the netlist."""
-    text = to_verilog(_make("shift_add", 2, 2, 1, 4, 4), name="ref")
+    text = to_verilog(_make("shift", 2, 2, 1, 4, 4), name="ref")
     assert text.count(" * ") >= 4
 
 
 def test_parameter_checks():
     with pytest.raises(ValueError, match="^rows must be at least 1, not 0$"):
-        ReferenceMacArray(weights=[[1]], rows=0, cols=1, lanes=1, w_code="int", w_bits=2, a_bits=2)
+        ReferenceMacArray(weights=[[1]], rows=0, cols=1, lanes=1, weight_code="int", weight_bits=2, act_bits=2)
     with pytest.raises(TypeError, match="^cols must be an integer"):
-        ReferenceMacArray(weights=[[1]], rows=1, cols="2", lanes=1, w_code="int", w_bits=2, a_bits=2)
+        ReferenceMacArray(weights=[[1]], rows=1, cols="2", lanes=1, weight_code="int", weight_bits=2, act_bits=2)

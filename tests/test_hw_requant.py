@@ -392,7 +392,7 @@ class _ArrayThenRequant(wiring.Component):
 def test_array_then_thresholds_is_one_layer():
     rng = np.random.default_rng(5)
     w = rng.integers(-8, 8, size=(5, 11))
-    arr = SystolicArray(weights=w, rows=2, cols=3, lanes=2, w_code="int", w_bits=4, a_bits=3)
+    arr = SystolicArray(weights=w, rows=2, cols=3, lanes=2, weight_code="int", weight_bits=4, act_bits=3)
     lo, hi = arr.mapping.channel_bounds
     t = np.sort(rng.integers(-60, 60, size=(5, 7)), axis=1)
     sign = rng.choice([-1, 1], size=5)
@@ -411,7 +411,7 @@ def test_array_then_chosen_signed_requantizer_is_a_residual_arm(bits):
     """A conv2 / shortcut arm: the IR's signed thresholds, the form choose_requantizer picks, the IR's values."""
     rng = np.random.default_rng(bits)
     w = rng.integers(-8, 8, size=(5, 11))
-    arr = SystolicArray(weights=w, rows=2, cols=3, lanes=2, w_code="int", w_bits=4, a_bits=3)
+    arr = SystolicArray(weights=w, rows=2, cols=3, lanes=2, weight_code="int", weight_bits=4, act_bits=3)
     lo, hi = (b[:5] for b in arr.mapping.channel_bounds)
     a = rng.uniform(0.5, 1.5, size=5) * (1 << bits) / (hi - lo) * rng.choice([-1, 1], size=5)
     th = affine_requant(a, rng.uniform(-3, 3, size=5), "signed", bits, lo, hi)

@@ -10,7 +10,7 @@ from qhw.backends.verilog import to_verilog
 from qhw.hw.array import ArrayMapping, SystolicArray
 from qhw.ir import intmath
 
-#: name -> (w_code, w_bits, a_code, a_bits, weight sampler)
+#: name -> (weight_code, weight_bits, act_code, act_bits, weight sampler)
 KINDS = {
     "xnor": ("binary", 1, "bipolar", 1, lambda r, s: r.choice([-1, 1], size=s)),
     "and1": ("binary", 1, "unsigned", 1, lambda r, s: r.choice([-1, 1], size=s)),
@@ -23,15 +23,15 @@ KINDS = {
 
 
 def make_array(kind, out_ch, in_feat, rows, cols, lanes, seed=0, weights=None, weight_memory="auto"):
-    w_code, w_bits, a_code, a_bits, sample = KINDS[kind]
+    weight_code, weight_bits, act_code, act_bits, sample = KINDS[kind]
     rng = np.random.default_rng(seed)
     w = sample(rng, (out_ch, in_feat)) if weights is None else weights
-    return SystolicArray(weights=w, rows=rows, cols=cols, lanes=lanes, w_code=w_code, w_bits=w_bits,
-                         a_code=a_code, a_bits=a_bits, weight_memory=weight_memory)
+    return SystolicArray(weights=w, rows=rows, cols=cols, lanes=lanes, weight_code=weight_code, weight_bits=weight_bits,
+                         act_code=act_code, act_bits=act_bits, weight_memory=weight_memory)
 
 
 def pack_beats(arr, beats):
-    b = arr.spec.a_bits
+    b = arr.spec.act_bits
     return [sum(int(v) << (j * b) for j, v in enumerate(beat)) for beat in beats]
 
 
@@ -55,7 +55,7 @@ def simulate(arr, vectors, *, valid_prob=1.0, ready_prob=1.0, seed=0, garbage_pa
 
 def golden(arr, vectors):
     spec = arr.spec
-    return intmath.decode_acts(spec.a_code, spec.a_bits, vectors) @ np.asarray(arr.mapping.weights).T
+    return intmath.decode_acts(spec.act_code, spec.act_bits, vectors) @ np.asarray(arr.mapping.weights).T
 
 
 SHAPES = [  # (out_ch, in_feat, rows, cols, lanes): folds, padding, 1×N, N×1, non-square
@@ -123,7 +123,7 @@ def test_block_path_without_the_early_address_is_wrong():
             return super()._column_rom(m, en, late, c)
 
     arr = Late(weights=np.random.default_rng(0).integers(-8, 8, size=(5, 13)), rows=2, cols=3, lanes=2,
-               w_code="int", w_bits=4, a_bits=4, weight_memory="block")
+               weight_code="int", weight_bits=4, act_bits=4, weight_memory="block")
     assert arr.block_columns == (0, 1, 2)
     x = np.random.default_rng(1).integers(0, 16, size=(6, 13))
     got, expected, _ = simulate(arr, x, valid_prob=0.8, ready_prob=0.8, seed=2)
@@ -162,14 +162,15 @@ def test_block_estimates_move_rom_luts_to_bram_per_family():
         block.estimate_resources("virtex2")
 
 
-@pytest.mark.parametrize("a_bits", [1, 8])
-@pytest.mark.parametrize("w_bits", [2, 8])
-def test_int_bit_width_sweep(w_bits, a_bits):
-    rng = np.random.default_rng(w_bits + a_bits)
-    w = rng.integers(-(1 << (w_bits - 1)), 1 << (w_bits - 1), size=(5, 13))
-    arr = SystolicArray(weights=w, rows=2, cols=3, lanes=2, w_code="int", w_bits=w_bits, a_bits=a_bits)
-    x = rng.integers(0, 1 << a_bits, size=(4, 13))
-    got, expected, _ = simulate(arr, x, valid_prob=0.8, ready_prob=0.7, seed=w_bits)
+@pytest.mark.parametrize("act_bits", [1, 8])
+@pytest.mark.parametrize("weight_bits", [2, 8])
+def test_int_bit_width_sweep(weight_bits, act_bits):
+    rng = np.random.default_rng(weight_bits + act_bits)
+    w = rng.integers(-(1 << (weight_bits - 1)), 1 << (weight_bits - 1), size=(5, 13))
+    arr = SystolicArray(weights=w, rows=2, cols=3, lanes=2, weight_code="int", weight_bits=weight_bits,
+                        act_bits=act_bits)
+    x = rng.integers(0, 1 << act_bits, size=(4, 13))
+    got, expected, _ = simulate(arr, x, valid_prob=0.8, ready_prob=0.7, seed=weight_bits)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(arr.mapping.outputs_to_channels(got), golden(arr, x))
 
@@ -189,12 +190,12 @@ def test_padded_channels_do_not_widen_the_output():
 @pytest.mark.parametrize("kind", ["xnor", "int4", "pow2", "odd3"])
 def test_worst_case_inputs_reach_the_exact_bounds(kind):
     arr = make_array(kind, 6, 40, 2, 3, 4, seed=11)
-    lo, hi = intmath.accumulator_bounds(arr.mapping.weights, *arr.spec.a_range)
+    lo, hi = intmath.accumulator_bounds(arr.mapping.weights, *arr.spec.act_range)
     assert arr.acc_width == intmath.signed_width(lo.min(), hi.max())
     # Per channel, the activation vectors that attain its lower and upper bound.
-    a_lo, a_hi = arr.spec.a_range
+    a_lo, a_hi = arr.spec.act_range
     w = arr.mapping.weights
-    to_codes = lambda v: intmath.encode_acts(arr.spec.a_code, arr.spec.a_bits, v)
+    to_codes = lambda v: intmath.encode_acts(arr.spec.act_code, arr.spec.act_bits, v)
     x = np.concatenate([to_codes(np.where(w > 0, a_hi, a_lo)), to_codes(np.where(w > 0, a_lo, a_hi))])
     got, expected, _ = simulate(arr, x, ready_prob=0.5, seed=5)
     np.testing.assert_array_equal(got, expected)
@@ -269,10 +270,10 @@ def test_estimates_are_positive_and_grow_with_the_array():
     (dict(cols=-2), ValueError, "cols"),
     (dict(lanes=0), ValueError, "lanes"),
     (dict(rows=2.5), TypeError, "rows"),
-    (dict(w_bits=0), ValueError, "w_bits"),
-    (dict(w_bits=17), ValueError, "w_bits"),
-    (dict(a_bits=0), ValueError, "a_bits"),
-    (dict(a_bits=17), ValueError, "a_bits"),
+    (dict(weight_bits=0), ValueError, "weight_bits"),
+    (dict(weight_bits=17), ValueError, "weight_bits"),
+    (dict(act_bits=0), ValueError, "act_bits"),
+    (dict(act_bits=17), ValueError, "act_bits"),
     (dict(out_fifo_depth=0), ValueError, "out_fifo_depth"),
     (dict(weight_memory="bram"), ValueError, "weight_memory"),
     (dict(weights=[[8, 0]]), ValueError, "weights"),            # out of range for 4-bit int
@@ -280,13 +281,13 @@ def test_estimates_are_positive_and_grow_with_the_array():
     (dict(weights=np.zeros((0, 3))), ValueError, "weights"),    # empty
     (dict(weights=[[0.5, 1.0]]), TypeError, "weights"),         # not integers
     (dict(weights="abc"), TypeError, "weights"),
-    (dict(w_code="binary", w_bits=1, weights=[[1, 0]]), ValueError, "weights"),
-    (dict(w_code="odd", w_bits=2, weights=[[1, 2]]), ValueError, "weights"),
-    (dict(w_code="pow2", w_bits=3, weights=[[3, 1]]), ValueError, "weights"),
+    (dict(weight_code="binary", weight_bits=1, weights=[[1, 0]]), ValueError, "weights"),
+    (dict(weight_code="odd", weight_bits=2, weights=[[1, 2]]), ValueError, "weights"),
+    (dict(weight_code="pow2", weight_bits=3, weights=[[3, 1]]), ValueError, "weights"),
 ])
 def test_invalid_parameters(kwargs, exc, word):
-    args = dict(weights=[[1, -2], [3, 4]], rows=1, cols=1, lanes=2, w_code="int", w_bits=4,
-                a_code="unsigned", a_bits=4) | kwargs
+    args = dict(weights=[[1, -2], [3, 4]], rows=1, cols=1, lanes=2, weight_code="int", weight_bits=4,
+                act_code="unsigned", act_bits=4) | kwargs
     with pytest.raises(exc, match=word):
         SystolicArray(**args)
 

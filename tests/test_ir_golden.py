@@ -92,16 +92,16 @@ def test_xnor_layer_equals_popcount_with_padding_masked():
     for co in range(2):
         for oy in range(4):
             for ox in range(4):
-                a_bits = w_bits = n = 0
+                a_word = w_word = n = 0
                 for ci in range(3):
                     for ky in range(3):
                         for kx in range(3):
                             iy, ix = oy + ky - 1, ox + kx - 1
                             if 0 <= iy < 4 and 0 <= ix < 4:  # padded taps are left out
-                                a_bits |= int(xb[ci, iy, ix]) << n
-                                w_bits |= int(wb[co, ci, ky, kx]) << n
+                                a_word |= int(xb[ci, iy, ix]) << n
+                                w_word |= int(wb[co, ci, ky, kx]) << n
                                 n += 1
-                assert acc[co, oy, ox] == int(intmath.xnor_dot(a_bits, w_bits, n))
+                assert acc[co, oy, ox] == int(intmath.xnor_dot(a_word, w_word, n))
 
 
 def test_pow2_layer_equals_shift_and_add():

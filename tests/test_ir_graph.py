@@ -214,11 +214,13 @@ def test_input_scale_must_be_a_finite_positive_number():
 
 @pytest.mark.parametrize(
     "wcode,acode,pe",
-    [("binary", "bipolar", PEKind.XNOR), ("binary", "unsigned", PEKind.MAC), ("pow2", "unsigned", PEKind.SHIFT),
-     ("pow2", "bipolar", PEKind.SHIFT), ("odd", "bipolar", PEKind.MAC), ("odd", "unsigned", PEKind.MAC)],
+    [("binary", "bipolar", PEKind.XNOR), ("binary", "unsigned", PEKind.AND), ("binary", "signed", PEKind.AND),
+     ("pow2", "unsigned", PEKind.SHIFT), ("pow2", "bipolar", PEKind.SHIFT), ("odd", "bipolar", PEKind.MAC),
+     ("odd", "unsigned", PEKind.MAC), ("int", "signed", PEKind.MAC)],
 )
 def test_pe_kind(wcode, acode, pe):
     assert pe_kind(wcode, acode) is pe
+    assert PEKind is intmath.PEKind and pe_kind is intmath.pe_kind  # one definition, re-exported
 
 
 @pytest.mark.parametrize(

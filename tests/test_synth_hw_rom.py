@@ -25,8 +25,8 @@ BRAM_TYPES = {"ice40": {"SB_RAM40_4K"}, "ecp5": {"DP16KD"}, "xilinx": {"RAMB18E1
 def _array(memory: str) -> SystolicArray:
     """2×2 one-lane int4 array, 128 fold steps (NF = 2, SF = 64): one 128 × 12-bit ROM per column."""
     w = np.random.default_rng(3).integers(-8, 8, size=(4, 128))
-    return SystolicArray(weights=w, rows=2, cols=2, lanes=1, w_code="int", w_bits=4, a_code="unsigned", a_bits=4,
-                         weight_memory=memory)
+    return SystolicArray(weights=w, rows=2, cols=2, lanes=1, weight_code="int", weight_bits=4, act_code="unsigned",
+                         act_bits=4, weight_memory=memory)
 
 
 def test_block_weights_become_block_ram_on_every_family(tmp_path):

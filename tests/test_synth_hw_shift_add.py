@@ -24,9 +24,9 @@ pytestmark = pytest.mark.synth
 MULTIPLIER_CELLS = re.compile(r"(?i).*(mult|mac16|dsp|alu54|padd|\$mul|\$macc).*")
 
 
-def _weights(w_code, w_bits, seed=0):
+def _weights(weight_code, weight_bits, seed=0):
     rng = np.random.default_rng(seed)
-    return intmath.decode_weights(w_code, w_bits, rng.integers(0, 1 << w_bits, size=(4, 8)))
+    return intmath.decode_weights(weight_code, weight_bits, rng.integers(0, 1 << weight_bits, size=(4, 8)))
 
 
 def _synth(design, tmp_path, target):
@@ -36,11 +36,11 @@ def _synth(design, tmp_path, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("w_bits, a_bits", [(4, 8)])
-def test_shift_add_array_has_no_multiplier(tmp_path, target, w_bits, a_bits):
+@pytest.mark.parametrize("weight_bits, act_bits", [(4, 8)])
+def test_shift_add_array_has_no_multiplier(tmp_path, target, weight_bits, act_bits):
     # 2×2 PEs, 2 lanes, 2×2 folds: every PE steps through a 4-word weight ROM.
-    arr = SystolicArray(weights=_weights("pow2", w_bits), rows=2, cols=2, lanes=2, w_code="pow2",
-                        w_bits=w_bits, a_code="unsigned", a_bits=a_bits)
+    arr = SystolicArray(weights=_weights("pow2", weight_bits), rows=2, cols=2, lanes=2, weight_code="pow2",
+                        weight_bits=weight_bits, act_code="unsigned", act_bits=act_bits)
     r = _synth(arr, tmp_path, target)
     found = {c: n for c, n in r.cells.items() if MULTIPLIER_CELLS.fullmatch(c)}
     assert r.dsp == 0 and not found, f"{target}: multiplier cells in a shift-add array: {found}"
@@ -50,8 +50,8 @@ def test_shift_add_array_has_no_multiplier(tmp_path, target, w_bits, a_bits):
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_check_sees_multipliers(tmp_path, target):
     """Positive control: the behavioural W8A8 MAC of the same shape does use DSPs."""
-    ref = ReferenceMacArray(weights=_weights("int", 8), rows=2, cols=2, lanes=2, w_code="int", w_bits=8,
-                            a_code="unsigned", a_bits=8)
+    ref = ReferenceMacArray(weights=_weights("int", 8), rows=2, cols=2, lanes=2, weight_code="int", weight_bits=8,
+                            act_code="unsigned", act_bits=8)
     r = _synth(ref, tmp_path, target)
     found = {c: n for c, n in r.cells.items() if MULTIPLIER_CELLS.fullmatch(c)}
     assert r.dsp > 0 and found, f"{target}: no DSP in a multiplier design: {r.cells}"

@@ -47,10 +47,10 @@ DESIGNS = ("qhw", "reference")
 
 @dataclass(frozen=True)
 class Kind:
-    w_code: str
-    w_bits: int
-    a_code: str
-    a_bits: int
+    weight_code: str
+    weight_bits: int
+    act_code: str
+    act_bits: int
     label: str
 
 
@@ -110,8 +110,8 @@ def bench_weights(kind: str, n: int, lanes: int, fold: int) -> np.ndarray:
     from qhw.ir import intmath
 
     seed = list(KINDS).index(kind) * 1000 + n * 10 + lanes
-    codes = np.random.default_rng(seed).integers(0, 1 << k.w_bits, size=(fold * n, fold * n * lanes))
-    return intmath.decode_weights(k.w_code, k.w_bits, codes)
+    codes = np.random.default_rng(seed).integers(0, 1 << k.weight_bits, size=(fold * n, fold * n * lanes))
+    return intmath.decode_weights(k.weight_code, k.weight_bits, codes)
 
 
 def build(design: str, kind: str, n: int, lanes: int, fold: int):
@@ -120,8 +120,8 @@ def build(design: str, kind: str, n: int, lanes: int, fold: int):
 
     k = KINDS[kind]
     cls = SystolicArray if design == "qhw" else ReferenceMacArray
-    return cls(weights=bench_weights(kind, n, lanes, fold), rows=n, cols=n, lanes=lanes, w_code=k.w_code,
-               w_bits=k.w_bits, a_code=k.a_code, a_bits=k.a_bits)
+    return cls(weights=bench_weights(kind, n, lanes, fold), rows=n, cols=n, lanes=lanes, weight_code=k.weight_code,
+               weight_bits=k.weight_bits, act_code=k.act_code, act_bits=k.act_bits)
 
 
 @dataclass
@@ -163,8 +163,9 @@ def prepare(point: Point, fold: int, cache: Path) -> Point:
         atomic_write_text(point.source, text)
     s = comp.spec
     point.unit = {"name": "u0", "prefix": "", "weights": comp.mapping.weights.tolist(), "rows": point.n,
-                  "cols": point.n, "lanes": point.lanes, "w_code": s.w_code.value, "w_bits": s.w_bits,
-                  "a_code": s.a_code.value, "a_bits": s.a_bits, "acc_width": comp.acc_width}
+                  "cols": point.n, "lanes": point.lanes, "weight_code": s.weight_code.value,
+                  "weight_bits": s.weight_bits, "act_code": s.act_code.value, "act_bits": s.act_bits,
+                  "acc_width": comp.acc_width}
     if hasattr(comp, "estimate_resources"):  # the pre-synthesis estimate the tables check
         point.estimate = {**comp.estimate_resources(), "cycles": comp.estimate_cycles(UTIL_VECTORS)}
     return point

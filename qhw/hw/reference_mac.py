@@ -38,13 +38,13 @@ class ReferenceMacArray(wiring.Component):
         Same meaning as for the systolic array: ``rows · lanes`` features per
         beat, ``cols`` output channels per neuron group; ``rows · cols · lanes``
         multipliers.
-    w_code, w_bits, a_code, a_bits
+    weight_code, weight_bits, act_code, act_bits
         Encodings and widths (:mod:`qhw.ir.intmath`).
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(unsigned(rows·lanes·a_bits)))
-        Beat of activation codes, feature ``j`` at bits ``[j·a_bits, (j+1)·a_bits)``.
+    i_stream : In(stream.Signature(unsigned(rows·lanes·act_bits)))
+        Beat of activation codes, feature ``j`` at bits ``[j·act_bits, (j+1)·act_bits)``.
     o_stream : Out(stream.Signature(unsigned(cols·acc_width)))
         Column ``c`` (channel ``nf·cols + c``) two's complement at bits
         ``[c·acc_width, (c+1)·acc_width)``; padded channels give 0.
@@ -60,10 +60,11 @@ class ReferenceMacArray(wiring.Component):
 
     latency = 1
 
-    def __init__(self, *, weights, rows: int, cols: int, lanes: int, w_code: str, w_bits: int,
-                 a_code: str = "unsigned", a_bits: int):
+    def __init__(self, *, weights, rows: int, cols: int, lanes: int, weight_code: str, weight_bits: int,
+                 act_code: str = "unsigned", act_bits: int):
         rows, cols = check_positive("rows", rows), check_positive("cols", cols)
-        spec = PESpec(w_code=w_code, w_bits=w_bits, a_code=a_code, a_bits=a_bits, lanes=lanes)
+        spec = PESpec(weight_code=weight_code, weight_bits=weight_bits, act_code=act_code, act_bits=act_bits,
+                      lanes=lanes)
         self.spec, self.rows, self.cols, self.lanes = spec, rows, cols, spec.lanes
         self.mapping = ArrayMapping(weights=weights, rows=rows, cols=cols, spec=spec)
         self.acc_width = self.mapping.acc_width
@@ -75,7 +76,7 @@ class ReferenceMacArray(wiring.Component):
         self.values = values
         self.w_width = signed_width(min(int(values.min()), 0), max(int(values.max()), 0))
         super().__init__({
-            "i_stream": In(stream.Signature(unsigned(rows * spec.lanes * spec.a_bits))),
+            "i_stream": In(stream.Signature(unsigned(rows * spec.lanes * spec.act_bits))),
             "o_stream": Out(stream.Signature(unsigned(cols * self.acc_width))),
         })
 
@@ -106,11 +107,11 @@ class ReferenceMacArray(wiring.Component):
 
         acts = []
         for j in range(mp.beat_features):
-            code = i.payload[j * spec.a_bits:(j + 1) * spec.a_bits]
-            if spec.a_code.value == "bipolar":
+            code = i.payload[j * spec.act_bits:(j + 1) * spec.act_bits]
+            if spec.act_code.value == "bipolar":
                 acts.append(Mux(code[0], 1, -1))
             else:
-                acts.append(code.as_signed() if spec.a_signed else code)
+                acts.append(code.as_signed() if spec.act_signed else code)
 
         results = []
         for c in range(self.cols):

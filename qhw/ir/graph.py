@@ -41,7 +41,6 @@ stream carries code 0 = −1 on padded taps).
 
 from __future__ import annotations
 
-import enum
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -50,27 +49,11 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from qhw.ir import intmath
-from qhw.ir.intmath import ActCode, WeightCode
+# PEKind / pe_kind live in intmath (one definition, shared with qhw.hw.pe.spec); re-exported here.
+from qhw.ir.intmath import ActCode, PEKind, WeightCode, pe_kind  # noqa: F401
 from qhw.ir.requant import MulShift, Thresholds, int_array
 
 Requant = Union[Thresholds, MulShift, None]
-
-
-class PEKind(str, enum.Enum):
-    """Which processing element computes the dot products of a layer."""
-
-    MAC = "mac"      # integer multiply-accumulate (odd/int/binary weights, unsigned or signed inputs)
-    XNOR = "xnor"    # ±1 weights and ±1 inputs: 2·popcount(xnor(w, x)) - n
-    SHIFT = "shift"  # power-of-two weights: sign and shift, then add
-
-
-def pe_kind(weight_code: WeightCode | str, in_code: ActCode | str) -> PEKind:
-    w, a = WeightCode(weight_code), ActCode(in_code)
-    if w is WeightCode.BINARY and a is ActCode.BIPOLAR:
-        return PEKind.XNOR
-    if w is WeightCode.POW2:
-        return PEKind.SHIFT
-    return PEKind.MAC
 
 
 def _check_name(param: str, value: Any) -> str:
@@ -403,6 +386,7 @@ class _WeightLayer(Layer):
 
     @property
     def pe(self) -> PEKind:
+        """The PE kind of the layer: :func:`intmath.pe_kind`, as :attr:`qhw.hw.pe.spec.PESpec.kind` (one rule)."""
         return pe_kind(self.weight_code, self.in_specs[0].code)
 
     @property

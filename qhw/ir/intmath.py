@@ -29,6 +29,14 @@ thresholds   code = sum_j [ sign_c · acc >= t_(c,j) ],  t ascending in j,
              sign_c in {+1, -1} per channel (FINN-style, exact)
 mul_shift    code = clamp((acc · m_c + b_c + 2^(s-1)) >> s, lo, hi)
              (arithmetic shift = floor division; s >= 1)
+
+PE kinds (:class:`PEKind`, :func:`pe_kind`: the IR layers' ``pe`` and the
+hardware's ``PESpec.kind``):
+
+``xnor``   binary weights × bipolar activations (XNOR popcount)
+``and``    binary weights × unsigned or signed activations (AND popcount)
+``shift``  pow2 weights (sign and shift, then add)
+``mac``    int and odd weights (multiply-accumulate)
 """
 
 from __future__ import annotations
@@ -55,6 +63,36 @@ class ActCode(str, enum.Enum):
 
 #: widest ``signed`` tensor: int64 golden-model arithmetic keeps one bit spare
 MAX_SIGNED_BITS = 63
+
+
+class PEKind(str, enum.Enum):
+    """Which processing element computes a dot product (:func:`pe_kind`).
+
+    The one classification of the project: the IR layers' ``pe`` (and the
+    ``pe`` field of the network file) and :attr:`qhw.hw.pe.spec.PESpec.kind`
+    are both :func:`pe_kind`.
+    """
+
+    XNOR = "xnor"    # binary weights × bipolar inputs: 2·popcount(xnor(w, x)) − n
+    AND = "and"      # binary weights × unsigned / signed inputs: 2·Σ(x where w = +1) − Σx
+    SHIFT = "shift"  # pow2 weights: sign and shift, then add
+    MAC = "mac"      # int / odd weights: multiply-accumulate
+
+
+def pe_kind(weight_code: WeightCode | str, act_code: ActCode | str) -> PEKind:
+    """The PE kind of ``weight_code`` weights on ``act_code`` activations.
+
+    Binary weights give the popcount PEs (XNOR on bipolar inputs, AND on
+    the others), pow2 weights the shift-add PE, int and odd weights the MAC.
+    This classifies only: whether the hardware builds the pair (it needs
+    binary weights for bipolar inputs) is :class:`qhw.hw.pe.spec.PESpec`'s check.
+    """
+    w, a = WeightCode(weight_code), ActCode(act_code)
+    if w is WeightCode.BINARY:
+        return PEKind.XNOR if a is ActCode.BIPOLAR else PEKind.AND
+    if w is WeightCode.POW2:
+        return PEKind.SHIFT
+    return PEKind.MAC
 
 
 def check_bits(name: str, bits: int, lo: int = 1, hi: int = MAX_BITS) -> int:
@@ -224,19 +262,19 @@ def popcount(x) -> np.ndarray:
     return np.bitwise_count(x).astype(np.int64)
 
 
-def xnor_dot(a_bits, w_bits, n: int) -> np.ndarray:
-    """±1 dot product of packed n-bit words: 2·popcount(xnor(a, w)) - n."""
+def xnor_dot(act_word, weight_word, n: int) -> np.ndarray:
+    """±1 dot product of packed n-bit words (lane i at bit i): 2·popcount(xnor(a, w)) - n."""
     mask = np.uint64((1 << n) - 1)
-    a = np.asarray(a_bits, dtype=np.uint64)
-    w = np.asarray(w_bits, dtype=np.uint64)
+    a = np.asarray(act_word, dtype=np.uint64)
+    w = np.asarray(weight_word, dtype=np.uint64)
     return 2 * popcount(~(a ^ w) & mask) - n
 
 
-def and_dot(a_bits, w_bits, n: int) -> np.ndarray:
-    """{0,1}·(±1) dot product: 2·popcount(a & w) - popcount(a)."""
+def and_dot(act_word, weight_word, n: int) -> np.ndarray:
+    """{0,1}·(±1) dot product of packed n-bit words: 2·popcount(a & w) - popcount(a)."""
     mask = np.uint64((1 << n) - 1)
-    a = np.asarray(a_bits, dtype=np.uint64) & mask
-    w = np.asarray(w_bits, dtype=np.uint64)
+    a = np.asarray(act_word, dtype=np.uint64) & mask
+    w = np.asarray(weight_word, dtype=np.uint64)
     return 2 * popcount(a & w) - popcount(a)
 
 

@@ -32,7 +32,10 @@ Derived fields are written for readers that do not run qhw (``out``,
 ``acc_lo``/``acc_hi`` arrays, ``acc_bits``, ``pe``, the decoded ``weights``
 array); version 2 requires them, and they are re-derived and compared on
 load: a mismatch means the files were edited or damaged and is reported as
-an :class:`~qhw.errors.InputError`. Version-1 files still load (see
+an :class:`~qhw.errors.InputError`. One exception: ``pe`` is
+:func:`qhw.ir.intmath.pe_kind`, which calls binary weights on unsigned or
+signed inputs ``and``; files from an older qhw say ``mac`` there, and that
+stored value is accepted as informational. Version-1 files still load (see
 :func:`load_network`).
 
 Writes are atomic per file, arrays first, and only after the whole network
@@ -326,6 +329,17 @@ _DERIVED = {
     "maxpool": ("out",),
 }
 
+#: ``pe`` values an older qhw wrote for the same layer: before the one PEKind of intmath, binary
+#: weights on unsigned / signed inputs were classed ``mac`` (the hardware always built the AND
+#: popcount). Such a stored value is informational and accepted; any other mismatch is damage.
+_OLDER_PE = {intmath.PEKind.AND: ("mac",)}
+
+
+def _stored_pe_values(pe: intmath.PEKind) -> tuple[str, ...]:
+    """What a file may store as ``pe`` for a layer whose PE kind is ``pe``."""
+    return (pe.value, *_OLDER_PE.get(pe, ()))
+
+
 #: inputs per kind (None: two or more)
 _ARITY = {"input": 0, "conv": 1, "dense": 1, "gap": 1, "maxpool": 1, "add": None}
 
@@ -385,7 +399,7 @@ def _layer_from(doc: Any, rd: _Reader, index: int, version: int, built: dict, st
     has_weights = kind in ("conv", "dense")
     if has_weights and "weights" in doc and not np.array_equal(rd_l.array(doc, "weights"), layer.weights):
         raise InputError(f"{where}: stored weight values do not decode from the raw weight codes")
-    if has_weights and "pe" in doc and doc["pe"] != layer.pe.value:
+    if has_weights and "pe" in doc and doc["pe"] not in _stored_pe_values(layer.pe):
         raise InputError(f"{where}: stored pe {doc['pe']!r} differs from {layer.pe.value!r}")
     for field in ("acc_lo", "acc_hi"):
         if field in doc and field in expect and not np.array_equal(rd_l.array(doc, field), expect[field]):

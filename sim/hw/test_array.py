@@ -9,7 +9,7 @@ accumulators, beat order ``(vector, nf, sf)`` as in
 
 Parameters (``tb_params``)
 --------------------------
-units : list of {name, weights, rows, cols, lanes, w_code, w_bits, a_code, a_bits, acc_width}
+units : list of {name, weights, rows, cols, lanes, weight_code, weight_bits, act_code, act_bits, acc_width}
     ``weights`` are the integer values the outputs must be computed with
     (a fault-injection test builds the hardware from other ones). An
     optional ``prefix`` (default ``"<name>_"``) names the unit's ports, so
@@ -38,7 +38,8 @@ from qhw_tb import StreamUnit, pack_lanes, run_units, unpack_lanes
 
 
 def _mapping(u: dict) -> ArrayMapping:
-    spec = PESpec(w_code=u["w_code"], w_bits=u["w_bits"], a_code=u["a_code"], a_bits=u["a_bits"], lanes=u["lanes"])
+    spec = PESpec(weight_code=u["weight_code"], weight_bits=u["weight_bits"], act_code=u["act_code"],
+                  act_bits=u["act_bits"], lanes=u["lanes"])
     return ArrayMapping(weights=np.array(u["weights"], dtype=np.int64), rows=u["rows"], cols=u["cols"], spec=spec)
 
 
@@ -46,8 +47,8 @@ def make_vectors(u: dict, n: int, rng: random.Random) -> np.ndarray:
     """(n, K) activation codes: all at the largest value, all at the smallest, then extremes-only
     and uniform ones (extremes from intmath, so signed codes get 011..1 and 100..0)."""
     K = len(u["weights"][0])
-    a_lo, a_hi = intmath.act_extreme_codes(u["a_code"], u["a_bits"])
-    a_max = (1 << u["a_bits"]) - 1
+    a_lo, a_hi = intmath.act_extreme_codes(u["act_code"], u["act_bits"])
+    a_max = (1 << u["act_bits"]) - 1
     x = np.zeros((n, K), dtype=np.int64)
     for v in range(n):
         if v == 0:
@@ -70,7 +71,7 @@ class Unit(StreamUnit):
         acc, cols = u["acc_width"], u["cols"]
         super().__init__(dut, u.get("prefix", f"{u['name']}_"), rng=rng, valid_prob=valid_prob,
                          ready_prob=ready_prob,
-                         label=f"{u['name']} ({u['w_code']} w{u['w_bits']} {u['a_code']} a{u['a_bits']} "
+                         label=f"{u['name']} ({u['weight_code']} w{u['weight_bits']} {u['act_code']} a{u['act_bits']} "
                                f"{u['rows']}x{u['cols']}x{u['lanes']})",
                          decode=lambda v: self._mask(unpack_lanes(v, acc, cols, signed=True)))
 
@@ -83,7 +84,7 @@ class Unit(StreamUnit):
     def expected(self, x: np.ndarray) -> list[tuple]:
         mp, u = self.mp, self.u
         w = np.array(u["weights"], dtype=np.int64)
-        a = intmath.decode_acts(u["a_code"], u["a_bits"], x)
+        a = intmath.decode_acts(u["act_code"], u["act_bits"], x)
         y = a @ w.T  # (n, C)
         out = []
         for v in range(len(x)):
@@ -97,11 +98,11 @@ class Unit(StreamUnit):
         mp = self.mp
         b = mp.vectors_to_beats(x)
         pads = mp.pad_lanes()
-        a_max = (1 << self.u["a_bits"]) - 1
+        a_max = (1 << self.u["act_bits"]) - 1
         for i in range(mp.sf - 1, len(b), mp.sf):
             for j in pads:
                 b[i, j] = self.rng.randrange(a_max + 1)
-        return [pack_lanes(row, self.u["a_bits"]) for row in b], b
+        return [pack_lanes(row, self.u["act_bits"]) for row in b], b
 
     async def run(self, x: np.ndarray, timeout_cycles: int) -> None:
         want = self.expected(x)

@@ -6,7 +6,7 @@ concurrently, each with its own driver, monitor and scoreboard.
 
 Parameters (``tb_params``)
 --------------------------
-units : list of {name, w_code, w_bits, a_code, a_bits, lanes, fold, acc_width}
+units : list of {name, weight_code, weight_bits, act_code, act_bits, lanes, fold, acc_width}
 vectors : dot products per unit in the stall test
 long_vectors : dot products per unit in the utilization test
 valid_prob, ready_prob, seed
@@ -27,15 +27,15 @@ from qhw.ir import intmath
 from qhw_tb import StreamUnit, pack_fields, pack_lanes, run_units, to_signed
 
 
-def expected_dot(u: dict, a_codes, w_codes) -> int:
-    w = intmath.decode_weights(u["w_code"], u["w_bits"], w_codes)
-    a = intmath.decode_acts(u["a_code"], u["a_bits"], a_codes)
+def expected_dot(u: dict, act_codes, weight_codes) -> int:
+    w = intmath.decode_weights(u["weight_code"], u["weight_bits"], weight_codes)
+    a = intmath.decode_acts(u["act_code"], u["act_bits"], act_codes)
     return int(np.sum(w * a))
 
 
 def _extreme_weight_codes(u: dict) -> tuple[int, int]:
-    lo, hi = intmath.weight_value_range(u["w_code"], u["w_bits"])
-    codes = intmath.encode_weights(u["w_code"], u["w_bits"], [lo, hi])
+    lo, hi = intmath.weight_value_range(u["weight_code"], u["weight_bits"])
+    codes = intmath.encode_weights(u["weight_code"], u["weight_bits"], [lo, hi])
     return int(codes[0]), int(codes[1])
 
 
@@ -48,7 +48,7 @@ def make_vectors(u: dict, n: int, rng: random.Random) -> list[tuple[list[int], l
     are uniform over all codes.
     """
     length = u["lanes"] * u["fold"]
-    a_lo, a_hi = intmath.act_extreme_codes(u["a_code"], u["a_bits"])
+    a_lo, a_hi = intmath.act_extreme_codes(u["act_code"], u["act_bits"])
     w_lo, w_hi = _extreme_weight_codes(u)
     out = []
     for k in range(n):
@@ -58,8 +58,8 @@ def make_vectors(u: dict, n: int, rng: random.Random) -> list[tuple[list[int], l
             a = [rng.choice((a_lo, a_hi)) for _ in range(length)]
             w = [rng.choice((w_lo, w_hi)) for _ in range(length)]
         else:
-            a = [rng.randrange(1 << u["a_bits"]) for _ in range(length)]
-            w = [rng.randrange(1 << u["w_bits"]) for _ in range(length)]
+            a = [rng.randrange(1 << u["act_bits"]) for _ in range(length)]
+            w = [rng.randrange(1 << u["weight_bits"]) for _ in range(length)]
         out.append((a, w))
     return out
 
@@ -69,8 +69,8 @@ def beats(u: dict, a: list[int], w: list[int]) -> list[int]:
     lanes, out = u["lanes"], []
     for f in range(u["fold"]):
         sl = slice(f * lanes, (f + 1) * lanes)
-        out.append(pack_fields([(pack_lanes(a[sl], u["a_bits"]), lanes * u["a_bits"]),
-                                (pack_lanes(w[sl], u["w_bits"]), lanes * u["w_bits"])]))
+        out.append(pack_fields([(pack_lanes(a[sl], u["act_bits"]), lanes * u["act_bits"]),
+                                (pack_lanes(w[sl], u["weight_bits"]), lanes * u["weight_bits"])]))
     return out
 
 
@@ -81,7 +81,7 @@ class Unit(StreamUnit):
         self.u = u
         width = u["acc_width"]
         super().__init__(dut, f"{u['name']}_", rng=rng, valid_prob=valid_prob, ready_prob=ready_prob,
-                         label=f"{u['name']} ({u['w_code']} w{u['w_bits']} {u['a_code']} a{u['a_bits']} "
+                         label=f"{u['name']} ({u['weight_code']} w{u['weight_bits']} {u['act_code']} a{u['act_bits']} "
                                f"x{u['lanes']} fold {u['fold']})",
                          decode=lambda v: to_signed(v, width))
 

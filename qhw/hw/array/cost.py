@@ -16,7 +16,7 @@ feature       what is counted                                       LUT/bit
 ``mux``       shift-add: per output bit, an n:1 mux over the         1.42
               exponents that bit can see (1 LUT up to 4 inputs,
               2 up to 8, ...)
-``booth``     Booth partial-product bits ``digits·(a_bits+2)``       1.01
+``booth``     Booth partial-product bits ``digits·(act_bits+2)``       1.01
 ``add``       kept adder-tree sums over lanes / Booth digits         0.59
 ``narrow``    sums narrower than ``KEEP_WIDTH`` (popcount leaves);   0.4
               LUT packing absorbs most of them
@@ -48,6 +48,8 @@ import math
 from collections import Counter
 
 from amaranth.hdl import Signal
+
+from qhw.ir.intmath import PEKind
 
 from ..pe import cost as pe_cost
 from ..pe.datapath import KEEP_WIDTH, pairwise_reduce, raw_terms
@@ -105,14 +107,14 @@ def cell_features(array, r: int, c: int) -> Counter:
             f["wdelay"] += word_bits * math.ceil(r / 32)
     else:
         f["rom"] += rom_luts(len(words), word_bits)
-    exps = mp.max_exps(r, c) if spec.kind == "shift_add" else None
-    terms = raw_terms(spec, Signal(spec.lanes * spec.a_bits), Signal(word_bits), exps, mp.booth)
-    if spec.kind == "shift_add":
+    exps = mp.max_exps(r, c) if spec.kind is PEKind.SHIFT else None
+    terms = raw_terms(spec, Signal(spec.lanes * spec.act_bits), Signal(word_bits), exps, mp.booth)
+    if spec.kind is PEKind.SHIFT:
         for x in exps:
-            for j in range(spec.a_bits + max(x - 1, 0)):
-                f["mux"] += mux_luts(1 + sum(1 for k in range(x) if 0 <= j - k < spec.a_bits))
+            for j in range(spec.act_bits + max(x - 1, 0)):
+                f["mux"] += mux_luts(1 + sum(1 for k in range(x) if 0 <= j - k < spec.act_bits))
     if mp.booth:
-        f["booth"] += spec.lanes * spec.booth_digit_count * (spec.a_bits + 2)
+        f["booth"] += spec.lanes * spec.booth_digit_count * (spec.act_bits + 2)
     kept, narrow = _tree_bits([len(t) for t in terms])
     f["add"] += kept
     f["narrow"] += narrow

@@ -13,7 +13,7 @@ the synapse fold and ``NF = ceil(C / cols)`` the neuron fold.
   the dot product of the pad weights (0, or +1 where the encoding has no 0)
   and are to be ignored.
 * Input stream: one beat = ``B`` activation codes (beat feature ``j`` at bits
-  ``[j·a_bits, (j+1)·a_bits)``). A vector is ``SF`` beats; it is sent ``NF``
+  ``[j·act_bits, (j+1)·act_bits)``). A vector is ``SF`` beats; it is sent ``NF``
   times in a row, once per neuron group: beat order ``(vector, nf, sf)``.
   :meth:`ArrayMapping.vectors_to_beats` builds this stream.
 * Output stream: one beat = ``cols`` accumulators per (vector, nf), column
@@ -31,7 +31,7 @@ from functools import cached_property
 import numpy as np
 
 from qhw.ir import intmath
-from qhw.ir.intmath import signed_width
+from qhw.ir.intmath import PEKind, signed_width
 
 from ..pe.params import check_int_array, check_positive
 from ..pe.spec import PESpec
@@ -81,7 +81,7 @@ class ArrayMapping:
                             ("sf", SF), ("nf", NF), ("steps", NF * SF)]:
             object.__setattr__(self, name, value)
         # Constant weights fold into the logic; ROM weights multiply by Booth muxes.
-        booth = spec.kind == "mac" and self.steps > 1
+        booth = spec.kind is PEKind.MAC and self.steps > 1
         object.__setattr__(self, "booth", booth)
         object.__setattr__(self, "lane_word_bits", spec.rom_lane_bits(booth))
         self._derive_bounds()
@@ -106,7 +106,7 @@ class ArrayMapping:
         step_lo, step_hi = row_lo[..., -1].cumsum(axis=2), row_hi[..., -1].cumsum(axis=2)
         object.__setattr__(self, "p_bounds", tuple(
             (int(step_lo[:, c].min()), int(step_hi[:, c].max())) for c in range(self.cols)))
-        alo, ahi = spec.a_range
+        alo, ahi = spec.act_range
         object.__setattr__(self, "q_bounds", (min(0, K * alo), max(0, K * ahi)))
         gam = [[spec.gamma(self.raw[nf * self.cols + c, :K], K) + spec.alpha * int(off[nf * self.cols + c].sum())
                 for c in range(self.cols)] for nf in range(self.nf)]
@@ -120,7 +120,7 @@ class ArrayMapping:
 
     def values(self) -> np.ndarray:
         """Decoded weights of every (padded) channel and feature, (NF·cols, SF·B)."""
-        return intmath.decode_weights(self.spec.w_code, self.spec.w_bits, self.raw)
+        return intmath.decode_weights(self.spec.weight_code, self.spec.weight_bits, self.raw)
 
     # -- ROM contents ------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class ArrayMapping:
     def max_exps(self, r: int, c: int) -> tuple[int, ...]:
         """Largest pow2 exponent code per lane in PE (r, c)'s ROM."""
         spec, B = self.spec, self.beat_features
-        e = self.raw & ((1 << max(spec.w_bits - 1, 0)) - 1)
+        e = self.raw & ((1 << max(spec.weight_bits - 1, 0)) - 1)
         cols = [sf * B + r * spec.lanes for sf in range(self.sf)]
         lanes = np.stack([e[c::self.cols, k:k + spec.lanes] for k in cols])  # (sf, nf, lanes)
         return tuple(int(x) for x in lanes.reshape(-1, spec.lanes).max(axis=0))
@@ -186,7 +186,7 @@ class ArrayMapping:
             raise ValueError(f"beats: activation codes must be within [0, {spec.code_max}]")
         groups = len(b) // self.sf
         x = b[:groups * self.sf].reshape(groups, -1)[:, :self.in_features]
-        a = intmath.decode_acts(spec.a_code, spec.a_bits, x)
+        a = intmath.decode_acts(spec.act_code, spec.act_bits, x)
         w = self.values()[:, :self.in_features].reshape(self.nf, self.cols, -1)
         nf = np.arange(groups) % self.nf
         y = np.einsum("gck,gk->gc", w[nf], a)

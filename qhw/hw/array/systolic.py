@@ -66,6 +66,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from qhw.ir.intmath import PEKind
+
 from ..pe.cell import SystolicCell
 from ..pe.datapath import act_sum, as_signed_value, mux_tree
 from ..pe.params import check_positive, shape_for
@@ -84,13 +86,13 @@ class SystolicArray(wiring.Component):
         Integer weight values; mapped as in :mod:`qhw.hw.array.mapping`.
     rows, cols, lanes : int
         Array shape and SIMD width per PE, each at least 1.
-    w_code : {"binary", "pow2", "int", "odd"}
+    weight_code : {"binary", "pow2", "int", "odd"}
         Weight encoding; selects the PE kind (XNOR/AND-popcount, shift-add, MAC).
-    w_bits : int
+    weight_bits : int
         Weight code width (1 for binary, 2..6 pow2, 1..16 int/odd).
-    a_code : {"unsigned", "signed", "bipolar"}
+    act_code : {"unsigned", "signed", "bipolar"}
         Activation encoding.
-    a_bits : int
+    act_bits : int
         Activation code width.
     out_fifo_depth : int
         Output FIFO entries (default 2: enough for full rate, see above).
@@ -101,9 +103,9 @@ class SystolicArray(wiring.Component):
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(unsigned(rows·lanes·a_bits)))
+    i_stream : In(stream.Signature(unsigned(rows·lanes·act_bits)))
         One beat of activation codes; feature ``j`` of the beat at bits
-        ``[j·a_bits, (j+1)·a_bits)`` (``in_layout`` views it as an array).
+        ``[j·act_bits, (j+1)·act_bits)`` (``in_layout`` views it as an array).
         Beat order ``(vector, nf, sf)``.
     o_stream : Out(stream.Signature(unsigned(cols·acc_width)))
         One beat per ``SF`` input beats: column ``c`` is channel ``nf·cols + c``,
@@ -126,10 +128,11 @@ class SystolicArray(wiring.Component):
         Columns whose weights are in a block ROM (``column_rom_shape``).
     """
 
-    def __init__(self, *, weights, rows: int, cols: int, lanes: int, w_code: str, w_bits: int,
-                 a_code: str = "unsigned", a_bits: int, out_fifo_depth: int = 2, weight_memory: str = "auto"):
+    def __init__(self, *, weights, rows: int, cols: int, lanes: int, weight_code: str, weight_bits: int,
+                 act_code: str = "unsigned", act_bits: int, out_fifo_depth: int = 2, weight_memory: str = "auto"):
         rows, cols = check_positive("rows", rows), check_positive("cols", cols)
-        spec = PESpec(w_code=w_code, w_bits=w_bits, a_code=a_code, a_bits=a_bits, lanes=lanes)
+        spec = PESpec(weight_code=weight_code, weight_bits=weight_bits, act_code=act_code, act_bits=act_bits,
+                      lanes=lanes)
         self.spec = spec
         self.mapping = ArrayMapping(weights=weights, rows=rows, cols=cols, spec=spec)
         self.rows, self.cols, self.lanes = rows, cols, spec.lanes
@@ -145,7 +148,7 @@ class SystolicArray(wiring.Component):
                 weight_memory == "block" or weight_memory == "auto" and use_block_ram(*self.column_rom_shape(c))))
         self.acc_width = self.mapping.acc_width
         self.latency = rows + cols + 1
-        self.in_layout = data.ArrayLayout(unsigned(spec.a_bits), rows * spec.lanes)
+        self.in_layout = data.ArrayLayout(unsigned(spec.act_bits), rows * spec.lanes)
         self.out_layout = data.ArrayLayout(signed(self.acc_width), cols)
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(self.in_layout.size))),
@@ -176,7 +179,7 @@ class SystolicArray(wiring.Component):
             m.d.sync += step.eq(Mux(step == mp.steps - 1, 0, step + 1))
             m.d.sync += sf.eq(Mux(last_sf, 0, sf + 1))
         beat = self.i_stream.payload
-        pad = sum(((1 << spec.a_bits) - 1) << (j * spec.a_bits) for j in mp.pad_lanes())
+        pad = sum(((1 << spec.act_bits) - 1) << (j * spec.act_bits) for j in mp.pad_lanes())
         if pad:  # padded features read as code 0, whatever the source sends
             beat = beat & ~Mux(last_sf, Const(pad, len(beat)), 0)
         # Control line: stage k holds what was accepted k cycles ago.
@@ -198,7 +201,7 @@ class SystolicArray(wiring.Component):
 
     def _grid(self, m, en, ctrl):
         mp, spec = self.mapping, self.spec
-        width = spec.lanes * spec.a_bits
+        width = spec.lanes * spec.act_bits
         beat, line = ctrl["beat"], ctrl["line"]
         block_words = {}
         for c in self.block_columns:
@@ -218,7 +221,7 @@ class SystolicArray(wiring.Component):
                     spec=spec, words=mp.rom_words(r, c),
                     psum_in_shape=None if above is None else above.psum_out.shape(),
                     psum_out_shape=shape_for(*mp.psum_bounds[r][c]),
-                    max_exps=mp.max_exps(r, c) if spec.kind == "shift_add" else None, booth=mp.booth,
+                    max_exps=mp.max_exps(r, c) if spec.kind is PEKind.SHIFT else None, booth=mp.booth,
                     weight_port=(r, c) in block_words)
                 m.submodules[f"pe_{r}_{c}"] = cells[r, c] = cell
                 m.d.comb += [cell.a_in.eq(a), cell.en.eq(en)]
@@ -328,7 +331,7 @@ class SystolicArray(wiring.Component):
         if family not in BRAM_FAMILIES:
             raise ValueError(f"family must be one of {', '.join(BRAM_FAMILIES)}, not {family!r}")
         mp = self.mapping
-        act_w = self.spec.lanes * self.spec.a_bits
+        act_w = self.spec.lanes * self.spec.act_bits
         psum_w = sum(shape_for(*b).width for row in mp.psum_bounds for b in row)
         ff = act_w * (self.rows * (self.rows + 1) // 2 + self.rows * (self.cols - 1)) + psum_w
         ff += sum(shape_for(*mp.psum_bounds[-1][c]).width * (self.cols - 1 - c) for c in range(self.cols))

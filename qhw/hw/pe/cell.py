@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from qhw.hw.rom import rom_read
+from qhw.ir.intmath import PEKind
 
 from .datapath import raw_sum
 from .spec import PESpec
@@ -23,7 +24,7 @@ class SystolicCell(wiring.Component):
         Encodings, bit-widths, lanes.
     words : sequence of int
         Weight ROM, one word per fold step: lane ``l`` raw code at bits
-        ``[l·w_bits, (l+1)·w_bits)``. One word gives constant weights.
+        ``[l·weight_bits, (l+1)·weight_bits)``. One word gives constant weights.
     psum_in_shape : Shape or None
         Shape of the partial sum from the cell above; None for the top row.
     psum_out_shape : Shape
@@ -32,7 +33,7 @@ class SystolicCell(wiring.Component):
         Per lane, the largest pow2 exponent code in ``words`` (shrinks the
         shift mux); ignored for other kinds.
     booth : bool
-        MAC only: ``words`` hold Booth codes (``3·ceil(w_bits/2)`` bits per
+        MAC only: ``words`` hold Booth codes (``3·ceil(weight_bits/2)`` bits per
         lane, :meth:`PESpec.booth_codes`); the raw sum then lacks
         ``booth_offset`` per weight (see :mod:`.spec`).
     weight_port : bool
@@ -43,9 +44,9 @@ class SystolicCell(wiring.Component):
 
     Attributes
     ----------
-    a_in : In(unsigned(lanes·a_bits))
-        Activation codes, lane ``l`` at bits ``[l·a_bits, (l+1)·a_bits)``.
-    a_out : Out(unsigned(lanes·a_bits))
+    a_in : In(unsigned(lanes·act_bits))
+        Activation codes, lane ``l`` at bits ``[l·act_bits, (l+1)·act_bits)``.
+    a_out : Out(unsigned(lanes·act_bits))
         ``a_in`` registered (to the right-hand neighbour).
     addr : In(range(len(words)))
         Fold step of the activations on ``a_in``; only if ``len(words) > 1``
@@ -69,11 +70,11 @@ class SystolicCell(wiring.Component):
             raise TypeError(f"weight_port must be a bool, not {weight_port!r}")
         self.spec = spec
         self.weight_port = weight_port
-        self.booth = bool(booth) and spec.kind == "mac"
+        self.booth = bool(booth) and spec.kind is PEKind.MAC
         self.word_bits = spec.lanes * spec.rom_lane_bits(self.booth)
         self.words = tuple(int(w) for w in words)
         self.max_exps = None if max_exps is None else tuple(int(x) for x in max_exps)
-        act = unsigned(spec.lanes * spec.a_bits)
+        act = unsigned(spec.lanes * spec.act_bits)
         members = {"a_in": In(act), "a_out": Out(act), "en": In(1)}
         if len(self.words) > 1:
             if weight_port:
@@ -92,7 +93,7 @@ class SystolicCell(wiring.Component):
             w = self.w_in
         else:
             w = rom_read(m, "rom", self.words, self.word_bits, getattr(self, "addr", None))
-        exps = self.max_exps if spec.kind == "shift_add" else None
+        exps = self.max_exps if spec.kind is PEKind.SHIFT else None
         total = raw_sum(spec, self.a_in, w, exps, booth=self.booth, m=m)
         if hasattr(self, "psum_in"):
             total = self.psum_in + total  # the wide add last, on its own carry chain

@@ -26,6 +26,8 @@ exploration, not sign-off.
 
 from __future__ import annotations
 
+from qhw.ir.intmath import PEKind
+
 from .spec import PESpec
 
 
@@ -35,12 +37,12 @@ def lane_luts(spec: PESpec, *, const_weights: bool) -> float:
     ``const_weights=False`` means ROM-resident weights in an array (Booth
     coded for MACs) or weights streamed into a :class:`StreamPE`.
     """
-    kind, ka, kw = spec.kind, spec.a_bits, spec.w_bits
-    if kind == "xnor" or (kind == "and" and ka == 1):
+    kind, ka, kw = spec.kind, spec.act_bits, spec.weight_bits
+    if kind is PEKind.XNOR or (kind is PEKind.AND and ka == 1):
         return 0.8 if const_weights else 1.8
-    if kind == "and":
+    if kind is PEKind.AND:
         return 0.8 * ka if const_weights else 1.5 * ka + 1
-    if kind == "shift_add":
+    if kind is PEKind.SHIFT:
         e_bits = kw - 1
         width = ka + (1 << e_bits) - 2  # widest shifted activation
         return 0.45 * width if const_weights else width * (0.8 + 0.4 * e_bits)

@@ -12,6 +12,8 @@ import itertools
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
+from qhw.ir.intmath import PEKind
+
 from .spec import PESpec
 
 
@@ -76,8 +78,8 @@ def lanes_of(flat: Value, width: int, lanes: int) -> list[Value]:
 
 def act_lanes(spec: PESpec, flat: Value, lanes: int) -> list[Value]:
     """Activation lanes as values: two's complement for ``signed`` codes."""
-    lanes_ = lanes_of(flat, spec.a_bits, lanes)
-    return [a.as_signed() for a in lanes_] if spec.a_signed else lanes_
+    lanes_ = lanes_of(flat, spec.act_bits, lanes)
+    return [a.as_signed() for a in lanes_] if spec.act_signed else lanes_
 
 
 def mux_tree(index: Value, options: list[Value]) -> Value:
@@ -102,7 +104,7 @@ def shift_add_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None)
     ``max_exp`` bounds the exponent codes that can occur (a ROM knows its
     contents); the mux then has ``max_exp + 1`` inputs instead of 2^(bits-1).
     """
-    e_bits = spec.w_bits - 1
+    e_bits = spec.weight_bits - 1
     if max_exp is None:
         max_exp = (1 << e_bits) - 1
     e, s = w[:e_bits], w[e_bits]
@@ -116,11 +118,11 @@ def shift_add_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None)
 def raw_term(spec: PESpec, a: Value, w: Value, max_exp: int | None = None) -> Value:
     """Raw term ``t(w, a)`` of one lane (see :mod:`qhw.hw.pe.spec`)."""
     kind = spec.kind
-    if kind == "xnor":
+    if kind is PEKind.XNOR:
         return ~(a ^ w)
-    if kind == "and":
+    if kind is PEKind.AND:
         return Mux(w, a, 0)
-    if kind == "shift_add":
+    if kind is PEKind.SHIFT:
         return shift_add_term(spec, a, w, max_exp)
     return w.as_signed() * a  # int: w·a; odd: c·a with the stored c
 
@@ -141,7 +143,7 @@ def raw_terms(spec: PESpec, a_flat: Value, w_flat: Value, max_exps=None, booth: 
     if booth:
         codes = lanes_of(w_flat, 3 * spec.booth_digit_count, spec.lanes)
         return [t for a, code in zip(a_l, codes) for t in booth_terms(spec, a, code)]
-    w_l = lanes_of(w_flat, spec.w_bits, spec.lanes)
+    w_l = lanes_of(w_flat, spec.weight_bits, spec.lanes)
     exps = max_exps if max_exps is not None else [None] * spec.lanes
     return [raw_term(spec, a, w, x) for a, w, x in zip(a_l, w_l, exps)]
 
@@ -158,5 +160,5 @@ def act_sum(spec: PESpec, a_flat: Value, lanes: int, m: Module | None = None, na
 
 
 def sign_count(spec: PESpec, w_flat: Value, m: Module | None = None) -> Value:
-    """Number of set sign bits among the lanes (the gamma of ``shift_add``)."""
-    return adder_tree((w[spec.w_bits - 1] for w in lanes_of(w_flat, spec.w_bits, spec.lanes)), m, "signs")
+    """Number of set sign bits among the lanes (the gamma of the ``shift`` kind)."""
+    return adder_tree((w[spec.weight_bits - 1] for w in lanes_of(w_flat, spec.weight_bits, spec.lanes)), m, "signs")

@@ -19,17 +19,17 @@ class ShiftAddPE(StreamPE):
         Weight/activation pairs per transfer, at least 1.
     fold : int
         Transfers per dot product, at least 1.
-    w_bits : int
-        pow2 code width 2..6 (sign bit, then ``w_bits − 1`` exponent bits); 7 and 8
+    weight_bits : int
+        pow2 code width 2..6 (sign bit, then ``weight_bits − 1`` exponent bits); 7 and 8
         would shift past 48-bit products and are refused.
-    a_bits : int
+    act_bits : int
         Activation width 1..16.
-    a_code : {"unsigned", "signed"}
+    act_code : {"unsigned", "signed"}
         Activation encoding (intmath); signed codes are two's complement.
 
     Ports, payload layout and latency are those of :class:`StreamPE`.
     """
 
-    def __init__(self, *, lanes: int, fold: int, w_bits: int, a_bits: int, a_code: str = "unsigned"):
-        spec = PESpec(w_code="pow2", w_bits=w_bits, a_code=a_code, a_bits=a_bits, lanes=lanes)
+    def __init__(self, *, lanes: int, fold: int, weight_bits: int, act_bits: int, act_code: str = "unsigned"):
+        spec = PESpec(weight_code="pow2", weight_bits=weight_bits, act_code=act_code, act_bits=act_bits, lanes=lanes)
         super().__init__(spec=spec, fold=fold)

@@ -13,7 +13,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qhw.ir.intmath import signed_width
+from qhw.ir.intmath import PEKind, signed_width
 
 from . import cost
 from .datapath import act_sum, as_signed_value, raw_sum, sign_count
@@ -38,10 +38,10 @@ class StreamPE(wiring.Component):
     Attributes
     ----------
     i_stream : In(stream.Signature(beat_layout))
-        ``beat_layout`` is ``StructLayout({"a": unsigned(lanes·a_bits),
-        "w": unsigned(lanes·w_bits)})``: flat, activation lane
-        ``l`` at bits ``[l·a_bits, (l+1)·a_bits)``, then weight lane ``l`` at
-        ``lanes·a_bits + [l·w_bits, (l+1)·w_bits)``. Codes are raw
+        ``beat_layout`` is ``StructLayout({"a": unsigned(lanes·act_bits),
+        "w": unsigned(lanes·weight_bits)})``: flat, activation lane
+        ``l`` at bits ``[l·act_bits, (l+1)·act_bits)``, then weight lane ``l`` at
+        ``lanes·act_bits + [l·weight_bits, (l+1)·weight_bits)``. Codes are raw
         (intmath encodings: binary 1 = +1, bipolar 1 = +1, pow2 sign|exp, ...).
     o_stream : Out(stream.Signature(signed(acc_width)))
         One dot product per ``fold`` input transfers.
@@ -65,14 +65,14 @@ class StreamPE(wiring.Component):
         tlo, thi = spec.term_range(spec.all_codes())
         # Every encoding has a code whose term is 0, so prefix sums stay inside n·[lo, hi].
         self.p_shape = shape_for(n * int(tlo.min()), n * int(thi.max()))
-        alo, ahi = spec.a_range
+        alo, ahi = spec.act_range
         self.q_shape = shape_for(min(0, n * alo), n * ahi)
         self.g_shape = unsigned(max(1, n.bit_length()))
         vlo, vhi = spec.value_range()
         self.acc_width = signed_width(n * vlo, n * vhi)
         self.beat_layout = data.StructLayout({
-            "a": unsigned(spec.lanes * spec.a_bits),
-            "w": unsigned(spec.lanes * spec.w_bits),
+            "a": unsigned(spec.lanes * spec.act_bits),
+            "w": unsigned(spec.lanes * spec.weight_bits),
         })
         super().__init__({
             "i_stream": In(stream.Signature(self.beat_layout)),
@@ -93,7 +93,7 @@ class StreamPE(wiring.Component):
         if spec.beta:
             q = Signal(self.q_shape)
             sums.append((q, Mux(first, 0, q) + act_sum(spec, a_flat, spec.lanes, m)))
-        if spec.kind == "shift_add":
+        if spec.kind is PEKind.SHIFT:
             g = Signal(self.g_shape)
             sums.append((g, Mux(first, 0, g) + sign_count(spec, w_flat, m)))
         result = self._finish(*(new for _, new in sums))
@@ -117,31 +117,31 @@ class StreamPE(wiring.Component):
             value = value + as_signed_value(rest[0])
         elif spec.beta == -1:
             value = value - as_signed_value(rest[0])
-        if spec.kind == "xnor":
+        if spec.kind is PEKind.XNOR:
             value = value - spec.lanes * self.fold
-        elif spec.kind == "shift_add":
+        elif spec.kind is PEKind.SHIFT:
             value = value + as_signed_value(rest[0])
         return value
 
     # -- models ------------------------------------------------------------------
 
-    def pack(self, a_codes, w_codes) -> int:
+    def pack(self, act_codes, weight_codes) -> int:
         """One input payload as an integer (lane 0 in the LSBs)."""
         spec = self.spec
         word = 0
-        for l, (a, w) in enumerate(zip(a_codes, w_codes, strict=True)):
-            word |= int(a) << (l * spec.a_bits)
-            word |= int(w) << (spec.lanes * spec.a_bits + l * spec.w_bits)
+        for l, (a, w) in enumerate(zip(act_codes, weight_codes, strict=True)):
+            word |= int(a) << (l * spec.act_bits)
+            word |= int(w) << (spec.lanes * spec.act_bits + l * spec.weight_bits)
         return word
 
-    def reference(self, a_codes, w_codes) -> np.ndarray:
+    def reference(self, act_codes, weight_codes) -> np.ndarray:
         """Outputs for ``n`` transfers of (a, w) lanes, shapes ``(n, lanes)``.
 
         Only complete folds produce an output; the result is
         ``(n // fold,)`` int64, computed by intmath decoding alone.
         """
-        a = np.asarray(a_codes, dtype=np.int64).reshape(-1, self.spec.lanes)
-        w = np.asarray(w_codes, dtype=np.int64).reshape(-1, self.spec.lanes)
+        a = np.asarray(act_codes, dtype=np.int64).reshape(-1, self.spec.lanes)
+        w = np.asarray(weight_codes, dtype=np.int64).reshape(-1, self.spec.lanes)
         k = (len(a) // self.fold) * self.fold
         per = self.fold * self.spec.lanes
         return self.spec.value_dot(w[:k].reshape(-1, per), a[:k].reshape(-1, per))
@@ -156,7 +156,7 @@ class StreamPE(wiring.Component):
         ff = self.p_shape.width + self.acc_width + 1 + max(1, (self.fold - 1).bit_length())
         if spec.beta:
             ff += self.q_shape.width
-        if spec.kind == "shift_add":
+        if spec.kind is PEKind.SHIFT:
             ff += self.g_shape.width
         lut = cost.lane_luts(spec, const_weights=False) * spec.lanes  # includes the lane adder tree
         lut += 2 * self.p_shape.width + self.acc_width  # accumulators, finishing adder

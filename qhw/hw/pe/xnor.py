@@ -14,7 +14,7 @@ class XnorPopcountPE(StreamPE):
     ``act_code="unsigned"`` ({0,1} or k-bit PACT activations) or
     ``"signed"`` (k-bit two's complement): each lane contributes
     ``a if w else 0``; the result is ``2·P − sum(a)`` (intmath.and_dot for
-    unsigned ``a_bits=1``).
+    unsigned ``act_bits=1``).
 
     Parameters
     ----------
@@ -24,13 +24,13 @@ class XnorPopcountPE(StreamPE):
         Transfers per dot product, at least 1.
     act_code : {"bipolar", "unsigned", "signed"}
         Activation encoding.
-    a_bits : int
+    act_bits : int
         Activation width: 1 for bipolar, 1..16 otherwise.
 
     Ports, payload layout and latency are those of :class:`StreamPE`
-    (``w_bits = 1``; weight code 1 = +1, 0 = −1).
+    (``weight_bits = 1``; weight code 1 = +1, 0 = −1).
     """
 
-    def __init__(self, *, lanes: int, fold: int, act_code: str = "bipolar", a_bits: int = 1):
-        spec = PESpec(w_code="binary", w_bits=1, a_code=act_code, a_bits=a_bits, lanes=lanes)
+    def __init__(self, *, lanes: int, fold: int, act_code: str = "bipolar", act_bits: int = 1):
+        spec = PESpec(weight_code="binary", weight_bits=1, act_code=act_code, act_bits=act_bits, lanes=lanes)
         super().__init__(spec=spec, fold=fold)

@@ -97,16 +97,16 @@ class ConvEngine(Engine):
                                       kernel=layer.kernel, stride=layer.stride, padding=layer.padding, replays=nf,
                                       memory=buffer_memory)
         cols_ir = np.asarray(self.window.ir_columns(), dtype=np.int64)
-        pe = PESpec(w_code=layer.weight_code, w_bits=layer.weight_bits, a_code=spec_in.code, a_bits=spec_in.bits,
-                    lanes=fold.lanes)
+        pe = PESpec(weight_code=layer.weight_code, weight_bits=layer.weight_bits, act_code=spec_in.code,
+                    act_bits=spec_in.bits, lanes=fold.lanes)
         pad_value = int(intmath.decode_weights(layer.weight_code, layer.weight_bits, [pe.pad_code()])[0])
         weights = np.full((C, len(cols_ir)), pad_value, dtype=np.int64)
         real = cols_ir >= 0
         weights[:, real] = layer.weights[:, cols_ir[real]]
         self.weights = weights
         self.array = SystolicArray(weights=weights, rows=fold.rows, cols=fold.cols, lanes=fold.lanes,
-                                   w_code=layer.weight_code.value, w_bits=layer.weight_bits,
-                                   a_code=spec_in.code.value, a_bits=spec_in.bits, weight_memory=weight_memory)
+                                   weight_code=layer.weight_code.value, weight_bits=layer.weight_bits,
+                                   act_code=spec_in.code.value, act_bits=spec_in.bits, weight_memory=weight_memory)
         acc_lo, acc_hi = layer.acc_lo, layer.acc_hi
         width = self.array.acc_width
         self.correction = None
