@@ -61,6 +61,8 @@ import math
 from amaranth.hdl import Const, Module, Value, unsigned
 from amaranth.lib.memory import Memory
 
+from qhw.ir.intmath import check_positive
+
 #: Families :func:`bram_blocks` knows (those of :mod:`qhw.backends.synth`).
 BRAM_FAMILIES = ("ice40", "ecp5", "xilinx", "gowin")
 
@@ -87,12 +89,7 @@ BRAM_UNIT = {"ice40": "SB_RAM40_4K", "ecp5": "DP16KD", "xilinx": "RAMB18", "gowi
 
 
 def _check_size(depth, width) -> tuple[int, int]:
-    for name, value in (("depth", depth), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
-            raise TypeError(f"{name} must be an integer, not {value!r}")
-        if int(value) < 1:
-            raise ValueError(f"{name} must be at least 1, not {value}")
-    return int(depth), int(width)
+    return check_positive("depth", depth), check_positive("width", width)
 
 
 def use_block_ram(depth: int, width: int) -> bool:

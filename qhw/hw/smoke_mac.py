@@ -10,15 +10,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qhw.ir.intmath import accumulator_bounds, check_bits, signed_width
-
-
-def _check_positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
+from qhw.ir.intmath import accumulator_bounds, check_bits, check_positive, signed_width
 
 
 class SmokeMac(wiring.Component):
@@ -50,7 +42,7 @@ class SmokeMac(wiring.Component):
     def __init__(self, *, a_width: int, w_width: int, max_length: int):
         self.a_width = check_bits("a_width", a_width)
         self.w_width = check_bits("w_width", w_width)
-        self.max_length = _check_positive("max_length", max_length)
+        self.max_length = check_positive("max_length", max_length)
         w_extremes = [[-(1 << (w_width - 1)), (1 << (w_width - 1)) - 1]]
         # Worst case: every term at the extreme product, max_length times.
         lo, hi = accumulator_bounds(w_extremes, 0, (1 << a_width) - 1)

@@ -50,8 +50,8 @@ import numpy as np
 
 from qhw.ir import intmath
 # PEKind / pe_kind live in intmath (one definition, shared with qhw.hw.pe.spec); re-exported here.
-from qhw.ir.intmath import ActCode, PEKind, WeightCode, pe_kind  # noqa: F401
-from qhw.ir.requant import MulShift, Thresholds, int_array
+from qhw.ir.intmath import ActCode, PEKind, WeightCode, check_int_array, check_positive, pe_kind
+from qhw.ir.requant import INT64_SAFE_BITS, MulShift, Thresholds
 
 Requant = Union[Thresholds, MulShift, None]
 
@@ -62,20 +62,12 @@ def _check_name(param: str, value: Any) -> str:
     return value
 
 
-def _pos_int(param: str, value: Any, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{param} must be an integer, not {value!r}")
-    if value < lo:
-        raise ValueError(f"{param} must be at least {lo}, not {value}")
-    return int(value)
-
-
 def _pair(param: str, value: Any, lo: int) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value, value)
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{param} must be an integer or a pair of integers, not {value!r}")
-    return _pos_int(param, value[0], lo), _pos_int(param, value[1], lo)
+    return check_positive(param, value[0], minimum=lo), check_positive(param, value[1], minimum=lo)
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,7 @@ class TensorSpec:
         shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else None
         if shape is None or len(shape) not in (1, 3):
             raise ValueError(f"shape must be (C, H, W) or (C,), not {self.shape!r}")
-        object.__setattr__(self, "shape", tuple(_pos_int("shape", d) for d in shape))
+        object.__setattr__(self, "shape", tuple(check_positive("shape", d) for d in shape))
         object.__setattr__(self, "code", ActCode(self.code))
         vlo, vhi = intmath.act_value_range(self.code, self.bits)
         object.__setattr__(self, "bits", int(self.bits))
@@ -190,7 +182,7 @@ class PaddingPatterns:
 
     def columns(self, r: int, c: int, in_channels: int) -> np.ndarray:
         """bool ``(in_channels·kh·kw,)``: the real im2col columns ``(ci·kh + ky)·kw + kx`` of pattern (r, c)."""
-        return np.tile(self.mask(r, c).reshape(-1), _pos_int("in_channels", in_channels))
+        return np.tile(self.mask(r, c).reshape(-1), check_positive("in_channels", in_channels))
 
     def position(self, oy: int, ox: int) -> tuple[int, int]:
         """Pattern (row class, column class) of output position (oy, ox)."""
@@ -450,7 +442,7 @@ class Conv(_WeightLayer):
         _check_name("input", self.input)
         if not isinstance(self.in_spec, TensorSpec) or not self.in_spec.is_map:
             raise TypeError(f"in_spec must be a (C, H, W) TensorSpec, not {self.in_spec!r}")
-        object.__setattr__(self, "out_channels", _pos_int("out_channels", self.out_channels))
+        object.__setattr__(self, "out_channels", check_positive("out_channels", self.out_channels))
         object.__setattr__(self, "kernel", _pair("kernel", self.kernel, 1))
         object.__setattr__(self, "stride", _pair("stride", self.stride, 1))
         object.__setattr__(self, "padding", _pair("padding", self.padding, 0))
@@ -507,7 +499,7 @@ class Dense(_WeightLayer):
         _check_name("input", self.input)
         if not isinstance(self.in_spec, TensorSpec) or self.in_spec.is_map:
             raise TypeError(f"in_spec must be a (C,) TensorSpec, not {self.in_spec!r}")
-        object.__setattr__(self, "out_channels", _pos_int("out_channels", self.out_channels))
+        object.__setattr__(self, "out_channels", check_positive("out_channels", self.out_channels))
         self._init_weights(self.weights, self.in_spec.shape[0])
         self._init_acc(None)
         out = _requant_out(self.requant, (self.out_channels,), self.acc_lo, self.acc_hi)
@@ -564,7 +556,7 @@ class Add(Layer):
         if len({s.shape for s in specs}) != 1:
             raise ValueError(f"in_specs must all have the same shape, not {[s.shape for s in specs]}")
         object.__setattr__(self, "in_specs", specs)
-        coeffs = int_array("coeffs", self.coeffs, 2)
+        coeffs = check_int_array("coeffs", self.coeffs, 2, allow_empty=True, limit_bits=INT64_SAFE_BITS)
         if coeffs.shape != (len(specs), specs[0].channels):
             raise ValueError(f"coeffs must have shape ({len(specs)}, {specs[0].channels}), not {coeffs.shape}")
         object.__setattr__(self, "coeffs", coeffs)

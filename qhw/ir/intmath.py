@@ -95,6 +95,10 @@ def pe_kind(weight_code: WeightCode | str, act_code: ActCode | str) -> PEKind:
     return PEKind.MAC
 
 
+# -- parameter checks (the IR's and the hardware's constructors share them) -------
+# Each raises TypeError (wrong kind of value) or ValueError (out of range) with
+# a message that names the parameter, as Amaranth's own library does.
+
 def check_bits(name: str, bits: int, lo: int = 1, hi: int = MAX_BITS) -> int:
     """Validate a bit-width parameter; the message names the parameter."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
@@ -102,6 +106,61 @@ def check_bits(name: str, bits: int, lo: int = 1, hi: int = MAX_BITS) -> int:
     if not lo <= bits <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, not {bits}")
     return int(bits)
+
+
+def check_positive(name: str, value, *, minimum: int = 1) -> int:
+    """An integer (Python or numpy, not bool) of at least ``minimum``: shapes, lanes, folds, depths.
+
+    ``minimum=0`` admits zero (paddings).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return int(value)
+
+
+def check_int_array(name: str, value, ndim: int, *, allow_empty: bool = False,
+                    limit_bits: int | None = None) -> np.ndarray:
+    """An integer-valued array of exactly ``ndim`` dimensions, as a read-only int64 copy.
+
+    Integral finite floats are accepted (JSON and numpy arithmetic produce
+    them); booleans, strings and non-integral values are not.
+
+    Parameters
+    ----------
+    allow_empty : bool
+        Accept arrays with a zero-length axis (default: refused).
+    limit_bits : int, optional
+        Refuse values of magnitude ``2^limit_bits`` or more (the IR keeps
+        requantizer parameters inside ±2^62 so int64 arithmetic on them
+        cannot wrap).
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array of integers, not {value!r}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nesting
+        raise TypeError(f"{name} must be an array of integers ({exc})") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, not shape {arr.shape}")
+    if not allow_empty and any(n < 1 for n in arr.shape):
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integers, not booleans")
+    if arr.dtype.kind not in "iu":
+        if arr.size == 0:
+            arr = arr.astype(np.int64)  # np.asarray([]) is float64
+        elif arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integers, not {arr.dtype}")
+    if limit_bits is not None and arr.size and (
+            int(arr.max()) >= 1 << limit_bits or int(arr.min()) <= -(1 << limit_bits)):
+        raise ValueError(f"{name} has values beyond ±2^{limit_bits}")
+    out = arr.astype(np.int64)  # a copy: the caller's array stays its own
+    out.setflags(write=False)
+    return out
 
 
 def _weight_bits_ok(code: WeightCode, bits: int) -> None:

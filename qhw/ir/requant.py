@@ -34,7 +34,8 @@ from qhw.ir import intmath
 from qhw.ir.intmath import ActCode
 
 #: bound on |acc · m + b + 2^(s-1)| so that int64 arithmetic can never wrap
-INT64_SAFE = 1 << 62
+INT64_SAFE_BITS = 62
+INT64_SAFE = 1 << INT64_SAFE_BITS
 
 
 #: widest thresholded output (2^12 - 1 thresholds per channel)
@@ -64,22 +65,9 @@ def level_to_value(out_code: ActCode | str, out_bits: int, level):
     return level + level_offset(code, out_bits)
 
 
-def int_array(name: str, value, ndim: int) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        elif arr.size == 0:
-            arr = arr.astype(np.int64)
-        else:
-            raise TypeError(f"{name} must hold integers, not {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, not shape {arr.shape}")
-    if arr.size and (int(arr.max()) >= INT64_SAFE or int(arr.min()) <= -INT64_SAFE):
-        raise ValueError(f"{name} has values beyond ±2^62")
-    out = arr.astype(np.int64)
-    out.setflags(write=False)
-    return out
+def _params(name: str, value, ndim: int) -> np.ndarray:
+    """A requantizer parameter array: integers inside ±2^62 (:data:`INT64_SAFE`), read-only int64."""
+    return intmath.check_int_array(name, value, ndim, allow_empty=True, limit_bits=INT64_SAFE_BITS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,8 +98,8 @@ class Thresholds:
     def __post_init__(self):
         object.__setattr__(self, "out_code", ActCode(self.out_code))
         object.__setattr__(self, "out_bits", intmath.check_bits("out_bits", self.out_bits))
-        t = int_array("thresholds", self.thresholds, 2)
-        s = int_array("sign", self.sign, 1)
+        t = _params("thresholds", self.thresholds, 2)
+        s = _params("sign", self.sign, 1)
         levels = n_levels(self.out_code, self.out_bits)
         if t.shape[1] != levels:
             raise ValueError(
@@ -193,8 +181,8 @@ class MulShift:
         if self.out_code is ActCode.BIPOLAR:
             raise ValueError("out_code of a MulShift must be unsigned or signed; bipolar outputs use Thresholds")
         vlo, vhi = intmath.act_value_range(self.out_code, self.out_bits)
-        m = int_array("mult", self.mult, 1)
-        b = int_array("bias", self.bias, 1)
+        m = _params("mult", self.mult, 1)
+        b = _params("bias", self.bias, 1)
         if m.shape != b.shape:
             raise ValueError(f"mult has {m.shape[0]} channels but bias has {b.shape[0]}")
         shift = intmath.check_bits("shift", self.shift, 1, 62)
