@@ -52,6 +52,9 @@ def _verilator_env(cache_dir: Path):
         flags = f"{flags} {PCH_FIX}"
     if "OPT_FAST" not in flags:
         flags = f"{flags} {FAST_BUILD}"
+    if not any(f.startswith("-j") for f in flags.split()):
+        # Verilator splits a large design into many C++ files: compile them on every core.
+        flags = f"{flags} -j{os.cpu_count() or 1}"
     os.environ["MAKEFLAGS"] = flags.strip()
     try:
         yield

@@ -7,49 +7,69 @@ from dataclasses import asdict
 from qhw.cli import Result, progress, table
 
 HELP = ("the main job on the embedded default: train a W4A4 ResNet-8 on the bundled digits, export it, check the "
-        "golden integer model, and run the smoke design through cocotb, yosys and nextpnr")
+        "golden integer model, build the accelerator, simulate it on test images in cocotb (every layer bit-exact "
+        "against the golden model) and synthesize it for ECP5 and iCE40 with yosys")
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="rtl_out/demo", help="output directory (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=8, help="training epochs (default: %(default)s)")
+    p.add_argument("--images", type=int, default=20, help="test images to simulate (default: %(default)s)")
+    p.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator",
+                   help="cocotb simulator (default: %(default)s)")
+    p.add_argument("--target-cycles", type=int, default=16384,
+                   help="fold auto: at most this many cycles per frame per layer (default: %(default)s)")
+    p.add_argument("--targets", default="ecp5,ice40", help="yosys families, comma-separated (default: %(default)s)")
 
 
 def run(args) -> Result:
+    from pathlib import Path
+
     from qhw.backends.toolchain import survey
     from qhw.errors import InputError, ToolMissingError
     from qhw.flows.model import run_model_flow
-    from qhw.flows.smoke import run_smoke_flow
+    from qhw.flows.network import run_network_flow
 
     statuses = survey()
-    missing = [s for s in statuses if not s.ok and s.required and s.name not in ("iverilog", "vvp")]
+    need = {"verilator": ("verilator",), "icarus": ("iverilog", "vvp")}[args.simulator]
+    missing = [s for s in statuses if not s.ok and s.required and (s.name in need or s.name not in
+                                                                   ("iverilog", "vvp", "verilator"))]
     if missing:
         s = missing[0]
         raise ToolMissingError(s.name, s.install)
     progress("toolchain: " + ", ".join(f"{s.name} {s.version}" for s in statuses if s.ok))
     if args.epochs < 1:
         raise InputError(f"--epochs must be at least 1, not {args.epochs}")
+    if args.images < 1:
+        raise InputError(f"--images must be at least 1, not {args.images}")
+    targets = tuple(t for t in args.targets.split(",") if t)
     model = run_model_flow(f"{args.out}/model", epochs=args.epochs, progress=progress)
-    smoke = run_smoke_flow(f"{args.out}/smoke", progress=progress)
-    t, c = model.train, model.check
+    hw = run_network_flow(model.network, f"{args.out}/hw", target_cycles=args.target_cycles, images=args.images,
+                          simulator=args.simulator, synth_targets=targets, progress=progress)
+    t, c, s = model.train, model.check, hw.simulation
+    layer_rows = [{"layer": l["name"], "values": l["values"], "mismatches": l["mismatches"],
+                   "busy %": f"{100 * l['busy']:.1f}" if l.get("busy") is not None else "-"} for l in s["layers"]]
     lines = [
         f"ResNet-8 W4A4 on digits: fake-quant top-1 {t['top1']:.2f} %, BitOPs {t['bitops_gb']:.4f} Gb, "
         f"WCR {t['wcr']:.2f}x, weight memory {t['weight_memory_bits']} bits",
-        f"  checkpoint {model.checkpoint}",
-        f"  integer network {model.network}",
         f"  golden integer model: top-1 {c['golden_top1']:.2f} %, identical top-1 with fake-quant on "
         f"{c['same_top1']:.2f} % of {c['images']} test images; lowest per-layer agreement "
         f"{100 * min(r['agreement'] for r in c['layers']):.4f} %",
         "",
-        f"smoke design: {smoke.verilog}",
-    ]
-    for sim, r in smoke.simulation.items():
-        lines.append(f"  cocotb on {sim}: {len(r['passed'])} test(s) passed, "
-                     f"{r.get('vectors')} dot products / {r.get('terms')} terms bit-exact")
-    lines += [f"  skipped: {s}" for s in smoke.skipped]
-    lines.append("")
-    lines.append(table(smoke.synthesis, ["target", "lut", "ff", "carry", "dsp", "bram"]))
-    lines.append("")
-    lines.append(table([{"device": r["device"], "fmax_mhz": r["fmax_mhz"]} for r in smoke.pnr],
-                       ["device", "fmax_mhz"]))
-    return Result({"model": asdict(model), "smoke": asdict(smoke)}, "\n".join(lines))
+        f"accelerator: {len(s['layers'])} engines, {hw.cycles_per_frame} cycles per frame estimated",
+        f"cocotb on {s['simulator']} ({s['frames']} frames, stalls {s['stall']}): {s['values_compared']} values "
+        f"compared layer by layer, {s['mismatches']} mismatches; class index = golden on "
+        f"{s['class_agreement']:.1f} % of frames; measured {s['cycles_per_frame']} cycles per frame, "
+        f"first-frame latency {s['latency']} cycles",
+        table(layer_rows, ["layer", "values", "mismatches", "busy %"]),
+        "",
+        table(hw.synthesis, ["target", "lut", "ff", "carry", "dsp", "bram", "lut_est", "bram_est"]),
+        "",
+        "files:",
+        f"  checkpoint       {model.checkpoint}",
+        f"  integer network  {model.network}",
+        f"  Verilog          {hw.verilog}",
+        f"  build manifest   {hw.manifest}",
+    ] + [f"  yosys log        {r['log']}" for r in hw.synthesis]
+    ok = s["ok"]
+    return Result({"model": asdict(model), "hardware": asdict(hw)}, "\n".join(lines), exit_code=0 if ok else 5)
