@@ -38,7 +38,7 @@ _DSP_FLAGS = {"ice40": ("-dsp", ""), "ecp5": ("", "-nodsp"), "xilinx": ("", "-no
 CELL_CLASSES: dict[str, dict[str, str]] = {
     "ice40": {
         "lut": r"SB_LUT4", "ff": r"SB_DFF\w*", "carry": r"SB_CARRY",
-        "dsp": r"SB_MAC16", "bram": r"SB_RAM40_4K\w*|SB_SPRAM256KA", "lutram": r"$^",
+        "dsp": r"SB_MAC16", "bram": r"SB_RAM40_4K\w*", "lutram": r"$^",
     },
     "ecp5": {
         "lut": r"LUT4", "ff": r"TRELLIS_FF", "carry": r"CCU2[CD]",
@@ -57,9 +57,27 @@ CELL_CLASSES: dict[str, dict[str, str]] = {
 }
 
 
+#: family -> resource class -> ((regex, units per cell), ...): cells of a class that count more than
+#: one unit. A Xilinx RAMB36E1 is two RAMB18 units, as :func:`qhw.hw.rom.bram_blocks` and the
+#: designs' ``estimate_resources()`` count it (it costs yosys as much as two RAMB18E1 and is
+#: one BRAM tile, i.e. two RAMB18 sites, in Vivado's reports).
+CELL_UNITS: dict[str, dict[str, tuple[tuple[str, int], ...]]] = {
+    "xilinx": {"bram": ((r"RAMB36\w*", 2),)},
+}
+
+
 @dataclass(frozen=True)
 class SynthReport:
-    """Resources of one synthesized design (totals over the flattened netlist)."""
+    """Resources of one synthesized design (totals over the flattened netlist).
+
+    Every count is of cells, except ``bram``, which is in the family's block
+    RAM units as :func:`qhw.hw.rom.bram_blocks` and the designs'
+    ``estimate_resources()`` count them: ``SB_RAM40_4K`` (iCE40), ``DP16KD``
+    (ECP5), RAMB18 (Xilinx: a ``RAMB36E1`` counts 2, see :data:`CELL_UNITS`),
+    BSRAM (Gowin: each ``SP`` / ``SDPB`` / ``DPB`` / ... counts 1). An iCE40
+    ``SB_SPRAM256KA`` is not that kind of block and is left out (``synth_ice40``
+    never infers one without ``-spram``). ``cells`` holds the raw cell counts by type.
+    """
 
     target: str
     top: str
@@ -78,11 +96,17 @@ class SynthReport:
 
 
 def classify(target: str, cells: dict[str, int]) -> dict[str, int]:
-    """Sum cell counts into LUT / FF / carry / DSP / BRAM / LUTRAM classes."""
+    """Sum cell counts into LUT / FF / carry / DSP / BRAM / LUTRAM classes.
+
+    A cell counts once in its class, or the units :data:`CELL_UNITS` gives it
+    (``bram`` on Xilinx is therefore RAMB18 units: a RAMB36 is 2).
+    """
     out = {}
     for cls, pattern in CELL_CLASSES[target].items():
         rx = re.compile(pattern)
-        out[cls] = sum(n for name, n in cells.items() if rx.fullmatch(name))
+        units = [(re.compile(p), u) for p, u in CELL_UNITS.get(target, {}).get(cls, ())]
+        out[cls] = sum(n * next((u for urx, u in units if urx.fullmatch(name)), 1)
+                       for name, n in cells.items() if rx.fullmatch(name))
     return out
 
 
