@@ -11,7 +11,7 @@ from qhw.hw.smoke_mac import SmokeMac
 
 
 def test_top_ports_read_from_amaranth_verilog():
-    text = to_verilog(SmokeMac(a_width=4, w_width=4, max_length=16), name="smoke_mac")
+    text = to_verilog(SmokeMac(act_bits=4, weight_bits=4, max_length=16), name="smoke_mac")
     ports = {name: (d, w) for d, name, w in top_ports(text, "smoke_mac")}
     assert ports["i_stream__payload"] == ("input", 9)
     assert ports["o_stream__payload"] == ("output", 12)
@@ -37,7 +37,7 @@ def test_xilinx_board_has_no_open_pnr(tmp_path):
 @pytest.mark.synth
 @pytest.mark.parametrize("device, family", [("icebreaker", "ice40"), ("ulx3s_85f", "ecp5")])
 def test_smoke_mac_places_and_routes(device, family, tmp_path):
-    v = write_verilog(SmokeMac(a_width=4, w_width=4, max_length=16), name="smoke_mac", path=tmp_path / "m.v")
+    v = write_verilog(SmokeMac(act_bits=4, weight_bits=4, max_length=16), name="smoke_mac", path=tmp_path / "m.v")
     r = place_and_route([v], top="smoke_mac", device=device, work_dir=tmp_path / device)
     assert r.family == family
     assert 5.0 < r.fmax_mhz < 1000.0

@@ -29,7 +29,7 @@ def test_unknown_target_is_input_error(tmp_path):
 @pytest.mark.synth
 @pytest.mark.parametrize("target", TARGETS)
 def test_smoke_mac_synthesizes(target, tmp_path):
-    dut = SmokeMac(a_width=4, w_width=4, max_length=16)
+    dut = SmokeMac(act_bits=4, weight_bits=4, max_length=16)
     v = write_verilog(dut, name="smoke_mac", path=tmp_path / "smoke_mac.v")
     r = synthesize([v], top="smoke_mac", target=target, work_dir=tmp_path / target)
     # Registers: the accumulator, the output payload (minus bits yosys proves
@@ -42,6 +42,6 @@ def test_smoke_mac_synthesizes(target, tmp_path):
 @pytest.mark.synth
 @pytest.mark.parametrize("target", TARGETS)
 def test_no_dsp_keeps_multipliers_in_luts(target, tmp_path):
-    v = write_verilog(SmokeMac(a_width=8, w_width=8, max_length=16), name="smoke_mac", path=tmp_path / "m.v")
+    v = write_verilog(SmokeMac(act_bits=8, weight_bits=8, max_length=16), name="smoke_mac", path=tmp_path / "m.v")
     r = synthesize([v], top="smoke_mac", target=target, work_dir=tmp_path / target, dsp=False)
     assert r.dsp == 0 and r.lut > 40

@@ -6,7 +6,7 @@ import pytest
 from _pe_sim import check_stream_pe
 
 from qhw.backends.verilog import to_verilog
-from qhw.hw.pe import MacPE
+from qhw.hw.pe import MacPE, ShiftAddPE, XnorPopcountPE
 from qhw.ir import intmath
 
 
@@ -53,3 +53,26 @@ def test_verilog_is_deterministic():
     a = to_verilog(MacPE(lanes=4, fold=3, weight_bits=4, act_bits=3, weight_code="odd"), name="pe")
     b = to_verilog(MacPE(lanes=4, fold=3, weight_bits=4, act_bits=3, weight_code="odd"), name="pe")
     assert a == b
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MacPE(lanes=3, fold=2, weight_bits=4, act_bits=5, weight_code="odd"),
+    lambda: ShiftAddPE(lanes=2, fold=1, weight_bits=3, act_bits=2),
+    lambda: XnorPopcountPE(lanes=4, fold=3),
+])
+def test_stream_pe_ports_are_flat_bit_vectors(make):
+    """StreamPE (every PE kind): plain unsigned payload, activation lanes then weight lanes, no Amaranth view."""
+    from amaranth.hdl import Shape
+
+    pe = make()
+    s = pe.spec
+    assert (pe.act_width, pe.weight_width) == (s.lanes * s.act_bits, s.lanes * s.weight_bits)
+    width = pe.act_width + pe.weight_width
+    assert pe.signature.members["i_stream"].signature.members["payload"].shape == Shape(width)
+    a = [(l + 1) & s.code_max for l in range(s.lanes)]
+    w = [((1 << s.weight_bits) - 1 - l) % (1 << s.weight_bits) for l in range(s.lanes)]
+    word = pe.pack(a, w)
+    assert [(word >> (l * s.act_bits)) & s.code_max for l in range(s.lanes)] == a
+    assert [(word >> (pe.act_width + l * s.weight_bits)) & ((1 << s.weight_bits) - 1) for l in range(s.lanes)] == w
+    text = to_verilog(pe, name="pe")
+    assert f"input [{width - 1}:0] i_stream__payload" in text and "i_stream__payload." not in text

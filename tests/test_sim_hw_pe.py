@@ -112,24 +112,25 @@ def test_pe_every_kind_verilator(cache):
 # -- broken PEs must fail --------------------------------------------------------------------
 
 class _FlipWeightBit(Rewire):
-    """Corrupts one weight: bit 0 of weight lane 0 is inverted on the way in."""
+    """Corrupts one weight: bit 0 of weight lane 0 (payload bit ``act_width``) is inverted on the way in."""
 
     def corrupt(self, m, outer, inner):
-        m.d.comb += inner.i_stream.payload.w.eq(outer.i_stream.payload.w ^ 1)
+        m.d.comb += inner.i_stream.payload.eq(outer.i_stream.payload ^ (1 << inner.act_width))
 
 
 class _DropLastLane(Rewire):
-    """Drops a term: the last lane's activation reads as code 0."""
+    """Drops a term: the last lane's activation (the top ``act_bits`` of the activation field) reads as code 0."""
 
     def corrupt(self, m, outer, inner):
         s = inner.spec
-        keep = (1 << ((s.lanes - 1) * s.act_bits)) - 1
-        m.d.comb += inner.i_stream.payload.a.eq(outer.i_stream.payload.a & keep)
+        lane = ((1 << s.act_bits) - 1) << ((s.lanes - 1) * s.act_bits)
+        keep = ((1 << len(outer.i_stream.payload)) - 1) ^ lane
+        m.d.comb += inner.i_stream.payload.eq(outer.i_stream.payload & keep)
 
 
 BROKEN = {
     "xnor_weight": lambda: _FlipWeightBit(_xnor(4, 2)),
-    "shift_add_weight": lambda: _FlipWeightBit(_shift(4, 4, 2, 2)),
+    "shift_weight": lambda: _FlipWeightBit(_shift(4, 4, 2, 2)),
     "mac_dropped_term": lambda: _DropLastLane(_mac(4, 4, 3, 2)),
 }
 

@@ -10,7 +10,7 @@ from qhw.errors import SimulationMismatch
 from qhw.hw.smoke_mac import BrokenSmokeMac, SmokeMac
 
 pytestmark = pytest.mark.hdl_sim
-PARAMS = {"a_width": 5, "w_width": 3, "max_length": 9}
+PARAMS = {"act_bits": 5, "weight_bits": 3, "max_length": 9}
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

@@ -19,7 +19,7 @@ from qhw.backends.verilog import write_verilog
 from qhw.hw.smoke_mac import SmokeMac
 
 TOP = "smoke_mac"
-PARAMS = {"a_width": 4, "w_width": 4, "max_length": 16}
+PARAMS = {"act_bits": 4, "weight_bits": 4, "max_length": 16}
 PNR_DEVICES = ("icebreaker", "ulx3s_85f")
 
 

@@ -65,7 +65,11 @@ def make_vectors(u: dict, n: int, rng: random.Random) -> list[tuple[list[int], l
 
 
 def beats(u: dict, a: list[int], w: list[int]) -> list[int]:
-    """Input payloads of one dot product: ``fold`` beats of ``lanes`` pairs."""
+    """Input payloads of one dot product: ``fold`` beats of ``lanes`` pairs.
+
+    StreamPE's flat beat: the activation lanes in the low ``lanes·act_bits``
+    bits, the weight lanes above them.
+    """
     lanes, out = u["lanes"], []
     for f in range(u["fold"]):
         sl = slice(f * lanes, (f + 1) * lanes)

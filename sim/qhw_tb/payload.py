@@ -1,8 +1,10 @@
-"""Packing Python integers into Amaranth payload bits and back.
+"""Packing Python integers into payload bits and back.
 
-Amaranth lays out ``data.ArrayLayout(shape, n)`` with element 0 in the least
-significant bits and ``data.StructLayout`` fields in declaration order from
-the least significant bit; these helpers follow the same rule.
+qhw's stream payloads are flat bit vectors: lanes side by side with lane 0
+in the least significant bits (:func:`pack_lanes`), fields one after another
+from the least significant bit (:func:`pack_fields`). That is also how
+Amaranth lays out ``data.ArrayLayout`` elements and ``data.StructLayout``
+fields, so the helpers serve the tests that build view payloads on purpose.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def unpack_lanes(bits: int, width: int, count: int, *, signed: bool = False) -> 
 
 
 def pack_fields(fields: Sequence[tuple[int, int]]) -> int:
-    """Struct payload from ``(value, width)`` pairs, first field in the LSBs."""
+    """Flat payload from ``(value, width)`` pairs, first field in the LSBs."""
     out, pos = 0, 0
     for value, width in fields:
         out |= (int(value) & mask(width)) << pos

@@ -11,15 +11,15 @@ from qhw.hw.smoke_mac import reference_dot
 from qhw_tb import Scoreboard, StreamDriver, StreamMonitor, reset, start_clock
 
 
-def _pack(a: int, w: int, last: int, a_width: int, w_width: int) -> int:
-    # Field order of SmokeMac.term: a (LSBs), w, last.
-    return a | ((w & ((1 << w_width) - 1)) << a_width) | (last << (a_width + w_width))
+def _pack(a: int, w: int, last: int, act_bits: int, weight_bits: int) -> int:
+    # SmokeMac's flat payload, written out here (not SmokeMac.pack): a at the LSBs, then w, then last.
+    return a | ((w & ((1 << weight_bits) - 1)) << act_bits) | (last << (act_bits + weight_bits))
 
 
 @cocotb.test()
 async def random_dot_products_with_stalls(dut):
     p = tb_params()
-    aw, ww, max_len = p["a_width"], p["w_width"], p["max_length"]
+    aw, ww, max_len = p["act_bits"], p["weight_bits"], p["max_length"]
     rng = random.Random(p.get("seed", 1))
     start_clock(dut)
     board = Scoreboard("smoke_mac")

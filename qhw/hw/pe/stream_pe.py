@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qhw.ir.intmath import PEKind, signed_width
@@ -37,14 +37,18 @@ class StreamPE(wiring.Component):
 
     Attributes
     ----------
-    i_stream : In(stream.Signature(beat_layout))
-        ``beat_layout`` is ``StructLayout({"a": unsigned(lanes·act_bits),
-        "w": unsigned(lanes·weight_bits)})``: flat, activation lane
-        ``l`` at bits ``[l·act_bits, (l+1)·act_bits)``, then weight lane ``l`` at
-        ``lanes·act_bits + [l·weight_bits, (l+1)·weight_bits)``. Codes are raw
-        (intmath encodings: binary 1 = +1, bipolar 1 = +1, pow2 sign|exp, ...).
+    i_stream : In(stream.Signature(unsigned(act_width + weight_width)))
+        One beat of ``lanes`` (activation, weight) code pairs, a flat bit
+        vector (no Amaranth view: view element wires named ``x[0]`` make
+        yosys' abc9 crash): activation lane ``l`` at bits
+        ``[l·act_bits, (l+1)·act_bits)``, then weight lane ``l`` at bits
+        ``act_width + [l·weight_bits, (l+1)·weight_bits)``; :meth:`pack` builds
+        it. Codes are raw (intmath encodings: binary 1 = +1, bipolar 1 = +1,
+        pow2 sign|exp, ...).
     o_stream : Out(stream.Signature(signed(acc_width)))
         One dot product per ``fold`` input transfers.
+    act_width, weight_width : int
+        ``lanes·act_bits`` and ``lanes·weight_bits``: the two fields of a beat.
     acc_width : int
         Exact width of the largest dot product over every weight and
         activation code the encodings allow.
@@ -70,12 +74,10 @@ class StreamPE(wiring.Component):
         self.g_shape = unsigned(max(1, n.bit_length()))
         vlo, vhi = spec.value_range()
         self.acc_width = signed_width(n * vlo, n * vhi)
-        self.beat_layout = data.StructLayout({
-            "a": unsigned(spec.lanes * spec.act_bits),
-            "w": unsigned(spec.lanes * spec.weight_bits),
-        })
+        self.act_width = spec.lanes * spec.act_bits
+        self.weight_width = spec.lanes * spec.weight_bits
         super().__init__({
-            "i_stream": In(stream.Signature(self.beat_layout)),
+            "i_stream": In(stream.Signature(unsigned(self.act_width + self.weight_width))),
             "o_stream": Out(stream.Signature(signed(self.acc_width))),
         })
 
@@ -88,7 +90,7 @@ class StreamPE(wiring.Component):
         first, last = count == 0, count == self.fold - 1
         # Running sums; on the first beat of a fold the old value is dropped.
         p = Signal(self.p_shape)
-        a_flat, w_flat = beat.a, beat.w
+        a_flat, w_flat = beat[:self.act_width], beat[self.act_width:]
         sums = [(p, Mux(first, 0, p) + raw_sum(spec, a_flat, w_flat, m=m))]
         if spec.beta:
             q = Signal(self.q_shape)
@@ -131,7 +133,7 @@ class StreamPE(wiring.Component):
         word = 0
         for l, (a, w) in enumerate(zip(act_codes, weight_codes, strict=True)):
             word |= int(a) << (l * spec.act_bits)
-            word |= int(w) << (spec.lanes * spec.act_bits + l * spec.weight_bits)
+            word |= int(w) << (self.act_width + l * spec.weight_bits)
         return word
 
     def reference(self, act_codes, weight_codes) -> np.ndarray:
