@@ -90,3 +90,57 @@ def add_layer(rng, *, specs, coeffs, out_code="unsigned", out_bits=4, n=4, name=
 def gap_layer(rng, *, c, h, w, in_bits=4, n=4, name="gap"):
     spec = TensorSpec((c, h, w), "unsigned", in_bits)
     return GlobalPool(name=name, input="x", in_spec=spec), random_values(rng, spec, n)
+
+
+def tiny_resnet(rng, *, c_in=1, h=6, w=5, width=4, classes=3, n=16, projection=False):
+    """A small residual network with realistic requantizers, fitted on the activations ``n`` random
+    images produce: stem conv → [conv1 → conv2 (signed), identity or 1×1/2 projection] → add → gap → dense.
+
+    Odd sizes on purpose (non-square map, channels not a power of two when ``width`` is odd).
+    Returns (Network, input values).
+    """
+    from qhw.ir.graph import Input, Network
+
+    inp = Input(name="input", shape=(c_in, h, w), code="unsigned", bits=8)
+    x0 = random_values(rng, inp.out, n)
+    layers, values = [inp], {"input": x0}
+
+    def conv(name, src, c_out, out_code, out_bits, kernel=3, stride=1, padding=1):
+        spec = values_spec(src)
+        kh = kw = kernel
+        codes = rng.integers(0, 1 << 4, size=(c_out, spec.channels * kh * kw))
+        weights = intmath.decode_weights("odd", 4, codes)
+        args = dict(name=name, input=src, in_spec=spec, out_channels=c_out, kernel=kernel, stride=stride,
+                    padding=padding, weight_code="odd", weight_bits=4, weights=weights)
+        layer = Conv(**args, requant=_fitted_requant(rng, Conv(**args), [values[src]], out_code, out_bits))
+        add_layer_(layer)
+        return name
+
+    def values_spec(src):
+        return next(l for l in layers if l.name == src).out
+
+    def add_layer_(layer):
+        layers.append(layer)
+        values[layer.name] = layer_op(layer)(*[torch.as_tensor(values[s]) for s in layer.inputs]).numpy()
+
+    stem = conv("stem", "input", width, "unsigned", 4)
+    c1 = conv("b.conv1", stem, width, "unsigned", 4, stride=2 if projection else 1)
+    c2 = conv("b.conv2", c1, width, "signed", 7)
+    if projection:
+        short = conv("b.shortcut", stem, width, "signed", 7, kernel=1, stride=2, padding=0)
+        srcs, coeffs = (c2, short), [1, 1]
+    else:
+        srcs, coeffs = (c2, stem), [1, 4]
+    specs = tuple(values_spec(s) for s in srcs)
+    co = np.broadcast_to(np.asarray(coeffs, dtype=np.int64)[:, None], (2, specs[0].channels)).copy()
+    args = dict(name="b.add", inputs=srcs, in_specs=specs, coeffs=co)
+    add_layer_(Add(**args, requant=_fitted_requant(rng, Add(**args), [values[s] for s in srcs], "unsigned", 4)))
+    add_layer_(GlobalPool(name="gap", input="b.add", in_spec=values_spec("b.add")))
+    spec = values_spec("gap")
+    weights = intmath.decode_weights("odd", 8, rng.integers(0, 256, size=(classes, spec.channels)))
+    args = dict(name="fc", input="gap", in_spec=spec, out_channels=classes, weight_code="odd", weight_bits=8,
+                weights=weights)
+    probe = Dense(**args)
+    add_layer_(Dense(**args, requant=logit_requant(rng.uniform(0.5, 1.5, classes) * 1e-3,
+                                                    rng.normal(size=classes), probe.acc_lo, probe.acc_hi)))
+    return Network(tuple(layers), output="fc"), x0
