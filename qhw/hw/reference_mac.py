@@ -53,6 +53,8 @@ class ReferenceMacArray(wiring.Component):
         reference model).
     acc_width : int
         Exact output width (``mapping.acc_width``).
+    value_width : int
+        Two's complement width of the decoded weight values in the ROMs.
     latency : int
         1: the result is valid the cycle after the beat completing it. The
         input stalls only while a result waits to be taken.
@@ -74,15 +76,15 @@ class ReferenceMacArray(wiring.Component):
         values[:, mp.in_features:] = 0
         values[mp.out_channels:, :] = 0
         self.values = values
-        self.w_width = signed_width(min(int(values.min()), 0), max(int(values.max()), 0))
+        self.value_width = signed_width(min(int(values.min()), 0), max(int(values.max()), 0))
         super().__init__({
             "i_stream": In(stream.Signature(unsigned(rows * spec.lanes * spec.act_bits))),
             "o_stream": Out(stream.Signature(unsigned(cols * self.acc_width))),
         })
 
     def rom_words(self, c: int) -> list[int]:
-        """Column ``c``'s ROM: word ``nf·SF + sf`` holds the beat's weights, feature ``j`` at ``j·w_width``."""
-        mp, B, ww = self.mapping, self.mapping.beat_features, self.w_width
+        """Column ``c``'s ROM: word ``nf·SF + sf`` holds the beat's weights, feature ``j`` at ``j·value_width``."""
+        mp, B, ww = self.mapping, self.mapping.beat_features, self.value_width
         words = []
         for nf in range(mp.nf):
             for sf in range(mp.sf):
@@ -115,11 +117,12 @@ class ReferenceMacArray(wiring.Component):
 
         results = []
         for c in range(self.cols):
-            mem = Memory(shape=unsigned(mp.beat_features * self.w_width), depth=mp.steps, init=self.rom_words(c))
+            mem = Memory(shape=unsigned(mp.beat_features * self.value_width), depth=mp.steps, init=self.rom_words(c))
             m.submodules[f"rom_{c}"] = mem
             port = mem.read_port(domain="comb")
             m.d.comb += port.addr.eq(step)
-            w = [port.data[j * self.w_width:(j + 1) * self.w_width].as_signed() for j in range(mp.beat_features)]
+            vw = self.value_width
+            w = [port.data[j * vw:(j + 1) * vw].as_signed() for j in range(mp.beat_features)]
             acc = Signal(signed(self.acc_width), name=f"acc_{c}")
             total = Signal(signed(self.acc_width), name=f"total_{c}")
             m.d.comb += total.eq(Mux(first, 0, acc) + sum(a * wj for a, wj in zip(acts, w)))
