@@ -183,8 +183,9 @@ def default_designs() -> dict[str, wiring.Component]:
     from qhw.hw.array import SystolicArray
 
     w = conv3x3_weights()
-    return {f"array8x8_conv3x3_{mem}": SystolicArray(weights=w, rows=8, cols=8, lanes=1, w_code="int", w_bits=4,
-                                                      a_code="unsigned", a_bits=4, weight_memory=mem)
+    return {f"array8x8_conv3x3_{mem}": SystolicArray(weights=w, rows=8, cols=8, lanes=1, weight_code="int",
+                                                      weight_bits=4, act_code="unsigned", act_bits=4,
+                                                      weight_memory=mem)
             for mem in ("lut", "block")}
 
 
