@@ -732,7 +732,11 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
     if not built:
         raise ValueError(f"requant: no {'requantizer form' if form == 'auto' else form + ' form'} can be built "
                          f"({'; '.join(reasons)})")
-    return min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
+    best = min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
+    for other in built:
+        if other is not best:  # built only to be costed: no "never used" warning for it
+            other._MustUse__silence = True
+    return best
 
 
 __all__ = ["ThresholdRequantizer", "MulShiftRequantizer", "choose_requantizer", "csd", "MAX_THRESHOLD_LEVELS",
