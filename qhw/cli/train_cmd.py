@@ -14,7 +14,7 @@ def add_arguments(p) -> None:
         "--quant",
         default="w4a4",
         metavar="FILE|NAME",
-        help="quant config file (JSON/YAML) or built-in name: w4a4, w8a8, binary_body, pow2, float (default w4a4)",
+        help="quant config file (JSON/YAML) or built-in name: w4a4, w8a8, binary_body, pow2, mixed (all three PE families), float (default w4a4)",
     )
     p.add_argument("--adaqat", action="store_true", help="learn bit-widths of the uniform layers with AdaQAT")
     p.add_argument("--lambda", dest="lam", type=float, default=0.15, help="AdaQAT hardware-loss weight (default 0.15)")
