@@ -22,37 +22,8 @@ import random
 import cocotb
 
 from qhw.backends.sim import record, tb_params
-from qhw.net.stream import FrameFormat
 from qhw_tb import StreamDriver, StreamMonitor, reset, start_clock
-
-
-def mismatch_message(unit: dict, fmt: FrameFormat, index: int, got: int, want: int) -> str:
-    mask = (1 << fmt.bits) - 1
-    for slot in range(fmt.simd):
-        g, w = (got >> (slot * fmt.bits)) & mask, (want >> (slot * fmt.bits)) & mask
-        if g != w:
-            where = fmt.locate(index, slot)
-            return (f"layer {unit['layer']}: frame {where['frame']}, pixel (y={where['y']}, x={where['x']}), "
-                    f"channel {where['channel']}: expected code {w}, got {g} (beat {index})")
-    return (f"layer {unit['layer']}: beat {index}: last flag expected {want >> fmt.data_width}, "
-            f"got {got >> fmt.data_width}")
-
-
-class Checker:
-    def __init__(self, unit: dict):
-        self.unit = unit
-        self.fmt = FrameFormat(tuple(unit["out_format"]["shape"]), unit["out_format"]["code"],
-                               unit["out_format"]["bits"], unit["out_format"]["simd"])
-        self.expected = unit["out_beats"]
-        self.seen = 0
-
-    def __call__(self, got: int) -> None:
-        if self.seen >= len(self.expected):
-            raise AssertionError(f"layer {self.unit['layer']}: unexpected output beat #{self.seen}")
-        want = self.expected[self.seen]
-        if got != want:
-            raise AssertionError(mismatch_message(self.unit, self.fmt, self.seen, got, want))
-        self.seen += 1
+from qhw_tb.frames import FrameChecker, frame_format
 
 
 @cocotb.test()
@@ -65,7 +36,7 @@ async def engines_match_golden(dut):
     for u in units:
         drivers.append([StreamDriver(dut, f"{u['name']}_{port}", rng=random.Random(rng.random()),
                                      valid_prob=p["valid_prob"]) for port in u["in_ports"]])
-        checker = Checker(u)
+        checker = FrameChecker(u["layer"], frame_format(u["out_format"]), u["out_beats"])
         checkers.append(checker)
         monitors.append(StreamMonitor(dut, f"{u['name']}_o_stream", rng=random.Random(rng.random()),
                                       ready_prob=p["ready_prob"], on_transfer=checker))
