@@ -125,7 +125,25 @@ class Accelerator(wiring.Component):
                     cur = fifo.o_stream
                 self._link(m, cur, self.engines[edge.dst].in_port(edge.port))
         self._result(m, taps["result"])
+        self._probes(m)
         return m
+
+    def _probes(self, m) -> None:
+        """Named top-level copies of every engine's stream ports, for ``qhw sim`` to watch.
+
+        Amaranth names a submodule's ports after whichever alias of the net
+        it meets, so the engines' own port names are not reliably visible in
+        either simulator; these wires are (``<instance>__<port>__valid`` /
+        ``__ready`` / ``__payload``). They drive nothing: synthesis removes them.
+        """
+        for name, engine in self.engines.items():
+            inst = instance_name(name)
+            for port in ("o_stream", *engine.in_ports):
+                s = getattr(engine, port)
+                for member in ("valid", "ready", "payload"):
+                    value = getattr(s, member)
+                    probe = Signal(len(value), name=f"{inst}__{port}__{member}")
+                    m.d.comb += probe.eq(value)
 
     @staticmethod
     def _link(m, src, dst) -> None:
