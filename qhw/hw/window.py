@@ -486,7 +486,8 @@ class WindowGenerator(wiring.Component):
         Xilinx in RAMB18 units, a RAMB36 counts 2) when
         :func:`qhw.hw.rom.use_block_ram` says it belongs in block RAM, else 0
         and its Xilinx LUT-RAM joins ``lut`` (a RAM64M, 4 LUTs, holds 64
-        words × 3 bits; a RAM32M 32 × 6). ``ff``: every register of the RTL
+        words × 3 bits; a RAM32M 32 × 6) — or, forced to ``memory="lut"``
+        (``ram_style = "logic"``), one flip-flop per bit and the read muxes. ``ff``: every register of the RTL
         (the read data register sits inside a block RAM when there is one;
         yosys drops counter bits that never change, e.g. the low bits of the
         frame base, so it reports 4–15 % fewer). ``lut``: logic, a
@@ -515,6 +516,9 @@ class WindowGenerator(wiring.Component):
         bram = 0
         if in_block:
             bram = bram_blocks(depth, width, family)
+        elif self.memory == "lut":  # ram_style "logic": one register per bit, an 8:1 mux per LUT6 + MUXF7/F8
+            ff += depth * width
+            lut += width * math.ceil(depth / 8) + depth  # read muxes, write-enable decode
         elif depth <= 32:
             lut += 4 * math.ceil(width / 6)
         else:
