@@ -40,7 +40,7 @@ def digits_network(name: str, root: Path):
     return load_network(path)
 
 
-def test_images(n: int):
+def digits_test_images(n: int):
     """The first ``n`` digits test images as input codes (N, 1, 8, 8) and their labels."""
     from qhw.quant.data import load_dataset
 

@@ -29,7 +29,7 @@ from qhw.ir.golden import GoldenModel
 from qhw.ir.graph import Add, Conv, Dense, Input
 from qhw.net import Fold
 from qhw.net.engines import build_engine
-from digits_nets import CONFIGS, digits_network, test_images
+from digits_nets import CONFIGS, digits_network, digits_test_images
 from sim_hw_support import Harness, Rewire, require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
@@ -127,7 +127,7 @@ def nets(tmp_path_factory):
 
 def run_net(cache, tmp_path, net, simulator, *, engines=None, seed=1, name="engines"):
     require_simulator(simulator)
-    images, _ = test_images(IMAGES)
+    images, _ = digits_test_images(IMAGES)
     engines = engines or network_engines(net)
     units = stimulus(net, engines, images)
     r = run_units(cache, tmp_path, units, {unit_name(net[n]): e for n, e in engines.items()}, simulator,
