@@ -54,6 +54,17 @@ def register(m, out, take, payload) -> None:
         m.d.sync += [out.payload.eq(payload), out.valid.eq(1)]
 
 
+def output_chain(m, engine, mid, **stages) -> None:
+    """``mid`` (an internal stream) → the named stages in order → the engine's ``o_stream``."""
+    src = mid
+    for name, stage in stages.items():
+        m.submodules[name] = stage
+        m.d.comb += [stage.i_stream.payload.eq(src.payload), stage.i_stream.valid.eq(src.valid),
+                     src.ready.eq(stage.i_stream.ready)]
+        src = stage.o_stream
+    wiring.connect(m, src, wiring.flipped(engine.o_stream))
+
+
 def _requant_or_truncate(layer, lanes: int, width: int, form: str):
     if layer.requant is None:
         return Truncate(lanes=lanes, in_width=width, out_width=layer.out.bits)
@@ -139,12 +150,7 @@ class AddEngine(Engine):
             m.d.comb += z.eq(total)
             lanes.append(z)
         register(m, mid, take, Cat(*lanes))
-        m.submodules.requant = self.requant
-        m.submodules.packer = self.packer
-        m.d.comb += [self.requant.i_stream.payload.eq(mid.payload), self.requant.i_stream.valid.eq(mid.valid),
-                     mid.ready.eq(self.requant.i_stream.ready)]
-        wiring.connect(m, self.requant.o_stream, self.packer.i_stream)
-        wiring.connect(m, self.packer.o_stream, wiring.flipped(self.o_stream))
+        output_chain(m, self, mid, requant=self.requant, packer=self.packer)
         return m
 
     latency = 1
@@ -243,12 +249,7 @@ class GlobalPoolEngine(Engine):
             m.d.comb += wide.eq(new)
             outs.append(wide)
         register(m, mid, take & pixel_last, Cat(*outs))
-        m.submodules.requant = self.requant
-        m.submodules.packer = self.packer
-        m.d.comb += [self.requant.i_stream.payload.eq(mid.payload), self.requant.i_stream.valid.eq(mid.valid),
-                     mid.ready.eq(self.requant.i_stream.ready)]
-        wiring.connect(m, self.requant.o_stream, self.packer.i_stream)
-        wiring.connect(m, self.packer.o_stream, wiring.flipped(self.o_stream))
+        output_chain(m, self, mid, requant=self.requant, packer=self.packer)
         return m
 
     def estimate_cycles(self, frames: int = 1) -> int:
@@ -313,7 +314,6 @@ class MaxPoolEngine(Engine):
         fmt = self.in_formats[0]
         taps = self.layer.kernel[0] * self.layer.kernel[1]
         m.submodules.window = win = self.window
-        m.submodules.packer = self.packer
         wiring.connect(m, wiring.flipped(self.i_stream), win.i_stream)
         x = win.o_stream
         mid = stream.Signature(unsigned(fmt.data_width)).create()
@@ -341,9 +341,7 @@ class MaxPoolEngine(Engine):
                         m.d.sync += best[g][j].eq(new)
             outs.append(new)
         register(m, mid, take & tap_last, Cat(*outs))
-        m.d.comb += [self.packer.i_stream.payload.eq(mid.payload), self.packer.i_stream.valid.eq(mid.valid),
-                     mid.ready.eq(self.packer.i_stream.ready)]
-        wiring.connect(m, self.packer.o_stream, wiring.flipped(self.o_stream))
+        output_chain(m, self, mid, packer=self.packer)
         return m
 
     def estimate_cycles(self, frames: int = 1) -> int:
