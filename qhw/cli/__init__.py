@@ -32,6 +32,7 @@ VERBS: dict[str, str] = {
     "export": "export_cmd",
     "check": "check_cmd",
     "build": "build_cmd",
+    "sim": "sim_cmd",
     "bench": "bench_cmd",
     "demo": "demo",
 }

@@ -84,7 +84,6 @@ class Bench:
         rng = random.Random(params.get("seed", 0))
         self.keep = 1.0 - float(params.get("stall", 0.0))  # chance a port does not stall in a cycle
         self.s_rng, self.m_rng = random.Random(rng.random()), random.Random(rng.random())
-        self.ready_prob = self.keep
         self.layers = stim["layers"]
         self.checks = [FrameChecker(d["name"], frame_format(d["out_format"]), d["expected"], fail_fast=False)
                        for d in self.layers]
@@ -129,14 +128,24 @@ class Bench:
         dut.s_axis_tvalid.value = 0
 
     async def drain(self) -> None:
-        """``m_axis``: ready drawn anew every cycle while a result waits (held while none does)."""
+        """``m_axis``: ready drawn anew every cycle while a result waits (held while none does).
+
+        Stalls stop once ``stalled_results`` results are taken (counted here,
+        so the throughput tail starts on the very next cycle).
+        """
         dut = self.dut
+        stalled, taken = self.stim["m_axis"]["stalled_results"], 0
+        ready = self.m_rng.random() < self.keep
+        dut.m_axis_tready.value = int(ready)
         while True:
             await ReadOnly()
             if not int(dut.m_axis_tvalid.value):
                 await RisingEdge(dut.m_axis_tvalid)
-            await RisingEdge(dut.clk)
-            dut.m_axis_tready.value = 1 if self.m_rng.random() < self.ready_prob else 0
+            await RisingEdge(dut.clk)  # closes a cycle with a result offered: taken if we were ready
+            taken += ready
+            keep = self.keep if taken < stalled else 1.0
+            ready = keep >= 1.0 or self.m_rng.random() < keep
+            dut.m_axis_tready.value = int(ready)
 
     # -- the observer ------------------------------------------------------------------------
 
@@ -144,7 +153,6 @@ class Bench:
         """Wake on every cycle in which something transferred; check it; stop after the last result."""
         dut = self.dut
         n = len(self.layers)
-        stalled_results = self.stim["m_axis"]["stalled_results"]
         tail: Timer | None = None
         while True:
             triggers = [dut.ev_tick.value_change, RisingEdge(dut.stuck), RisingEdge(dut.bad)]
@@ -184,8 +192,6 @@ class Bench:
                 self.s_count += 1
             if fired >> (n + 1) & 1:
                 self._result(cycle, int(dut.cap_m.value))
-                if len(self.m_cycles) == stalled_results:
-                    self.ready_prob = 1.0  # the throughput tail: no stalls from here on
                 self.status.write(self._progress())
 
     def _result(self, cycle: int, word: int) -> None:
@@ -225,39 +231,43 @@ class Bench:
     # -- failure messages --------------------------------------------------------------------
 
     def _streams(self):
-        """(layer, port label, valid, ready) for every probed port, in the wrapper's st_* order."""
+        """(layer doc, port index or None for the output, valid, ready) per probed port, in st_* order."""
         valid, ready = int(self.dut.st_valid.value), int(self.dut.st_ready.value)
         j = 0
         for doc in self.layers:
-            ports = [(f"input {k} from {src}" if len(doc["inputs"]) > 1 else f"input from {src}")
-                     for k, src in enumerate(doc["inputs"])] + ["output"]
-            for label in ports:
-                yield doc["name"], label, valid >> j & 1, ready >> j & 1
+            for port in [*range(len(doc["inputs"])), None]:
+                yield doc, port, valid >> j & 1, ready >> j & 1
                 j += 1
 
     def _deadlock(self) -> str:
+        """One line: the engines with an input offered and not taken, and what each of their ports does."""
+        fifos = {(f["dst"], f["port"]): f["depth"] for f in self.stim.get("fifos", [])}
         state: dict[str, list[str]] = {}
         stalled: list[str] = []
-        for name, label, valid, ready in self._streams():
-            parts = state.setdefault(name, [])
-            if label == "output":
+        for doc, port, valid, ready in self._streams():
+            name, parts = doc["name"], state.setdefault(doc["name"], [])
+            if port is None:
                 if valid and not ready:
-                    parts.append("output blocked by its consumer")
-            elif valid and not ready:
-                parts.append(f"{label} offered, not taken")
+                    parts.append("output: blocked")
+                continue
+            label = f"input {port} from {doc['inputs'][port]}" if len(doc["inputs"]) > 1 else \
+                f"input from {doc['inputs'][port]}"
+            if (name, port) in fifos:
+                label += f" (FIFO depth {fifos[name, port]})"
+            if valid and not ready:
+                parts.append(f"{label}: offered, not taken")
                 if name not in stalled:
                     stalled.append(name)
             elif not valid:
-                parts.append(f"{label} empty")
-        top = []
+                parts.append(f"{label}: empty")
+        where = ", ".join(f"{n} [{'; '.join(state[n])}]" for n in stalled) or \
+            "none (no engine has an input offered and not taken)"
+        top = ""
         if int(self.dut.s_axis_tvalid.value) and not int(self.dut.s_axis_tready.value):
-            top.append("s_axis offered, not taken")
-        where = "; ".join(f"{n} ({', '.join(state[n])})" for n in stalled) or \
-            "none has an input offered and not taken"
+            top = "; s_axis offered, not taken"
         cycle = int(self.dut.ev_cycle.value)
         return (f"deadlock: no transfer anywhere for {self.watchdog} cycles (cycle {cycle}, "
-                f"{len(self.m_cycles)} of {self.frames} results out" + (f", {', '.join(top)}" if top else "")
-                + f"); stalled engines: {where}")
+                f"{len(self.m_cycles)} of {self.frames} results out); stalled engines: {where}{top}")
 
     def _violation(self) -> str:
         drop, change = int(self.dut.viol_drop.value), int(self.dut.viol_change.value)
@@ -281,7 +291,6 @@ class Bench:
         dut.m_axis_tready.value = 0
         dut.wd_limit.value = self.watchdog
         await reset(dut)
-        dut.m_axis_tready.value = 1 if self.m_rng.random() < self.ready_prob else 0
         feeder = cocotb.start_soon(self.feed())
         cocotb.start_soon(self.drain())
         try:
