@@ -202,6 +202,11 @@ def test_summary_measures_the_unstalled_tail(tiny):
     assert f"cycles/frame 270.0 (min 270, max 270, 2 intervals); manifest {manifest['cycles_per_frame']}" in text
 
 
+def test_values_of_a_partial_stream_count_only_real_channels():
+    fmt = FrameFormat((5, 2, 3), "unsigned", 4, 2)  # groups of 2, 2, 1 channels
+    assert [S._codes_in(fmt, b) for b in (0, 1, 2, 3, 4, 18)] == [0, 2, 4, 5, 7, 30]
+
+
 def test_summary_without_stalls_measures_every_interval(tiny):
     net, images, out, manifest = tiny
     stim = S.stimulus(manifest, net, images[:4])

@@ -51,7 +51,7 @@ from sim_hw_support import require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
 FULL = os.environ.get("QHW_SIM_FULL") == "1"
-ICARUS_IMAGES = 20 if FULL else 8
+ICARUS_IMAGES = 20 if FULL else 4
 VERILATOR_IMAGES = 100
 #: Skip-FIFO scale at which the digits builds (16-wide folds) run at the manifest's cycles per frame.
 FULL_RATE_FIFOS = 3.0

@@ -77,7 +77,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -289,8 +289,9 @@ def wrapper_verilog(manifest: dict) -> str:
              "stalls", "cap_m"]
     names += [f"cap_{k}" for k in range(n)]
     L = [f"// qhw sim: event wrapper around {top} (qhw.net.simulate.wrapper_verilog); it only observes.",
-         # the flags are part of the text so that a simulator build cached by digest was built with them
-         f"// verilator: {' '.join(VERILATOR_FLAGS)}",
+         # The flags are part of the text so that a simulator build cached by digest was built with them
+         # (a comment starting with the simulator's name would be read as one of its pragmas).
+         f"// built by qhw sim for Verilator with {' '.join(VERILATOR_FLAGS)}",
          f"module {wrapper_name(manifest)}({', '.join(names)});",
          "  input clk;", "  input rst;",
          f"  input [{sw - 1}:0] s_axis_tdata;", "  input s_axis_tvalid;", "  output s_axis_tready;",
@@ -439,6 +440,13 @@ def stimulus(manifest: dict, net, images: np.ndarray, *, tail: int = 0) -> dict:
     }
 
 
+def _codes_in(fmt: FrameFormat, beats: int) -> int:
+    """Real channel codes in the first ``beats`` beats of a stream (the last group of a pixel may be short)."""
+    per_group = [min(fmt.simd, fmt.channels - g * fmt.simd) for g in range(fmt.groups)]
+    pixels, rest = divmod(beats, fmt.groups)
+    return pixels * fmt.channels + sum(per_group[:rest])
+
+
 def _fmt(doc: dict) -> FrameFormat:
     return FrameFormat(tuple(doc["shape"]), doc["code"], doc["bits"], doc["simd"])
 
@@ -461,8 +469,7 @@ def summarize(manifest: dict, stim: dict, result: dict, *, build: str, simulator
         r = per.get(doc["name"], {})
         ends = np.diff(np.asarray(r.get("frame_ends", [])[start:], dtype=np.int64))
         fmt = _fmt(doc["out_format"])
-        values = st["values"] if r.get("beats", 0) >= len(st["expected"]) else \
-            r.get("beats", 0) * min(fmt.simd, fmt.channels)
+        values = _codes_in(fmt, min(r.get("beats", 0), len(st["expected"])))
         layers.append(LayerReport(
             name=doc["name"], kind=doc["kind"], instance=doc["instance"], beats=r.get("beats", 0), values=values,
             mismatches=r.get("mismatched_codes", 0), busy=r.get("transfers", 0) / window,
