@@ -223,6 +223,33 @@ def test_a_network_changed_after_the_build_fails_at_the_first_wrong_code(root, c
     assert rep.mismatches > 0 and not rep.ok
 
 
+def test_an_engine_output_breaking_the_handshake_is_caught(root, cache, tiny, tmp_path):
+    """Fault injection on the probe wires only (the design is untouched): the stem's output as the
+    wrapper sees it drops valid every other cycle while its consumer stalls, like a transmitter that
+    withdraws an offer. The values all still match; the handshake check must fail the run."""
+    import shutil
+
+    require_simulator("icarus")
+    net, _, images = tiny
+    src = tiny_build(root, tiny)
+    out = tmp_path / "faulty"
+    shutil.copytree(src.out, out, ignore=shutil.ignore_patterns("sim"))
+    verilog = out / src.manifest["verilog"]
+    text = verilog.read_text()
+    probe = re.compile(r"^  assign l_stem__o_stream__valid = (.+);$", flags=re.M)
+    assert len(probe.findall(text)) == 1
+    text = probe.sub(r"  assign l_stem__o_stream__valid = (\1) & (l_stem__o_stream__ready | qhw_fault_t);", text)
+    top_end = text.index("endmodule", text.index(f"module {src.manifest['top']}("))
+    text = text[:top_end] + ("  reg qhw_fault_t = 1'b0;\n  always @(posedge clk) qhw_fault_t <= ~qhw_fault_t;\n"
+                             + text[top_end:])
+    verilog.write_text(text)
+    with pytest.raises(SimulationMismatch) as err:
+        simulate_build(out, images=images, net=net, cache_dir=cache, progress=say)
+    say(str(err.value))
+    assert re.match(r"layer stem output: protocol violation at cycle \d+: valid dropped before its payload was "
+                    r"taken", str(err.value))
+
+
 def test_cli_reports_every_layer(root, cache, tiny, qhw_cli):
     require_simulator("icarus")
     res = tiny_build(root, tiny, 16)  # full rate for the tiny network
