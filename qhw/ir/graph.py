@@ -326,7 +326,23 @@ class Input(Layer):
         return self._out
 
 
-class _WeightLayer(Layer):
+class _OneInput(Layer):
+    """A layer that reads one producer, ``input``, described by ``in_spec``."""
+
+    input: str
+    in_spec: TensorSpec
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    @property
+    def in_specs(self) -> tuple[TensorSpec, ...]:
+        return (self.in_spec,)
+
+
+
+class _WeightLayer(_OneInput):
     """Shared by :class:`Conv` and :class:`Dense`: integer weights and a requantizer."""
 
     def _init_weights(self, weights, in_features: int) -> None:
@@ -456,14 +472,6 @@ class Conv(_WeightLayer):
         object.__setattr__(self, "out", out)
 
     @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    @property
-    def in_specs(self) -> tuple[TensorSpec, ...]:
-        return (self.in_spec,)
-
-    @property
     def in_channels(self) -> int:
         return self.in_spec.shape[0]
 
@@ -504,14 +512,6 @@ class Dense(_WeightLayer):
         self._init_acc(None)
         out = _requant_out(self.requant, (self.out_channels,), self.acc_lo, self.acc_hi)
         object.__setattr__(self, "out", out)
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    @property
-    def in_specs(self) -> tuple[TensorSpec, ...]:
-        return (self.in_spec,)
 
     @property
     def in_channels(self) -> int:
@@ -577,7 +577,7 @@ class Add(Layer):
 
 
 @dataclass(frozen=True, eq=False)
-class GlobalPool(Layer):
+class GlobalPool(_OneInput):
     """Global average pool as an integer sum over H·W, optionally requantized.
 
     The output is ``sum_{h,w} x[c, h, w]`` (no division): the 1/(H·W) is
@@ -609,14 +609,6 @@ class GlobalPool(Layer):
         object.__setattr__(self, "out", _requant_out(self.requant, (c,), lo, hi))
 
     @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    @property
-    def in_specs(self) -> tuple[TensorSpec, ...]:
-        return (self.in_spec,)
-
-    @property
     def window(self) -> int:
         return self.in_spec.shape[1] * self.in_spec.shape[2]
 
@@ -626,7 +618,7 @@ class GlobalPool(Layer):
 
 
 @dataclass(frozen=True, eq=False)
-class MaxPool(Layer):
+class MaxPool(_OneInput):
     """Window maximum per channel; padded taps are left out.
 
     ``out[c, oy, ox] = max x[c, oy·sh + ky − ph, ox·sw + kx − pw]`` over the taps
@@ -677,14 +669,6 @@ class MaxPool(Layer):
         object.__setattr__(self, "patterns", patterns)
         s = self.in_spec
         object.__setattr__(self, "out", TensorSpec((c, *patterns.out_hw), s.code, s.bits, s.lo, s.hi))
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    @property
-    def in_specs(self) -> tuple[TensorSpec, ...]:
-        return (self.in_spec,)
 
     @property
     def window(self) -> int:
