@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from qhw.errors import InputError
 from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, Layer, MaxPool, Network
 
-from .fifo_depth import chain_need, skip_fifo_pixels
+from .fifo_depth import chain_absorb, chain_need, skip_fifo_pixels, stage_buffer
 from .fold import Fold
 from .stream import FrameFormat
 
@@ -199,7 +199,8 @@ class BuildPlan:
     """Everything the top level needs: the stream plan with FIFO depths on the skip paths."""
 
     streams: StreamPlan
-    fifo_pixels: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    fifo_pixels: Mapping[tuple[str, int], int] = field(default_factory=dict)      # full rate (built)
+    deadlock_pixels: Mapping[tuple[str, int], int] = field(default_factory=dict)  # deadlock-free minimum
 
     @property
     def net(self) -> Network:
@@ -211,7 +212,7 @@ class BuildPlan:
 
     def to_dict(self) -> dict:
         return {"edges": [e.to_dict() for e in self.edges],
-                "fifos": [{"dst": d, "port": p, "pixels": n,
+                "fifos": [{"dst": d, "port": p, "pixels": n, "deadlock_free_pixels": self.deadlock_pixels.get((d, p)),
                            "depth": next(e.fifo_depth for e in self.edges if e.dst == d and e.port == p)}
                           for (d, p), n in sorted(self.fifo_pixels.items())]}
 
@@ -229,14 +230,29 @@ def _branch(net: Network, start: str) -> tuple[str, list[Layer]]:
 
 
 def size_fifos(plan: StreamPlan, *, scale: float = 1.0) -> BuildPlan:
-    """A FIFO on every branch into an add, as deep as :mod:`qhw.net.fifo_depth` says.
+    """A FIFO on every branch into an add, as deep as :mod:`qhw.net.fifo_depth` says for full rate.
 
-    ``scale`` multiplies the computed depths (tests cut them below 1 to show
-    that the computed depth is needed, not padding).
+    Two depths per branch, both from the data dependencies alone: the
+    deadlock-free one (:func:`~qhw.net.fifo_depth.chain_need` of the branch
+    waited for: what it *must* read) and the full-rate one
+    (:func:`~qhw.net.fifo_depth.chain_absorb`: what it *can* read, its line
+    buffers ahead and pipelines full), which is built. ``scale`` multiplies
+    the built depth (tests cut it below 1 to show the depth is needed).
     """
     net = plan.net
     depth: dict[tuple[str, int], int] = {}
     pixels: dict[tuple[str, int], int] = {}
+    deadlock: dict[tuple[str, int], int] = {}
+    stages, period = {}, {}  # per engine: its StageBuffer; per layer: fewest cycles between output pixels
+    for layer in net.layers:
+        if isinstance(layer, Input):
+            period[layer.name] = plan.consumers(layer.name)[0].produced.groups
+            continue
+        stages[layer.name] = stage_buffer(layer, simd=plan.folded.simd[layer.name],
+                                          fold=plan.folded.folds.get(layer.name), out_simd=plan.out_simd[layer.name])
+        period[layer.name] = stages[layer.name].period
+        if isinstance(layer, Add):  # an add is no faster than the faster-bursting of its inputs
+            period[layer.name] = max(period[layer.name], min(period[s] for s in layer.inputs))
     for layer in net.layers:
         if not isinstance(layer, Add):
             continue
@@ -250,13 +266,17 @@ def size_fifos(plan: StreamPlan, *, scale: float = 1.0) -> BuildPlan:
         spec = source.out
         src_pixels = spec.shape[1] * spec.shape[2] if spec.is_map else 1
         needs = [chain_need(chain, src_pixels) for _, chain in branches]
-        for port, px in enumerate(skip_fifo_pixels(needs)):
+        fork_period = max([period[source.name]] + [e.consumed.groups for e in plan.consumers(source.name)])
+        absorbs = [chain_absorb([stages[l.name] for l in chain], need, fork_period, src_pixels)
+                   for (_, chain), need in zip(branches, needs)]
+        full = skip_fifo_pixels(needs, absorbs)
+        for port, (px, px_dl) in enumerate(zip(full, skip_fifo_pixels(needs))):
             edge = next(e for e in plan.edges if e.dst == layer.name and e.port == port)
-            pixels[layer.name, port] = px
+            pixels[layer.name, port], deadlock[layer.name, port] = px, px_dl
             depth[layer.name, port] = max(3, int(round(px * edge.consumed.groups * scale)))
     edges = tuple(Edge(e.src, e.dst, e.port, e.produced, e.consumed, depth.get((e.dst, e.port), 0))
                   for e in plan.edges)
-    return BuildPlan(StreamPlan(plan.folded, plan.out_simd, edges), pixels)
+    return BuildPlan(StreamPlan(plan.folded, plan.out_simd, edges), pixels, deadlock)
 
 
 # -- the pipeline --------------------------------------------------------------------------------
