@@ -135,18 +135,13 @@ def test_the_build_has_every_probe_wire(tiny):
     assert len(S.missing_probes(manifest, f"module {manifest['top']}(clk);\n  wire x;\nendmodule\n")) == len(names)
 
 
-def test_verilator_flags_are_set_for_one_run_only(monkeypatch):
-    monkeypatch.delenv("VERILATOR_TEST_FLAGS", raising=False)
-    with S._verilator_flags("verilator"):
-        assert os.environ["VERILATOR_TEST_FLAGS"] == "--no-public-flat-rw --public-depth 1"
-    assert "VERILATOR_TEST_FLAGS" not in os.environ
-    monkeypatch.setenv("VERILATOR_TEST_FLAGS", "-Wall")
-    with S._verilator_flags("verilator"):
-        assert os.environ["VERILATOR_TEST_FLAGS"] == "-Wall --no-public-flat-rw --public-depth 1"
-    with S._verilator_flags("icarus"):
-        assert os.environ["VERILATOR_TEST_FLAGS"] == "-Wall"
-    assert os.environ["VERILATOR_TEST_FLAGS"] == "-Wall"
+def test_verilator_flags_go_into_the_build_and_its_cache_key(tmp_path):
+    from qhw.bench.simcache import build_dir_for
 
+    plain = build_dir_for("module m; endmodule", name="m", cache_dir=tmp_path)
+    flagged = build_dir_for("module m; endmodule", name="m", cache_dir=tmp_path, build_args=S.VERILATOR_FLAGS)
+    assert plain != flagged and plain.parent == flagged.parent == tmp_path
+    assert S.VERILATOR_FLAGS == ("--no-public-flat-rw", "--public-depth", "1")
 
 def test_wrapper_reads_every_probe_and_is_deterministic(tiny):
     _, _, _, manifest = tiny

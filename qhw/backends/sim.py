@@ -86,11 +86,14 @@ def run_cocotb(
     waves: bool = False,
     seed: int | None = None,
     test_paths: Sequence[str | os.PathLike] = (),
+    build_args: Sequence[str] = (),
 ) -> SimResult:
     """Build ``sources`` and run the cocotb ``test_module`` against ``toplevel``.
 
     ``test_module`` is a module name importable from ``sim/`` (e.g.
-    ``"smoke.test_smoke_mac"``) or from one of ``test_paths``.
+    ``"smoke.test_smoke_mac"``) or from one of ``test_paths``. ``build_args``
+    go to the simulator's compiler after qhw's own (Verilator's warning
+    switches).
     Raises :class:`SimulationMismatch` if any test fails, naming them.
     """
     from cocotb_tools.runner import get_runner
@@ -121,7 +124,8 @@ def run_cocotb(
         runner = get_runner(simulator)
         build_log = build / "build.log"
         timescale = ("1ns", "1ps")
-        build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
+        own = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"] if simulator == "verilator" else []
+        build_args = own + [str(a) for a in build_args]
         try:
             runner.build(
                 sources=srcs, hdl_toplevel=toplevel, build_dir=build, always=False,

@@ -66,9 +66,10 @@ def _verilator_env(cache_dir: Path):
                 os.environ[k] = v
 
 
-def build_dir_for(verilog: str, *, name: str, cache_dir: str | os.PathLike) -> Path:
-    """``<cache_dir>/<name>-<digest>``: one build directory per distinct design."""
-    return Path(cache_dir) / f"{name}-{digest(verilog)}"
+def build_dir_for(verilog: str, *, name: str, cache_dir: str | os.PathLike, build_args: Sequence[str] = ()) -> Path:
+    """``<cache_dir>/<name>-<digest>``: one build directory per distinct design and compiler options."""
+    key = verilog if not build_args else verilog + "\n// build_args: " + " ".join(build_args)
+    return Path(cache_dir) / f"{name}-{digest(key)}"
 
 
 def simulate(
@@ -81,17 +82,21 @@ def simulate(
     parameters: Mapping[str, Any] | None = None,
     testcase: str | Sequence[str] | None = None,
     seed: int | None = None,
+    build_args: Sequence[str] = (),
 ) -> SimResult:
     """Run ``test_module`` on ``design``: a component (emitted as Verilog module ``name``) or
-    Verilog text already emitted with top module ``name``.
+    Verilog text already emitted with top module ``name``. ``build_args`` go to the simulator's
+    compiler (:func:`qhw.backends.sim.run_cocotb`) and into the cache key.
 
     Raises :class:`qhw.errors.SimulationMismatch` if a cocotb test fails.
     """
     verilog = design if isinstance(design, str) else to_verilog(design, name=name)
-    build = build_dir_for(verilog, name=name, cache_dir=cache_dir)
+    build_args = tuple(str(a) for a in build_args)
+    build = build_dir_for(verilog, name=name, cache_dir=cache_dir, build_args=build_args)
     source = build / f"{name}.v"
     if not source.is_file() or source.read_text() != verilog:
         atomic_write_text(source, verilog)
     with _verilator_env(Path(cache_dir)):
         return run_cocotb(test_module=test_module, toplevel=name, sources=[source], build_dir=build,
-                          simulator=simulator, parameters=parameters, testcase=testcase, seed=seed)
+                          simulator=simulator, parameters=parameters, testcase=testcase, seed=seed,
+                          build_args=build_args)

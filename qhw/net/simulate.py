@@ -68,13 +68,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -87,8 +85,7 @@ from .stream import FrameFormat
 
 TEST_MODULE = "net.test_accelerator"
 #: Verilator options for the wrapper: only its own ports need to be visible to cocotb (see the module
-#: docstring). ``run_cocotb`` has no build-argument parameter yet, so they travel in
-#: ``VERILATOR_TEST_FLAGS``, which the ``verilator`` launcher script appends to its command line.
+#: docstring).
 VERILATOR_FLAGS = ("--no-public-flat-rw", "--public-depth", "1")
 #: Frames appended without stalls to measure the steady state when ``stall > 0``.
 THROUGHPUT_FRAMES = 4
@@ -229,23 +226,6 @@ def _width(fmt: dict) -> int:
 
 def wrapper_name(manifest: dict) -> str:
     return f"{manifest['top']}__qhw_sim"
-
-
-@contextmanager
-def _verilator_flags(simulator: str):
-    """:data:`VERILATOR_FLAGS` in ``VERILATOR_TEST_FLAGS`` for the duration of one Verilator run."""
-    if simulator != "verilator":
-        yield
-        return
-    saved = os.environ.get("VERILATOR_TEST_FLAGS")
-    os.environ["VERILATOR_TEST_FLAGS"] = " ".join(filter(None, [saved, *VERILATOR_FLAGS]))
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("VERILATOR_TEST_FLAGS", None)
-        else:
-            os.environ["VERILATOR_TEST_FLAGS"] = saved
 
 
 def wrapper_verilog(manifest: dict) -> str:
@@ -587,11 +567,11 @@ def simulate_build(build_dir, *, images: np.ndarray, simulator: str = "icarus", 
         common = dict(build=str(build_dir), simulator=simulator, stall=stall, seed=seed, watchdog=watchdog)
         try:
             design = verilog + wrapper_verilog(manifest)
-            with _verilator_flags(simulator):
-                res = _run_with_progress(
-                    lambda: simulate(design, name=wrapper_name(manifest), test_module=TEST_MODULE,
-                                     cache_dir=cache, simulator=simulator, parameters=params, seed=seed),
-                    status_path, progress)
+            flags = VERILATOR_FLAGS if simulator == "verilator" else ()
+            res = _run_with_progress(
+                lambda: simulate(design, name=wrapper_name(manifest), test_module=TEST_MODULE, cache_dir=cache,
+                                 simulator=simulator, parameters=params, seed=seed, build_args=flags),
+                status_path, progress)
         except SimulationMismatch as exc:
             status = _read_json(status_path) or {}
             failure = status.get("failure")
