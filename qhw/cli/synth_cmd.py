@@ -83,34 +83,36 @@ def format_breakdown(r: dict) -> str:
     """The readable table of one :func:`qhw.backends.synth.breakdown`."""
     from qhw.backends.synth import ratio
 
-    cols = ["part", "kind", "lut", "lut est", "est/yosys", "ff", "ff est", "bram", "bram est", "dsp", "carry",
-            "lutram"]
+    cols = ["part", "kind", "lut", "lut est", "est/yosys", "ff", "ff est", "bram", "bram est", "dsp",
+            "lut cells", "carry", "lutram"]
     rows = []
     for row in r["layers"]:
         est = row["estimate"]
-        rows.append({"part": row["layer"], "kind": row["kind"], "lut": row["lut"], "lut est": est["lut"],
-                     "est/yosys": _r(ratio(est["lut"], row["lut"])), "ff": row["ff"], "ff est": est["ff"],
-                     "bram": row["bram"], "bram est": est["bram"], "dsp": row["dsp"], "carry": row["carry"],
-                     "lutram": row["lutram"]})
+        rows.append({"part": row["layer"], "kind": row["kind"], "lut": row["lut_sites"], "lut est": est["lut"],
+                     "est/yosys": _r(ratio(est["lut"], row["lut_sites"])), "ff": row["ff"], "ff est": est["ff"],
+                     "bram": row["bram"], "bram est": est["bram"], "dsp": row["dsp"], "lut cells": row["lut"],
+                     "carry": row["carry"], "lutram": row["lutram"]})
     if r["layers"]:
         kinds: dict[str, dict] = {}
         for g in r["glue"]:
             k = kinds.setdefault(g["kind"], {"part": f"glue: {g['kind']}", "kind": "", "n": 0})
             k["n"] += 1
-            for c in ("lut", "ff", "bram", "dsp", "carry", "lutram"):
-                k[c] = k.get(c, 0) + g[c]
+            for c, src in (("lut", "lut_sites"), ("ff", "ff"), ("bram", "bram"), ("dsp", "dsp"), ("lut cells", "lut"),
+                           ("carry", "carry"), ("lutram", "lutram")):
+                k[c] = k.get(c, 0) + g[src]
         for k in kinds.values():
             if k["n"] > 1:
                 k["part"] += f" ({k['n']})"
             rows.append(k)
         g, ge = r["glue_total"], r["glue_estimate"]
-        rows.append({"part": "glue total", "lut": g["lut"], "lut est": ge["lut"],
-                     "est/yosys": _r(ratio(ge["lut"], g["lut"])), "ff": g["ff"], "ff est": ge["ff"],
-                     "bram": g["bram"], "bram est": ge["bram"], "dsp": g["dsp"], "carry": g["carry"],
-                     "lutram": g["lutram"]})
+        rows.append({"part": "glue total", "lut": g["lut_sites"], "lut est": ge["lut"],
+                     "est/yosys": _r(ratio(ge["lut"], g["lut_sites"])), "ff": g["ff"], "ff est": ge["ff"],
+                     "bram": g["bram"], "bram est": ge["bram"], "dsp": g["dsp"], "lut cells": g["lut"],
+                     "carry": g["carry"], "lutram": g["lutram"]})
     t, te = r["total"], r["estimate"]
-    rows.append({"part": "total", "lut": t["lut"], "lut est": te["lut"], "est/yosys": _r(ratio(te["lut"], t["lut"])),
-                 "ff": t["ff"], "ff est": te["ff"], "bram": t["bram"], "bram est": te["bram"], "dsp": t["dsp"],
+    rows.append({"part": "total", "lut": t["lut_sites"], "lut est": te["lut"],
+                 "est/yosys": _r(ratio(te["lut"], t["lut_sites"])), "ff": t["ff"], "ff est": te["ff"],
+                 "bram": t["bram"], "bram est": te["bram"], "dsp": t["dsp"], "lut cells": t["lut"],
                  "carry": t["carry"], "lutram": t["lutram"]})
     for row in rows:  # blanks, not "None", where nothing is estimated
         for c in cols:
@@ -119,6 +121,8 @@ def format_breakdown(r: dict) -> str:
     mode = "per layer" if r["per_layer"] else "flat (totals only)"
     head = f"{r['top']} on {r['target']}, {mode}, yosys {r['seconds']:.0f} s"
     text = head + "\n" + table(rows, cols)
+    text += ("\nlut: LUTs occupied (LUT cells, LUTs inside carry cells and LUT-RAM; qhw.backends.synth.lut_sites), "
+             "what the estimate predicts; lut cells: yosys' LUT cells alone")
     if r["per_layer"]:
         ok = "equals" if r["sum_equals_total"] else "DIFFERS FROM"
         text += f"\nlayers + glue {ok} the design total"

@@ -480,7 +480,10 @@ class ThresholdRequantizer(_Requantizer):
         word, plus the ROM past 4 groups), and the popcount adder tree of the
         comparator bits. FF: output register, valid bit, group counter.
         """
-        return self._estimate(self.features())
+        # features() walks every lane's ROM words, and the estimate is asked for once per family: walk once.
+        if "_features" not in self.__dict__:
+            self._features = self.features()
+        return self._estimate(self._features)
 
 
 class MulShiftRequantizer(_Requantizer):
@@ -672,7 +675,10 @@ class MulShiftRequantizer(_Requantizer):
         act (comparator and output mux). FF: output register, valid bit,
         group counter.
         """
-        return self._estimate(self.features())
+        # features() walks every lane's ROM words, and the estimate is asked for once per family: walk once.
+        if "_features" not in self.__dict__:
+            self._features = self.features()
+        return self._estimate(self._features)
 
 
 def _lut_of(rq) -> int:

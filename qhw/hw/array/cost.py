@@ -90,15 +90,36 @@ def _tree_bits(widths: list[int]) -> tuple[int, int]:
     return bits["kept"], bits["narrow"]
 
 
-def cell_features(array, r: int, c: int) -> Counter:
+def _has_rom(array, r: int, c: int) -> bool:
+    """Whether PE ``(r, c)`` steps through more than one word (else its weights are constants)."""
+    rows = getattr(array, "column_rows", None)
+    if rows is not None:  # SystolicArray worked it out once at construction
+        return r in rows[c]
+    return len(set(array.mapping.rom_words(r, c))) > 1
+
+
+def _term_bits(array, exps, memo: dict | None) -> tuple[int, int]:
+    """(kept, narrow) adder-tree bits over the raw terms of one PE; they depend on the lane exponents only."""
+    key = exps
+    if memo is not None and key in memo:
+        return memo[key]
+    mp, spec = array.mapping, array.spec
+    word_bits = spec.lanes * mp.lane_word_bits
+    terms = raw_terms(spec, Signal(spec.lanes * spec.act_bits), Signal(word_bits), exps, mp.booth)
+    bits = _tree_bits([len(t) for t in terms])
+    if memo is not None:
+        memo[key] = bits
+    return bits
+
+
+def cell_features(array, r: int, c: int, _memo: dict | None = None) -> Counter:
     """Counted bits of PE ``(r, c)``."""
     mp, spec = array.mapping, array.spec
-    words = mp.rom_words(r, c)
     word_bits = spec.lanes * mp.lane_word_bits
     f: Counter = Counter()
     if r > 0:
         f["psum"] += shape_for(*mp.psum_bounds[r][c]).width
-    if len(set(words)) == 1:  # constant weights: synthesis folds the terms
+    if not _has_rom(array, r, c):  # constant weights: synthesis folds the terms
         f["const"] += pe_cost.lane_luts(spec, const_weights=True) * spec.lanes
         return f
     if c in getattr(array, "block_columns", ()):
@@ -106,16 +127,15 @@ def cell_features(array, r: int, c: int) -> Counter:
         if r >= SRL_MIN_STAGES:
             f["wdelay"] += word_bits * math.ceil(r / 32)
     else:
-        f["rom"] += rom_luts(len(words), word_bits)
+        f["rom"] += rom_luts(mp.steps, word_bits)  # one word per fold step
     exps = mp.max_exps(r, c) if spec.kind is PEKind.SHIFT else None
-    terms = raw_terms(spec, Signal(spec.lanes * spec.act_bits), Signal(word_bits), exps, mp.booth)
     if spec.kind is PEKind.SHIFT:
         for x in exps:
             for j in range(spec.act_bits + max(x - 1, 0)):
                 f["mux"] += mux_luts(1 + sum(1 for k in range(x) if 0 <= j - k < spec.act_bits))
     if mp.booth:
         f["booth"] += spec.lanes * spec.booth_digit_count * (spec.act_bits + 2)
-    kept, narrow = _tree_bits([len(t) for t in terms])
+    kept, narrow = _term_bits(array, exps, _memo)
     f["add"] += kept
     f["narrow"] += narrow
     return f
@@ -124,9 +144,12 @@ def cell_features(array, r: int, c: int) -> Counter:
 def array_features(array) -> Counter:
     """Counted bits of the whole array (all cells, and the column outputs)."""
     total: Counter = Counter()
+    # Building the raw terms (Amaranth expressions, for their widths) is most of the
+    # cost of this walk; cells with the same lane exponents share them.
+    memo: dict = {}
     for r in range(array.rows):
         for c in range(array.cols):
-            total.update(cell_features(array, r, c))
+            total.update(cell_features(array, r, c, memo))
     total["out"] += array.cols * 2 * array.acc_width
     mp = array.mapping
     counter_bits = sum((n - 1).bit_length() for n in (mp.steps, mp.sf, mp.nf))

@@ -340,4 +340,7 @@ class SystolicArray(wiring.Component):
             ff += sum(shape_for(*b).width for b in mp.p_bounds)
         ff += self.weight_delay_bits()
         bram = sum(bram_blocks(*self.column_rom_shape(c), family) for c in self.block_columns)
-        return {"lut": cost.array_luts(self), "ff": int(ff), "dsp": 0, "bram": int(bram)}
+        # The LUT walk over every cell is the slow part and the same for every family: done once.
+        if "_lut_estimate" not in self.__dict__:
+            self._lut_estimate = cost.array_luts(self)
+        return {"lut": self._lut_estimate, "ff": int(ff), "dsp": 0, "bram": int(bram)}
