@@ -26,14 +26,32 @@ parameters repeated as graph inputs, equal constants merged) or TorchScript
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 MODELS = ("cnn", "resnet", "binary", "mixed")
+
+
+def require_brevitas() -> None:
+    """Skip when brevitas / qonnx are not installed, or fail when ``CI`` is set (``make test`` installs them)."""
+    import pytest
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # brevitas warns at import about optional kernels
+            import brevitas  # noqa: F401
+            import brevitas.nn  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import qonnx  # noqa: F401
+    except ImportError as exc:
+        message = f"{exc.name} not installed (pip install -e '.[dev]' installs the qonnx extra)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and {message}", pytrace=False)
+        pytest.skip(message)
 
 
 def _quantizers():
@@ -182,6 +200,7 @@ def build(name: str):
     return {"cnn": CNN, "resnet": ResNet, "binary": Binary, "mixed": Mixed}[name]()
 
 
+@functools.lru_cache(maxsize=None)
 def digits():
     """(train images float (N,1,8,8), train labels, test pixel codes uint8, test labels)."""
     import torch
@@ -193,11 +212,14 @@ def digits():
     return x, y, ds.x_test, ds.y_test
 
 
-def trained(name: str, steps: int = 60, batch: int = 64):
-    """Model ``name`` after ``steps`` Adam steps on the digits (seeded), in eval mode."""
+@functools.lru_cache(maxsize=None)
+def trained(name: str, steps: int = 40, batch: int = 64):
+    """Model ``name`` after ``steps`` Adam steps on the digits (seeded), in eval mode (once per session)."""
     import torch
 
-    model = build(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build(name)
     x, y, _, _ = digits()
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -216,8 +238,10 @@ def trained(name: str, steps: int = 60, batch: int = 64):
 def export(model, path: Path, *, dynamo: bool) -> Path:
     """``export_qonnx`` of ``model`` on a 1x1x8x8 input to ``path`` (quietly)."""
     import torch
-    from brevitas.export import export_qonnx
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # brevitas.export imports the deprecated brevitas.fx
+        from brevitas.export import export_qonnx
     path = Path(path)
     sink = io.StringIO()
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "brevitas")]
@@ -232,3 +256,153 @@ def export(model, path: Path, *, dynamo: bool) -> Path:
         for lg, lv in zip(quiet, levels):
             lg.setLevel(lv)
     return path
+
+
+@functools.lru_cache(maxsize=None)
+def exported(name: str, dynamo: bool, root: Path) -> Path:
+    """The trained model ``name`` exported once per session into ``root`` (``<name>_dynamo.onnx`` / ``_ts``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    return export(trained(name), root / f"{name}_{'dynamo' if dynamo else 'ts'}.onnx", dynamo=dynamo)
+
+
+# -- hand-made QONNX graphs (onnx.helper): exact corner cases and bad inputs ------------------
+
+class Graph:
+    """A small QONNX graph written node by node (``Quant`` in qonnx's domain, standard ops otherwise)."""
+
+    QONNX = "qonnx.custom_op.general"
+
+    def __init__(self, in_shape=(1, 1, 8, 8)):
+        self.in_shape = tuple(in_shape)
+        self.nodes: list = []
+        self.inits: list = []
+        self.count = 0
+
+    def _name(self, stem: str) -> str:
+        self.count += 1
+        return f"{stem}_{self.count}"
+
+    def const(self, value, stem: str = "c") -> str:
+        import numpy as np
+        from onnx import numpy_helper
+
+        name = self._name(stem)
+        arr = np.asarray(value)
+        self.inits.append(numpy_helper.from_array(arr.astype(np.int64 if arr.dtype.kind in "iu" else np.float32), name))
+        return name
+
+    def node(self, op: str, inputs, domain: str = "", name: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        out = self._name(op.lower())
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=name or self._name(op), domain=domain,
+                                           **attrs))
+        return out
+
+    def quant(self, x: str, scale, bits: int, *, signed: bool, narrow: bool = False, mode: str = "ROUND",
+              name: str | None = None) -> str:
+        return self.node("Quant", [x, self.const(scale, "scale"), self.const(0.0, "zp"), self.const(float(bits), "bits")],
+                         domain=self.QONNX, name=name, signed=int(signed), narrow=int(narrow), rounding_mode=mode)
+
+    def bipolar(self, x: str, scale=1.0) -> str:
+        return self.node("BipolarQuant", [x, self.const(scale, "scale")], domain=self.QONNX)
+
+    def weights(self, q, scale, bits: int, *, narrow: bool = True) -> str:
+        """Quantized weights whose integers are exactly ``q`` (stored as ``q · scale``)."""
+        import numpy as np
+
+        w = np.asarray(q, dtype=np.float64) * np.asarray(scale, dtype=np.float64)
+        return self.quant(self.const(w.astype(np.float32), "w"), scale, bits, signed=True, narrow=narrow)
+
+    def model(self, out: str, out_shape=(1, 10)):
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(self.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, self.in_shape)],
+                                  [helper.make_tensor_value_info(out, TensorProto.FLOAT, list(out_shape))],
+                                  initializer=self.inits)
+        return helper.make_model(graph, producer_name="qhw-tests",
+                                 opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(self.QONNX, 2)])
+
+    def save(self, out: str, path, out_shape=(1, 10)) -> Path:
+        import onnx
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(self.model(out, out_shape), str(path))
+        return path
+
+
+def tiny_cnn(path, *, variant: str = "ok", seed: int = 0) -> Path:
+    """Quant input -> conv + BN + ReLU -> Quant -> conv -> Quant -> GAP -> Gemm, or a broken variant.
+
+    ``variant``: ``ok``; ``scaled_input`` (a Mul by 2 before the input quantizer);
+    ``pool_before_quant`` (conv + BN -> MaxPool -> ReLU -> Quant: the pool is
+    moved past the requantizer); bad inputs: ``float`` (no quantizer after the
+    first ReLU), ``raw_input`` (a conv reads the float image), ``grouped``
+    (group 2), ``depthwise`` (group = channels), ``unsupported`` (Tanh for the
+    first ReLU).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    x = "x"
+    s_in = np.float32(1 / 255)
+    if variant == "scaled_input":
+        x = g.node("Mul", [x, g.const(np.float32(2.0))])
+        s_in = np.float32(2 / 255)
+    if variant != "raw_input":
+        x = g.quant(x, s_in, 8, signed=False, name="input_quant")
+    w1 = g.weights(rng.integers(-7, 8, (4, 1, 3, 3)), np.float32(0.125), 4)
+    x = g.node("Conv", [x, w1], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    x = g.node("BatchNormalization", [x, g.const(rng.uniform(0.5, 1.5, 4)), g.const(rng.uniform(-0.5, 0.5, 4)),
+                                      g.const(rng.uniform(0, 1, 4)), g.const(rng.uniform(0.5, 2, 4))],
+               name="bn1", epsilon=1e-5)
+    if variant == "pool_before_quant":
+        x = g.node("MaxPool", [x], name="pool1", kernel_shape=[2, 2], strides=[2, 2])
+    x = g.node("Tanh" if variant == "unsupported" else "Relu", [x], name="act1")
+    if variant != "float":
+        x = g.quant(x, np.float32(0.25), 4, signed=False, name="act1_quant")
+    group = {"grouped": 2, "depthwise": 4}.get(variant, 1)
+    w2 = g.weights(rng.integers(-7, 8, (4, 4 // group, 3, 3)), np.float32(0.0625), 4)
+    x = g.node("Conv", [x, w2], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=group)
+    x = g.node("Relu", [x], name="act2")
+    x = g.quant(x, np.float32(0.5), 4, signed=False, name="act2_quant")
+    x = g.node("GlobalAveragePool", [x], name="gap")
+    x = g.node("Flatten", [x], name="flatten", axis=1)
+    w3 = g.weights(rng.integers(-127, 128, (10, 4)), np.float32(0.01), 8)
+    out = g.node("Gemm", [x, w3, g.const(rng.uniform(-1, 1, 10).astype(np.float32))], name="fc", transB=1)
+    return g.save(out, path)
+
+
+def tie_graph(path, *, mode: str = "ROUND", trunc: str | None = None, seed: int = 0) -> Path:
+    """Power-of-two scales everywhere, so quantizer inputs hit exact ties (``u = acc / 64``).
+
+    Input codes ``round(256·p)``, a 3x3 conv with 3-bit weights of scale 1/4,
+    then a signed 8-bit ``Quant`` of scale 1/16 with rounding ``mode``: ties
+    at ``acc ≡ 32 (mod 64)``. ``trunc`` (a rounding mode) adds a ReLU, a
+    4-bit quantizer, a global pool and a ``Trunc`` v2 (the sum shifted right
+    by 4 bits, 6 bits out) before the Gemm.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    x = g.quant("x", np.float32(2.0 ** -8), 8, signed=False, name="input_quant")
+    w = g.weights(rng.integers(-3, 4, (4, 1, 3, 3)), np.float32(0.25), 3)
+    x = g.node("Conv", [x, w], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    x = g.quant(x, np.float32(2.0 ** -4), 8, signed=True, mode=mode, name="tie_quant")
+    if trunc:
+        x = g.node("Relu", [x], name="relu")
+        x = g.quant(x, np.float32(2.0 ** -1), 4, signed=False, mode=mode, name="act_quant")
+        x = g.node("GlobalAveragePool", [x], name="gap")
+        s = np.float32(2.0 ** -1 / 64)
+        x = g.node("Trunc", [x, g.const(s), g.const(np.float32(0.0)), g.const(np.float32(10.0)),
+                             g.const(np.float32(s * 16)), g.const(np.float32(6.0))],
+                   domain=Graph.QONNX, name="trunc", rounding_mode=trunc, signed=0, narrow=0)
+    else:
+        x = g.node("GlobalAveragePool", [x], name="gap")
+    x = g.node("Flatten", [x], name="flatten", axis=1)
+    wf = g.weights(rng.integers(-7, 8, (10, 4)), np.float32(0.125), 4)
+    out = g.node("Gemm", [x, wf], name="fc", transB=1)
+    return g.save(out, path)

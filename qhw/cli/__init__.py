@@ -31,8 +31,10 @@ VERBS: dict[str, str] = {
     "train": "train_cmd",
     "export": "export_cmd",
     "check": "check_cmd",
+    "import": "import_cmd",
     "build": "build_cmd",
     "sim": "sim_cmd",
+    "board": "board_cmd",
     "bench": "bench_cmd",
     "demo": "demo",
 }

@@ -89,6 +89,8 @@ LOGIT_FRAC_BITS = 8
 ALWAYS, NEVER = "always", "never"
 
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "HALF_UP", "HALF_DOWN", "FLOOR", "CEIL", "UP", "DOWN")
+#: input quantizer roundings that give qhw's pixel -> code rule (round half up) but at exact ties
+INPUT_ROUNDING = ("ROUND", "HALF_EVEN", "HALF_UP")
 
 
 def round_condition(mode: str, v: int) -> tuple[Fraction, bool]:
@@ -493,7 +495,7 @@ class _Importer:
     def activation_quant(self, x, n, scale, code: ActCode, bits: int, qmin: int, qmax: int, mode: str):
         out = n.output[0]
         if isinstance(x, _Float):
-            self.quant_input(x, n, scale, code, bits)
+            self.quant_input(x, n, scale, code, bits, mode)
             return
         c = (x.probe.out.channels if isinstance(x, _Pending) else x.spec.channels)
         s = self.per_channel(scale, c, "scale")
@@ -517,9 +519,14 @@ class _Importer:
                 return s[ch] * (v + off), strict
         self.quant_out(p, s, code, bits, condition, out, s)
 
-    def quant_input(self, x: _Float, n, scale, code: ActCode, bits: int):
+    def quant_input(self, x: _Float, n, scale, code: ActCode, bits: int, mode: str):
         if self.by_name:
             self.fail("the graph input is quantized twice")
+        if mode not in INPUT_ROUNDING:
+            # qhw turns pixels into codes one way (qhw.ir.check.input_code_table: half up); ROUND and
+            # HALF_UP agree with it except at exact ties of p / scale, any other mode differs everywhere
+            self.fail(f"the input quantizer rounds {mode}; qhw's input codes round to nearest "
+                      f"({', '.join(INPUT_ROUNDING)} accepted)")
         arr = np.asarray(scale, dtype=np.float64)
         if arr.size != 1:
             self.fail("the input quantizer must have one scale for the whole tensor")
@@ -981,9 +988,7 @@ class _Importer:
             self.node = node
             op = getattr(self, f"op_{node.op_type}", None)
             if op is None or (node.domain not in ("", "ai.onnx", "qonnx.custom_op.general")):
-                self.fail("unsupported op; qhw imports Quant, BipolarQuant, Trunc, Conv, Gemm, MatMul, "
-                          "BatchNormalization, Relu, Clip, Add, Mul, Div, MaxPool, GlobalAveragePool, "
-                          "ReduceMean, AveragePool, Flatten, Reshape")
+                self.fail(f"unsupported op; qhw imports {', '.join(supported_ops())}")
             op(node)
         if not any(isinstance(l, Input) for l in self.layers):
             raise InputError("the graph input is never quantized: qhw needs a Quant node on the input image")
@@ -998,6 +1003,11 @@ class _Importer:
         except (TypeError, ValueError) as exc:
             raise InputError(f"the imported network is inconsistent: {exc}") from None
         return Imported(net=net, input_tensor=self.input_tensor, output_tensor=out, shared=shared)
+
+
+def supported_ops() -> tuple[str, ...]:
+    """The ONNX / QONNX op types the importer maps (one method ``op_<type>`` each)."""
+    return tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))
 
 
 def import_model(model, *, with_mul_shift: bool = True) -> Imported:
