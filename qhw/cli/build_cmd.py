@@ -32,7 +32,7 @@ def run(args):
 
     net = load_network(args.network)
     if args.fold == "auto":
-        folds = auto_folds(net, target_cycles=args.target_cycles, lut_budget=args.lut_budget)
+        folds = auto_folds(net, target_cycles=args.target_cycles, lut_budget=args.lut_budget, progress=progress)
     elif args.target_cycles is not None or args.lut_budget is not None:
         raise InputError("--target-cycles and --lut-budget go with --fold auto")
     else:

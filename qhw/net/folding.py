@@ -10,7 +10,8 @@ are an order of magnitude cheaper than 8-bit MAC lanes, see
 * ``target_cycles``: each layer gets the cheapest fold that meets the
   target (layers are independent once the target is fixed);
 * ``lut_budget``: the smallest target whose cheapest folds fit the budget
-  (a bisection over targets; the cost is monotone in the target).
+  by the engines' own estimate (:func:`accelerator_luts`, what the manifest
+  states; a bisection over targets, the cost being monotone in the target).
 
 Candidates use divisors of ``C_in`` for ``simd`` and of ``C_out`` for
 ``cols`` where possible, so no lane computes padding; the window
@@ -146,29 +147,58 @@ def bottleneck_bound(net: Network, folds: Mapping[str, Fold | int]) -> int:
     return bound
 
 
-def auto_folds(net: Network, *, target_cycles: int | None = None, lut_budget: int | None = None) -> dict:
-    """Folds for ``target_cycles``, or the fastest under ``lut_budget`` (exactly one of the two)."""
+def accelerator_luts(net: Network, folds: Mapping[str, Fold | int], family: str = "xilinx") -> int:
+    """The LUT estimate the manifest will state for these folds: every engine's own model plus the FIFOs.
+
+    Builds the engines (without elaborating them): about a second for the
+    digits ResNet-8.
+    """
+    from .compile import compile_network
+    from .top import Accelerator
+
+    acc = Accelerator(plan=compile_network(net, folds).plan)
+    for obj in (acc, acc.head, *acc.engines.values()):
+        obj._MustUse__silence = True  # estimate only: never elaborated
+        for stage in getattr(obj, "stages", ()):
+            stage._MustUse__silence = True
+    return int(acc.estimate_resources(family)["total"]["lut"])
+
+
+def auto_folds(net: Network, *, target_cycles: int | None = None, lut_budget: int | None = None,
+               progress=lambda _: None) -> dict:
+    """Folds for ``target_cycles``, or the fastest under ``lut_budget`` (exactly one of the two).
+
+    The budget is checked against :func:`accelerator_luts`, the engines' own
+    estimate (the figure the manifest gives), not the per-lane model that
+    ranks candidates: a bisection over the targets at which some layer's fold
+    changes, each step one whole-network estimate.
+    """
     if (target_cycles is None) == (lut_budget is None):
         raise InputError("--fold auto needs exactly one of --target-cycles and --lut-budget")
     if target_cycles is not None:
         return folds_for_target(net, int(target_cycles))
     convs = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
-    slowest = max(max(c.cycles for c in candidates(l)) for l in convs)
     floor = max(fastest(l).cycles for l in convs)
-    cheapest = folds_for_target(net, slowest)
-    need = estimated_luts(net, cheapest)
+    targets = sorted({c.cycles for l in convs for c in candidates(l) if c.cycles >= floor})
+    cost: dict[tuple, int] = {}
+
+    def luts(target: int) -> int:
+        folds = folds_for_target(net, target)
+        key = tuple(sorted((n, f.to_dict() if isinstance(f, Fold) else f) for n, f in folds.items()).__repr__())
+        if key not in cost:
+            cost[key] = accelerator_luts(net, folds)
+            progress(f"fold auto: {target} cycles/frame -> {cost[key]} LUTs")
+        return cost[key]
+
+    need = luts(targets[-1])
     if need > lut_budget:
-        raise InputError(f"no fold fits {lut_budget} LUTs: the smallest needs about {int(need)} "
-                         f"({int(need - lut_budget)} over the budget)")
-    lo, hi = floor, slowest  # hi always fits
+        raise InputError(f"no fold fits {lut_budget} LUTs: the smallest needs about {need} "
+                         f"({need - lut_budget} over the budget)")
+    lo, hi = 0, len(targets) - 1  # targets[hi] always fits
     while lo < hi:
         mid = (lo + hi) // 2
-        try:
-            fits = estimated_luts(net, folds_for_target(net, mid)) <= lut_budget
-        except InputError:
-            fits = False
-        if fits:
+        if luts(targets[mid]) <= lut_budget:
             hi = mid
         else:
             lo = mid + 1
-    return folds_for_target(net, hi)
+    return folds_for_target(net, targets[hi])
