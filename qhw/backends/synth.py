@@ -26,7 +26,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -238,21 +238,32 @@ def synthesize(
                                     what=f"{top} for {target}", progress=progress, every=progress_every)
     if returncode != 0 or not stats.exists():
         raise ToolFailedError(f"yosys failed on {top} for {target}: {_last_error(log, stderr)} (log: {log})")
-    stat = json.loads(stats.read_text())
+    report = read_stats(stats, target=target, top=top, keep_hierarchy=keep)
+    return replace(report, log=str(log), netlist_json=str(netlist) if write_netlist else "",
+                   seconds=round(time.monotonic() - t0, 1))
+
+
+def read_stats(path: str | os.PathLike, *, target: str, top: str, keep_hierarchy: Sequence[str] = ()) -> SynthReport:
+    """A :class:`SynthReport` from the ``stat -json`` file of a synthesis of ``top`` for ``target``.
+
+    The totals count every instance of every module below ``top``; each module
+    named in ``keep_hierarchy`` gets its own counts in ``modules`` (cells of
+    other modules' instances left out) and the top module its own in ``top_cells``.
+    """
+    stat = json.loads(Path(path).read_text())
     cells = _design_cells(stat)
     modules, top_cells = {}, {}
-    if keep:
+    if keep_hierarchy:
         per = _module_cells(stat)
-        missing = [k for k in keep if k not in per]
+        missing = [k for k in keep_hierarchy if k not in per]
         if missing:
-            raise ToolFailedError(f"yosys kept no module {missing[0]!r} in {top} for {target} (log: {log})")
-        for name in keep:
+            raise ToolFailedError(f"yosys kept no module {missing[0]!r} in {top} for {target} ({path})")
+        for name in keep_hierarchy:
             modules[name] = {**classify(target, per[name]), "cells": per[name]}
         own = per.get(top, {})
         top_cells = {**classify(target, own), "cells": own}
-    return SynthReport(target=target, top=top, **classify(target, cells), cells=cells, log=str(log),
-                       netlist_json=str(netlist) if write_netlist else "", modules=modules, top_cells=top_cells,
-                       seconds=round(time.monotonic() - t0, 1))
+    return SynthReport(target=target, top=top, **classify(target, cells), cells=cells, modules=modules,
+                       top_cells=top_cells)
 
 
 def _run_yosys(cmd: list[str], work: Path, log: Path, *, timeout: float | None, what: str,
@@ -445,6 +456,10 @@ def breakdown(report: SynthReport, manifest: Mapping) -> dict:
         stages.setdefault(inst, {})[stage or "(own)"] = _counts(counts, target)
     deep = any("." in name[len(prefix):] for name in report.modules)
     layer_est = {k: 0 for k in ("lut", "ff", "bram", "dsp")}
+    lost = [layer["instance"] for layer in manifest["layers"] if layer["instance"] not in by_instance]
+    if lost:
+        raise InputError(f"the synthesis of {report.top} for {target} kept no module for layer instance(s) "
+                         f"{', '.join(lost)}: it does not belong to this build, or was synthesized flat")
     for layer in manifest["layers"]:
         est = layer.get("estimate", {}).get(target, {})
         for k in layer_est:
