@@ -11,16 +11,19 @@ network's input codes are the dataset's pixel codes:
              so the branch scales have integer ratios (the add's coefficients)
 ``binary``   binary QuantConv2d weights and BipolarQuant (sign) activations
              throughout, padded binary convs, MaxPool, flatten of a 16x2x2
-             map into a binary QuantLinear
+             map into a binary QuantLinear with a float bias
 ``mixed``    8-, 4- and 2-bit layers (2-bit weights are ternary: pow2 in qhw),
-             a signed QuantHardTanh activation, logits divided by a constant
+             a signed QuantHardTanh activation, a bias-free QuantLinear
+             (TorchScript: ``MatMul`` + ``Transpose``) plus a bias (``Add``),
+             logits divided by a constant (``Div``)
 
 :func:`trained` trains a model briefly on the digits (seeded, a few seconds)
 so its activations and BN statistics are those of a real network;
 :func:`export` writes it with ``brevitas.export.export_qonnx`` through either
 torch exporter: dynamo (Brevitas 0.13 on torch 2.13: ``Gemm``, ``ReduceMean``,
 parameters repeated as graph inputs, equal constants merged) or TorchScript
-(``dynamo=False``: ``GlobalAveragePool``, ``Flatten``).
+(``dynamo=False``: ``GlobalAveragePool``, ``Flatten``, ``MatMul`` +
+``Transpose`` for a bias-free linear layer).
 """
 
 from __future__ import annotations
@@ -167,7 +170,9 @@ def build(name: str):
             self.c3 = bconv(16, 16, 0)
             self.bn3 = nn.BatchNorm2d(16)
             self.a3 = sign()
-            self.fc = qnn.QuantLinear(64, 10, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+            # a float bias per class: binary logits alone are small integers and tie often, and qonnx's
+            # float32 sums of ±0.1 then break the tie by rounding error (the exact logits are equal)
+            self.fc = qnn.QuantLinear(64, 10, bias=True, weight_quant=SignedBinaryWeightPerTensorConst)
 
         def forward(self, x):
             x = self.a1(self.bn1(self.c1(self.inp(x))))
@@ -189,13 +194,15 @@ def build(name: str):
             self.bn3 = nn.BatchNorm2d(16)
             self.a3 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
             self.gap = nn.AdaptiveAvgPool2d(1)
-            self.fc = qnn.QuantLinear(16, 10, bias=True, weight_bit_width=8)
+            # no bias in the layer: TorchScript exports MatMul + Transpose, then the bias is an Add
+            self.fc = qnn.QuantLinear(16, 10, bias=False, weight_bit_width=8)
+            self.bias = nn.Parameter(torch.zeros(10))
 
         def forward(self, x):
             x = self.a1(self.bn1(self.c1(self.inp(x))))
             x = self.a2(self.bn2(self.c2(x)))
             x = self.a3(self.bn3(self.c3(x)))
-            return self.fc(torch.flatten(self.gap(x), 1)) / 4.0
+            return (self.fc(torch.flatten(self.gap(x), 1)) + self.bias) / 4.0
 
     return {"cnn": CNN, "resnet": ResNet, "binary": Binary, "mixed": Mixed}[name]()
 
@@ -224,14 +231,19 @@ def trained(name: str, steps: int = 40, batch: int = 64):
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(steps):
-            idx = torch.randint(0, len(y), (batch,), generator=gen)
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the same reduction order, so the same model in every run
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(steps):
+                idx = torch.randint(0, len(y), (batch,), generator=gen)
+                loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
 
 

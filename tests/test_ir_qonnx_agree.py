@@ -7,8 +7,13 @@ TorchScript (``dynamo=False``: ``GlobalAveragePool``, ``Flatten``,
 ``MatMul`` + ``Transpose`` for a bias-free linear layer), imported, and run
 on the 359 digits test images by qonnx's executor and by the golden model:
 every shared quantized tensor must be equal as integers and top-1 identical
-on every image. A network with one threshold moved (fault injection) must
-show mismatches from that layer on.
+on every image. The one exception: a value whose float32 quantizer input
+qonnx computed exactly on a level edge (e.g. 23.5, rounded to even) while
+the exact value lies just below it; :func:`compare` counts those as
+``at_edge`` (one level off, input within 1e-5 of the edge) and they must
+stay below 1e-5 of the values (the mixed model has one in 396,336). A
+network with one threshold moved (fault injection) must show mismatches
+that are not at an edge, from that layer on.
 """
 
 from __future__ import annotations
@@ -84,9 +89,10 @@ def check_structure(name: str, net) -> None:
     elif name == "binary":
         assert all(l.weight_code.value == "binary" for l in convs)
         assert [l.pe.value for l in convs] == ["and", "xnor", "xnor", "xnor"]  # the fc is a 2x2-kernel conv
-        assert convs[-1].kernel == (2, 2) and convs[-1].out.shape == (10, 1, 1)
+        assert convs[-1].kernel == (2, 2) and convs[-1].out.shape == (10, 1, 1) and convs[-1].requant is None
         assert all(l.out.code.value == "bipolar" for l in convs[:3])
-        assert kinds[-1] == "gap" and net[net.output].out.shape == (10,)
+        out = net[net.output]  # the 1x1 map made a vector, the float bias in its integer logits
+        assert out.kind == "gap" and out.out.shape == (10,) and out.requant.kind == "mul_shift"
     elif name == "mixed":
         assert [(l.weight_code.value, l.weight_bits) for l in convs] == [("int", 8), ("int", 4), ("pow2", 2)]
         assert [(l.out.code.value, l.out.bits) for l in convs] == [("unsigned", 8), ("signed", 4), ("unsigned", 2)]
@@ -102,18 +108,25 @@ def test_brevitas_model_equals_qonnx_execution_on_every_shared_tensor(case, impo
     ops = ops_of(path)
     if dynamo:  # the export shapes of Brevitas 0.13 on torch 2.13
         assert "Gemm" in ops and "MatMul" not in ops and "GlobalAveragePool" not in ops
-        assert "ReduceMean" in ops or name == "binary"
+        assert ("ReduceMean" in ops) == (name != "binary")
     else:
-        assert "ReduceMean" not in ops
-        assert ("MatMul" in ops and "Transpose" in ops) if name == "binary" else "GlobalAveragePool" in ops
+        assert "ReduceMean" not in ops and ("GlobalAveragePool" in ops) == (name != "binary")
+        assert ("MatMul" in ops and "Transpose" in ops and "Gemm" not in ops) if name == "mixed" else "Gemm" in ops
+    if name == "mixed":
+        assert "Add" in ops and "Div" in ops
     check_structure(name, imp.net)
     rep = compare(imp.net, path, *digits)
     print(f"{case_id(case)}: {rep['tensors']} tensors, {rep['values_compared']} values, "
-          f"{rep['mismatches']} mismatches; identical top-1 {rep['same_top1']:.1f} % "
+          f"{rep['mismatches']} mismatches ({rep['mismatches_at_edge']} at a float32 level edge); "
+          f"identical top-1 {rep['same_top1']:.1f} % "
           f"({rep['same_top1_count']}/{rep['images']}); top-1 golden {rep['golden_top1']:.1f} % "
           f"qonnx {rep['qonnx_top1']:.1f} %")
-    assert rep["images"] == 359 and rep["mismatches"] == 0, [r for r in rep["rows"] if r["mismatches"]]
+    # every mismatch must be a value qonnx's float32 arithmetic put on a level edge (one level off), and rare
+    assert rep["images"] == 359 and rep["mismatches"] == rep["mismatches_at_edge"], \
+        [r for r in rep["rows"] if r["mismatches"]]
+    assert rep["mismatches_at_edge"] <= 1e-5 * rep["values_compared"]
     assert rep["same_top1_count"] == 359 and rep["golden_top1"] == rep["qonnx_top1"] > 30
+    assert rep["top1_tied_elsewhere"] == 0
     # every requantized layer's output is compared (the logits are compared through top-1)
     compared = {r["layer"] for r in rep["rows"]}
     want = {l.name for l in imp.net.layers
@@ -158,6 +171,7 @@ def test_a_moved_threshold_is_caught_from_that_layer_on(imported, digits):
     rows = {r["layer"]: r for r in rep["rows"]}
     assert rows["input"]["mismatches"] == 0
     assert rows[conv.name]["mismatches"] > 0 and rep["mismatches"] > rows[conv.name]["mismatches"]
+    assert rep["mismatches_at_edge"] < rep["mismatches"] / 100  # not float32 edges: whole steps off
 
 
 def test_a_saved_network_compares_from_its_meta(imported, digits, tmp_path):

@@ -1,7 +1,7 @@
 """qhw.ir.qonnx.streamline on hand-made QONNX graphs: rounding modes and ties, Trunc, weight codes, adds.
 
 Every graph is run by qonnx's executor and compared with the golden model on
-the 359 digits test images (:func:`qhw.ir.qonnx.agree.compare`): every
+the first 160 digits test images (:func:`qhw.ir.qonnx.agree.compare`): every
 shared quantized tensor equal as integers, top-1 identical. The tie graph
 uses power-of-two scales, so about 6 % of its quantizer inputs are exact
 ties; replacing the quantizer's rounding rule with round-half-up (fault
@@ -19,6 +19,7 @@ from brevitas_models import Graph, require_brevitas, tie_graph, tiny_cnn
 from qhw.errors import InputError
 
 MODES = ("ROUND", "HALF_UP", "HALF_DOWN", "FLOOR", "CEIL", "UP", "DOWN")
+IMAGES = 160
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,7 +32,7 @@ def digits():
     from qhw.quant.data import load_dataset
 
     ds = load_dataset("digits")
-    return ds.x_test, ds.y_test
+    return ds.x_test[:IMAGES], ds.y_test[:IMAGES]
 
 
 def agree(path, digits):
@@ -42,7 +43,7 @@ def agree(path, digits):
     return imp, compare(imp.net, path, *digits)
 
 
-def assert_exact(rep, images=359):
+def assert_exact(rep, images=IMAGES):
     assert rep["images"] == images and rep["values_compared"] > 0
     assert rep["mismatches"] == 0, [r for r in rep["rows"] if r["mismatches"]]
     assert rep["same_top1_count"] == images
@@ -70,7 +71,7 @@ def test_exact_ties_follow_the_quantizers_rounding_mode(tmp_path, digits, mode):
     rows = {r["tensor"]: r for r in rep["rows"]}
     assert [r["kind"] for r in rep["rows"]] == ["input", "quant", "raw"]
     tie = next(r for r in rep["rows"] if r["kind"] == "quant")
-    assert tie["values"] == 359 * 4 * 64 and rows  # every conv output compared
+    assert tie["values"] == IMAGES * 4 * 64 and rows  # every conv output compared
     conv = imp.net.layers[1]
     assert conv.kind == "conv" and conv.out.code.value == "signed" and conv.out.bits == 8
 

@@ -15,8 +15,9 @@ def add_arguments(p) -> None:
                    help="thresholds only: skip the search for equivalent multiplier/shift requantizers")
     p.add_argument("--check", default=None, metavar="DATASET", choices=["digits", "synthetic"],
                    help="before writing, run the QONNX graph (qonnx's executor) and the golden model on this "
-                        "dataset's test images and require every shared quantized tensor to agree and top-1 "
-                        "to be identical")
+                        "dataset's test images and require every shared quantized tensor to agree (values "
+                        "qonnx's float32 arithmetic puts exactly on a level edge are counted, not failed) and "
+                        "top-1 to be identical")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="--check only the first N images")
     p.add_argument("--batch-size", type=int, default=128, help="images per qonnx execution (default 128)")
 
@@ -56,10 +57,13 @@ def run(args):
         data["check"] = dict(rep, dataset=args.check)
         text += "\n\n" + table([{k: r[k] for k in ("tensor", "layer", "kind", "values", "mismatches")}
                                 for r in rep["rows"]], ["tensor", "layer", "kind", "values", "mismatches"])
+        edge = rep["mismatches_at_edge"]
         text += (f"\n\n{rep['images']} {args.check} test images: {rep['tensors']} tensors, "
-                 f"{rep['values_compared']} values compared, {rep['mismatches']} mismatches; identical top-1 "
-                 f"{rep['same_top1']:.2f} % ({rep['same_top1_count']}/{rep['images']})")
-        if rep["mismatches"] or rep["same_top1_count"] != rep["images"]:
+                 f"{rep['values_compared']} values compared, {rep['mismatches']} mismatches"
+                 + (f" ({edge} where qonnx's float32 quantizer input sits on a level edge)" if edge else "")
+                 + f"; identical top-1 {rep['same_top1']:.2f} % ({rep['same_top1_count']}/{rep['images']})")
+        # a value qonnx's float32 arithmetic put exactly on a level edge is not the network's fault
+        if rep["mismatches"] > edge or rep["same_top1_count"] != rep["images"]:
             exit_code = 1
             text += f"\nFAIL: the network disagrees with the QONNX model; nothing written to {json_path}"
     if exit_code == 0:

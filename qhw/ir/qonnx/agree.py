@@ -21,6 +21,20 @@ The report is ``qhw check``'s shape: per tensor ``values``, ``equal``,
 ``mismatches``, ``agreement``; totals, ``same_top1`` %, and the input code
 mismatches (codes where the QONNX input quantizer and the network's input
 rule differ: only at exact ties, half to even vs half up).
+
+Where the two can differ. The network's requantizers are exact for the real
+(rational) values of the graph's parameters; qonnx computes in float32. A
+quantizer input within float32 rounding of a level boundary (about 1e-7
+relative), which in practice means an exact tie of the real value computed
+inexactly (scales like 1/255 whose products happen to land on a
+half-integer), is decided by float32 rounding in qonnx and by the exact
+value here; ``at_edge`` counts the mismatches whose float32 quantizer input
+lies within ``EDGE_TOLERANCE`` (relative) of a level edge and whose two
+values are neighbouring levels, so such a mismatch is told apart from a
+wrong threshold (which misses by whole accumulator steps). Likewise integer logits that tie exactly give the first class
+here while qonnx's float sums pick one by rounding error:
+``top1_tied_elsewhere`` counts those images (they are not counted as
+agreeing).
 """
 
 from __future__ import annotations
@@ -38,6 +52,18 @@ from qhw.ir.graph import Network
 
 #: how far ONNX / scale may lie from an integer before the value counts as not on the grid
 GRID_TOLERANCE = 1e-3
+#: a mismatching value whose float32 quantizer input lies this close (relative) to a level edge is
+#: "at an edge": float32 rounding decided it in qonnx (the float32 sums err by ~1e-7 per term)
+EDGE_TOLERANCE = 1e-5
+
+
+def edge_distance(w: np.ndarray, edges: str) -> np.ndarray:
+    """Distance of ``w`` (quantizer input / scale) to the nearest place its rounding changes level."""
+    if edges == "half":
+        return np.abs(w - np.floor(w) - 0.5)
+    if edges == "integer":
+        return np.abs(w - np.round(w))
+    return np.abs(w)  # the sign's only edge
 
 
 def _batched(model, batch: int):
@@ -85,9 +111,11 @@ def compare(net: Network, model, pixels, labels=None, *, batch_size: int = 128,
     bs = min(batch_size, n_img)
     m = _batched(model, bs)
     equal = {s["tensor"]: 0 for s in shared}
+    at_edge = {s["tensor"]: 0 for s in shared}
     total = {s["tensor"]: 0 for s in shared}
     g_pred = np.zeros(n_img, dtype=np.int64)
     o_pred = np.zeros(n_img, dtype=np.int64)
+    tied = np.zeros(n_img, dtype=bool)
     for i in range(0, n_img, bs):
         chunk = px[i: i + bs]
         k = len(chunk)
@@ -108,13 +136,22 @@ def compare(net: Network, model, pixels, labels=None, *, batch_size: int = 128,
             ok = (np.abs(v - r) <= GRID_TOLERANCE) & (r == g)
             equal[s["tensor"]] += int(ok.sum())
             total[s["tensor"]] += int(ok.size)
+            if s.get("pre") and not ok.all():
+                w = np.asarray(ctx[s["pre"]], dtype=np.float64)[:k].reshape(g.shape) / scale
+                near = edge_distance(w, s["edges"]) <= EDGE_TOLERANCE * np.maximum(1.0, np.abs(w))
+                at_edge[s["tensor"]] += int((~ok & near & (np.abs(r - g) == 1)).sum())  # one level off
         logits = np.asarray(ctx[info["output"]])[:k].reshape(k, -1)
         o_pred[i: i + k] = logits.argmax(axis=1)
-        g_pred[i: i + k] = gold[net.output].numpy()[:k].reshape(k, -1).argmax(axis=1)
+        g_logits = gold[net.output].numpy()[:k].reshape(k, -1)
+        g_pred[i: i + k] = g_logits.argmax(axis=1)
+        # images whose integer logits tie at the top and qonnx took another of the tied classes
+        top = g_logits == g_logits.max(axis=1, keepdims=True)
+        tied[i: i + k] = (top.sum(axis=1) > 1) & top[np.arange(k), o_pred[i: i + k]]
         if progress:
             progress(f"compared {i + k}/{n_img} images")
     rows = [{"tensor": s["tensor"], "layer": s["layer"], "kind": s["kind"], "values": total[s["tensor"]],
              "equal": equal[s["tensor"]], "mismatches": total[s["tensor"]] - equal[s["tensor"]],
+             "at_edge": at_edge[s["tensor"]],
              "agreement": equal[s["tensor"]] / total[s["tensor"]] if total[s["tensor"]] else 1.0}
             for s in shared]
     report: dict[str, Any] = {
@@ -122,9 +159,11 @@ def compare(net: Network, model, pixels, labels=None, *, batch_size: int = 128,
         "tensors": len(rows),
         "values_compared": sum(r["values"] for r in rows),
         "mismatches": sum(r["mismatches"] for r in rows),
+        "mismatches_at_edge": sum(r["at_edge"] for r in rows),
         "input_code_mismatches": sum(r["mismatches"] for r in rows if r["kind"] == "input"),
         "same_top1": float((g_pred == o_pred).mean() * 100) if n_img else 100.0,
         "same_top1_count": int((g_pred == o_pred).sum()),
+        "top1_tied_elsewhere": int((tied & (g_pred != o_pred)).sum()),
         "rows": rows,
     }
     if labels is not None:

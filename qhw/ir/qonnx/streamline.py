@@ -196,9 +196,14 @@ class SharedTensor:
     layer: str
     kind: str               # input | quant | maxpool | raw
     scale: tuple[float, ...]
+    pre: str | None = None    # a Quant's input tensor: where its float32 input lies against the levels
+    edges: str | None = None  # where its rounding changes level in units of scale: half | integer | zero
 
     def to_dict(self) -> dict:
-        return {"tensor": self.tensor, "layer": self.layer, "kind": self.kind, "scale": list(self.scale)}
+        d = {"tensor": self.tensor, "layer": self.layer, "kind": self.kind, "scale": list(self.scale)}
+        if self.pre is not None:
+            d.update(pre=self.pre, edges=self.edges)
+        return d
 
 
 @dataclass(frozen=True)
@@ -314,8 +319,8 @@ class _Importer:
         self.record(tensor, g, "raw")
         return g
 
-    def record(self, tensor: str, g: _Grid, kind: str) -> None:
-        self.shared.append(SharedTensor(tensor, g.layer, kind, tuple(float(s) for s in g.scale)))
+    def record(self, tensor: str, g: _Grid, kind: str, pre: str | None = None, edges: str | None = None) -> None:
+        self.shared.append(SharedTensor(tensor, g.layer, kind, tuple(float(s) for s in g.scale), pre, edges))
 
     def lift(self, g: _Grid) -> _Pending:
         """An identity 1x1 conv (or dense) on ``g``: a layer to hang a requantizer on (pow2 2-bit weights: wires)."""
@@ -443,7 +448,7 @@ class _Importer:
         return Thresholds(thresholds=t, sign=sign, out_code=code, out_bits=bits, mul_shift=ms)
 
     def quant_out(self, p: _Pending, scale: list[Fraction], code: ActCode, bits: int, condition,
-                  out_tensor: str, hint: list[Fraction]) -> None:
+                  out_tensor: str, hint: list[Fraction], pre: str | None = None, edges: str | None = None) -> None:
         if p.pools and any(a < 0 for a in p.a):
             self.fail("the map before this quantizer decreases on some channel, so it does not commute "
                       "with the MaxPool before it")
@@ -451,7 +456,7 @@ class _Importer:
         name, spec = self.finish(p, rq)
         g = _Grid(name, spec, scale)
         self.values[out_tensor] = g
-        self.record(out_tensor, g, "quant")
+        self.record(out_tensor, g, "quant", pre, edges)
 
     # .. ops ....................................................................................
 
@@ -517,7 +522,8 @@ class _Importer:
                     return NEVER
                 off, strict = round_condition(mode, v)
                 return s[ch] * (v + off), strict
-        self.quant_out(p, s, code, bits, condition, out, s)
+        edges = "zero" if code is ActCode.BIPOLAR else "half" if mode.startswith(("ROUND", "HALF")) else "integer"
+        self.quant_out(p, s, code, bits, condition, out, s, pre=n.input[0], edges=edges)
 
     def quant_input(self, x: _Float, n, scale, code: ActCode, bits: int, mode: str):
         if self.by_name:
