@@ -2,7 +2,9 @@
 
 ``qhw bench hw`` sweeps the PE arrays; ``qhw bench bram`` compares designs
 with weights (and line buffers) in LUTs against block RAM on every family,
-through :mod:`qhw.bench.bram`.
+through :mod:`qhw.bench.bram`; ``qhw bench net`` builds, simulates and
+synthesizes whole accelerators per network and fold, through
+:mod:`qhw.bench.net`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import argparse
 from qhw.cli import Result, progress, table
 
 HELP = ("benchmarks: `qhw bench hw` synthesizes PE arrays of every kind and size and tabulates LUTs/lane, Fmax, "
-        "utilization; `qhw bench bram` tabulates LUT / FF / BRAM per family, LUT memories against block RAM")
+        "utilization; `qhw bench bram` tabulates LUT / FF / BRAM per family, LUT memories against block RAM; "
+        "`qhw bench net` builds, simulates and synthesizes whole accelerators per network and fold (MACs, lanes, "
+        "bottleneck bound, cycles per frame, MAC utilization, LUT / FF / BRAM, tool times)")
 
+#: ``qhw bench net``: synthesis families when ``--targets`` is not given.
+NET_TARGETS = ("xilinx", "ecp5")
 #: ``qhw bench bram --design``: what each name benchmarks.
 BRAM_DESIGNS = {
     "array": "8x8 systolic array of a 3x3 64->64 int4 conv's weights (576 fold steps), weight ROMs in LUTs / block RAM",
@@ -39,26 +45,63 @@ def _name_list(text: str) -> tuple[str, ...]:
     return values
 
 
+def _fold_arg(text: str) -> int | str:
+    """``--fold``: an integer for ``hw`` (fold steps), ``default`` / ``auto`` / a fold file for ``net``."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from qhw.bench.hw import KINDS, SIZES, TARGETS  # numpy only; no amaranth
 
-    p.add_argument("what", choices=["hw", "bram", "estimates"],
-                   help="what to benchmark (hw: the PE arrays; bram: LUT memories against block RAM)")
+    p.add_argument("what", choices=["hw", "bram", "net", "estimates"],
+                   help="what to benchmark (hw: the PE arrays; bram: LUT memories against block RAM; "
+                        "net: whole accelerators per network and fold)")
     p.add_argument("--sizes", type=_int_list, default=SIZES, metavar="N,N",
                    help=f"hw: array sizes N (N×N PEs), default {','.join(map(str, SIZES))}")
     p.add_argument("--kinds", type=_name_list, default=tuple(KINDS), metavar="K,K",
                    help=f"hw: PE kinds, default all: {','.join(KINDS)}")
     p.add_argument("--targets", type=_name_list, default=TARGETS, metavar="T,T",
-                   help=f"synthesis targets, default {','.join(TARGETS)}")
+                   help=f"synthesis targets, default {','.join(TARGETS)} (net: {','.join(NET_TARGETS)})")
     p.add_argument("--lanes", type=int, default=1, help="hw: SIMD lanes per PE (default 1)")
-    p.add_argument("--fold", type=int, default=4,
-                   help="hw: neuron and synapse fold: each PE steps through fold² ROM words (default 4)")
+    p.add_argument("--fold", type=_fold_arg, default=None, metavar="N|default|auto|FILE",
+                   help="hw: neuron and synapse fold: each PE steps through fold² ROM words (default 4); "
+                        "net: default (the default fold), auto (one point per --lut-budget / --target-cycles "
+                        "value) or a fold config file (default: default)")
     p.add_argument("--jobs", type=int, default=1, help="hw: synthesis / place-and-route runs in parallel (default 1)")
     p.add_argument("--no-pnr", action="store_true", help="hw: skip nextpnr (Fmax)")
     p.add_argument("--no-util", action="store_true", help="hw: skip the cocotb utilization runs")
     p.add_argument("--no-reference", action="store_true", help="hw: skip the behavioural reference designs")
     p.add_argument("--design", choices=sorted(BRAM_DESIGNS), default="array",
                    help="bram: " + "; ".join(f"{k}: {v}" for k, v in BRAM_DESIGNS.items()) + " (default array)")
+    p.add_argument("--net", action="append", default=[], metavar="[LABEL=]NET.json",
+                   help="net: a network written by 'qhw export' (repeat for several); label default: the "
+                        "directory name of .../NAME/net.json")
+    p.add_argument("--lut-budget", type=_int_list, default=(), metavar="N,N",
+                   help="net, --fold auto: one point per budget, the fastest folds whose LUT estimate fits it")
+    p.add_argument("--target-cycles", type=_int_list, default=(), metavar="N,N",
+                   help="net, --fold auto: one point per target, the cheapest folds with every layer at most N "
+                        "cycles per frame")
+    p.add_argument("--images", type=int, default=4, metavar="N", help="net: images simulated per point (default 4)")
+    p.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
+                   help="net: simulator (default verilator)")
+    p.add_argument("--stall", type=float, default=0.2, metavar="P",
+                   help="net: probability that s_axis withholds valid / m_axis withholds ready (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="net: seed of the stalls and synthetic images (default 0)")
+    p.add_argument("--dataset", choices=("auto", "digits", "synthetic"), default="auto",
+                   help="net: images: digits test set, random valid codes, or auto (digits when the network reads "
+                        "1x8x8 8-bit images, else synthetic; default)")
+    p.add_argument("--no-sim", action="store_true", help="net: skip the simulations")
+    p.add_argument("--no-synth", action="store_true", help="net: skip yosys")
+    p.add_argument("--dsp", action="store_true", help="net: let yosys use DSP blocks (default off, as estimated)")
+    p.add_argument("--synth-timeout", type=float, default=7200.0, metavar="S",
+                   help="net: give up on one yosys run after S seconds (default 7200)")
+    p.add_argument("--fifo-scale", type=float, default=1.0, metavar="X",
+                   help="net: multiply the computed skip-FIFO depths (default 1: as computed)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="net: builds, simulator builds and cached results (default OUT/net)")
     p.add_argument("--flat", action="store_true",
                    help="estimates: also synthesize every network flat, to compare with the per-layer total")
     p.add_argument("--out", default="rtl_out/bench", help="output and cache directory (default rtl_out/bench)")
@@ -71,12 +114,15 @@ def run(args) -> Result:
         from qhw.bench.estimates import run_cli
 
         return run_cli(args, progress)
+    if args.what == "net":
+        return run_net(args)
     from pathlib import Path
 
     from qhw.bench.hw import BenchConfig, run_bench
 
     cfg = BenchConfig(kinds=tuple(args.kinds), sizes=tuple(args.sizes), targets=tuple(args.targets),
-                      lanes=args.lanes, fold=args.fold, pnr=not args.no_pnr, utilization=not args.no_util,
+                      lanes=args.lanes, fold=4 if args.fold is None else args.fold, pnr=not args.no_pnr,
+                      utilization=not args.no_util,
                       reference=not args.no_reference, jobs=args.jobs, out_dir=Path(args.out))
     doc = run_bench(cfg, progress)
     rows = []
@@ -177,6 +223,54 @@ def run_bram(args) -> Result:
     note = f"\n\nno block RAM cells in: {', '.join(missing)}" if missing else ""
     return Result(data={"json": str(js), "markdown": str(md), "rows": rows, "no_bram": missing},
                   text=f"{text}{note}\n\nwritten: {js}, {md}")
+
+
+# -- qhw bench net ------------------------------------------------------------------------
+
+def net_folds(args):
+    """The fold points of ``qhw bench net``: ``--fold`` with its ``--lut-budget`` / ``--target-cycles`` values."""
+    from qhw.bench.net import FoldSpec
+    from qhw.errors import InputError
+
+    fold = "default" if args.fold is None else args.fold
+    if fold != "auto" and (args.lut_budget or args.target_cycles):
+        raise InputError("--lut-budget and --target-cycles go with --fold auto")
+    if fold == "auto":
+        if not (args.lut_budget or args.target_cycles):
+            raise InputError("--fold auto needs --lut-budget N[,N] or --target-cycles N[,N]")
+        return tuple([FoldSpec("lut", n) for n in args.lut_budget] + [FoldSpec("cycles", n) for n in args.target_cycles])
+    if fold == "default":
+        return (FoldSpec("default"),)
+    if isinstance(fold, int):
+        raise InputError(f"--fold {fold}: qhw bench net takes default, auto or a fold config file")
+    from qhw.fileio import require_file
+
+    require_file(fold, "fold config")
+    return (FoldSpec("file", fold),)
+
+
+def run_net(args) -> Result:
+    """``qhw bench net``: :func:`qhw.bench.net.run_bench`; ``net.md`` and ``net.json`` under ``--out``."""
+    from pathlib import Path
+
+    from qhw.bench.hw import TARGETS
+    from qhw.bench.net import NetBenchConfig, NetSpec, run_bench
+
+    # --targets' default object is hw's four families (argparse keeps it as is): net then reports Xilinx 7 and ECP5.
+    targets = NET_TARGETS if args.targets is TARGETS else tuple(args.targets)
+    cfg = NetBenchConfig(nets=tuple(NetSpec.parse(n) for n in args.net), folds=net_folds(args), targets=targets,
+                         dsp=args.dsp, synth=not args.no_synth, sim=not args.no_sim, images=args.images,
+                         simulator=args.simulator, stall=args.stall, seed=args.seed, dataset=args.dataset,
+                         fifo_scale=args.fifo_scale, synth_timeout=args.synth_timeout, out_dir=Path(args.out),
+                         cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    doc = run_bench(cfg, progress)
+    out = Path(args.out)
+    text = (out / "net.md").read_text() + f"\nwritten: {out / 'net.json'}, {out / 'net.md'}"
+    failed = [f"{r['net']} / {r['fold']}" for r in doc["rows"]
+              if "error" in r or "error" in r.get("sim", {}) or not r.get("sim", {}).get("ok", True)
+              or any("error" in s for s in r.get("synth", {}).values())]
+    return Result(data={"json": str(out / "net.json"), "markdown": str(out / "net.md"), "rows": doc["rows"],
+                        "failed": failed}, text=text, exit_code=5 if failed else 0)
 
 
 def _f(v) -> str:

@@ -144,6 +144,13 @@ class ResNetSpec:
 PRESETS: dict[str, ResNetSpec] = {
     "resnet8": ResNetSpec(depth=8, widths=(16, 32, 64), in_channels=1, in_size=(8, 8)),
     "resnet20": ResNetSpec(depth=20, widths=(16, 32, 64), in_channels=3, in_size=(32, 32)),
+    # MLPerf Tiny image classification (CIFAR-10): 16-channel stem, one basic block per stage at
+    # 16 / 32 / 64 channels, stages 2 and 3 entering with stride 2 through a 1x1 projection.
+    "resnet8-mlperf": ResNetSpec(depth=8, widths=(16, 32, 64), in_channels=3, in_size=(32, 32)),
+    # Odd shapes for the hardware: a non-square, odd-sized input (maps 9x13 -> 5x7 -> 3x4 through
+    # the stride-2 stages) and widths divisible by no power of two above 2, so folds of 4 or 8
+    # channels per beat leave a short last channel group.
+    "resnet8-odd": ResNetSpec(depth=8, widths=(6, 10, 14), in_channels=3, in_size=(9, 13)),
 }
 
 
