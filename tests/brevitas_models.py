@@ -24,6 +24,11 @@ torch exporter: dynamo (Brevitas 0.13 on torch 2.13: ``Gemm``, ``ReduceMean``,
 parameters repeated as graph inputs, equal constants merged) or TorchScript
 (``dynamo=False``: ``GlobalAveragePool``, ``Flatten``, ``MatMul`` +
 ``Transpose`` for a bias-free linear layer).
+
+:class:`Graph` writes small QONNX graphs node by node with ``onnx.helper``
+for what Brevitas does not produce on demand: :func:`tiny_cnn` (and its
+broken variants, the bad inputs of ``qhw import``) and :func:`tie_graph`
+(power-of-two scales, so quantizer inputs hit exact ties, and ``Trunc``).
 """
 
 from __future__ import annotations
@@ -300,7 +305,8 @@ class Graph:
 
         name = self._name(stem)
         arr = np.asarray(value)
-        self.inits.append(numpy_helper.from_array(arr.astype(np.int64 if arr.dtype.kind in "iu" else np.float32), name))
+        dtype = np.int64 if arr.dtype.kind in "iu" else np.float32
+        self.inits.append(numpy_helper.from_array(arr.astype(dtype), name))
         return name
 
     def node(self, op: str, inputs, domain: str = "", name: str | None = None, **attrs) -> str:
@@ -313,8 +319,9 @@ class Graph:
 
     def quant(self, x: str, scale, bits: int, *, signed: bool, narrow: bool = False, mode: str = "ROUND",
               name: str | None = None) -> str:
-        return self.node("Quant", [x, self.const(scale, "scale"), self.const(0.0, "zp"), self.const(float(bits), "bits")],
-                         domain=self.QONNX, name=name, signed=int(signed), narrow=int(narrow), rounding_mode=mode)
+        inputs = [x, self.const(scale, "scale"), self.const(0.0, "zp"), self.const(float(bits), "bits")]
+        return self.node("Quant", inputs, domain=self.QONNX, name=name, signed=int(signed), narrow=int(narrow),
+                         rounding_mode=mode)
 
     def bipolar(self, x: str, scale=1.0) -> str:
         return self.node("BipolarQuant", [x, self.const(scale, "scale")], domain=self.QONNX)
@@ -329,7 +336,8 @@ class Graph:
     def model(self, out: str, out_shape=(1, 10)):
         from onnx import TensorProto, helper
 
-        graph = helper.make_graph(self.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, self.in_shape)],
+        graph = helper.make_graph(self.nodes, "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, self.in_shape)],
                                   [helper.make_tensor_value_info(out, TensorProto.FLOAT, list(out_shape))],
                                   initializer=self.inits)
         return helper.make_model(graph, producer_name="qhw-tests",

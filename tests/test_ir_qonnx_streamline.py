@@ -125,8 +125,8 @@ def _conv_graph(tmp_path, q, bits, *, bipolar=False, signed=True):
     else:
         w = g.quant(g.const((np.asarray(q) * 0.25).astype(np.float32)), np.float32(0.25), bits, signed=False)
     x = g.node("Conv", [x, w], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-    # an output scale unrelated to 1/255: with 1.0 (or 0.7 = 714/(4·255)), acc = 510·odd sits within float32 rounding of a
-    # tie (1/255 is not a float), and qonnx's float32 sums would decide those, not the exact value
+    # an output scale unrelated to 1/255: with 1.0 (or 0.7 = 714/(4·255)), acc = 510·odd sits within
+    # float32 rounding of a tie (1/255 is not a float), and qonnx's float32 sums would decide those
     x = g.quant(g.node("Relu", [x]), np.float32(0.3719), 4, signed=False)
     x = g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)
     out = g.node("Gemm", [x, g.weights(np.eye(10, 4, dtype=np.int64), np.float32(1.0), 2)], transB=1)

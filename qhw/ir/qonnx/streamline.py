@@ -366,18 +366,14 @@ class _Importer:
         from qonnx.custom_op.general.quant import max_int, min_int, resolve_rounding_mode
 
         w = np.asarray(w)
-        y = w / scale
-        if bipolar:
-            q = np.where(y >= 0, 1, -1)
-            return _QWeight(q.astype(np.int64), np.asarray(scale, dtype=np.float64).reshape((1,) * (w.ndim - np.ndim(scale)) + np.shape(scale)),
-                            1, True, True, True, self.node.name)
-        y = y + zp
-        lo, hi = min_int(signed, narrow, int(bits)), max_int(signed, narrow, int(bits))
-        y = np.clip(y, lo, hi)
-        q = resolve_rounding_mode(mode)(y)
         s = np.asarray(scale, dtype=np.float64)
-        return _QWeight(np.asarray(q).astype(np.int64), s.reshape((1,) * (w.ndim - s.ndim) + s.shape),
-                        int(bits), signed, narrow, False, self.node.name)
+        s = s.reshape((1,) * (w.ndim - s.ndim) + s.shape)  # broadcastable against w, same rank
+        y = w / scale
+        if bipolar:  # binary_quant / int_quant with 1 signed bit: the sign, >= 0 -> +1
+            return _QWeight(np.where(y >= 0, 1, -1).astype(np.int64), s, 1, True, True, True, self.node.name)
+        y = np.clip(y + zp, min_int(signed, narrow, int(bits)), max_int(signed, narrow, int(bits)))
+        q = resolve_rounding_mode(mode)(y)
+        return _QWeight(np.asarray(q).astype(np.int64), s, int(bits), signed, narrow, False, self.node.name)
 
     def weight_code(self, qw: _QWeight) -> tuple[WeightCode, int]:
         """Binary for bipolar quantizers; pow2 when every value is 0 or ±2^e and no wider than int; else int."""
@@ -504,7 +500,7 @@ class _Importer:
             return
         c = (x.probe.out.channels if isinstance(x, _Pending) else x.spec.channels)
         s = self.per_channel(scale, c, "scale")
-        if isinstance(x, _Grid) and code is x.spec.code and s == x.scale and not x.flat and (
+        if isinstance(x, _Grid) and code is x.spec.code and s == x.scale and (
                 code is ActCode.BIPOLAR or qmin <= x.spec.lo and x.spec.hi <= qmax):
             self.values[out] = x  # same grid, range inside the clamp: the quantizer is the identity
             self.record(out, x, "quant")
@@ -702,7 +698,8 @@ class _Importer:
         g = [_frac(float(gm) / math.sqrt(float(v) + eps)) for gm, v in zip(gamma, var)]
         self.values[n.output[0]] = self.affine(p, g, [bt - m * gg for bt, m, gg in zip(beta, mean, g)])
 
-    def scale_by(self, n, k: list[Fraction] | None, x_name: str, const_name: str, divide: bool):
+    def scale_by(self, n, x_name: str, const_name: str, divide: bool):
+        """``x · k`` or ``x / k`` for a constant ``k``: a new scale of the same integers, or an affine step."""
         x = self.value(x_name)
         kc = self.const(const_name, "the constant operand")
         if isinstance(x, _Float):
@@ -749,12 +746,12 @@ class _Importer:
         pair = self.const_operand(n)
         if pair is None:
             self.fail("only multiplication by a constant is supported")
-        self.scale_by(n, None, pair[0], pair[1], divide=False)
+        self.scale_by(n, pair[0], pair[1], divide=False)
 
     def op_Div(self, n):
         if not self.is_const(n.input[1]) or self.is_const(n.input[0]):
             self.fail("only division of an activation by a constant is supported")
-        self.scale_by(n, None, n.input[0], n.input[1], divide=True)
+        self.scale_by(n, n.input[0], n.input[1], divide=True)
 
     def op_Add(self, n):
         pair = self.const_operand(n)
@@ -772,9 +769,9 @@ class _Importer:
         for ch in range(c):
             r = g1.scale[ch] / g2.scale[ch]  # = p / q in lowest terms: s1 = p·step, s2 = q·step
             if max(r.numerator, r.denominator) > MAX_ADD_COEFF:
-                self.fail(f"the branch scales {float(g1.scale[ch]):.6g} and {float(g2.scale[ch]):.6g} (channel {ch}) "
-                          f"have no small integer ratio; quantize both branches on related scales "
-                          "(the same quantizer, or power-of-two scales)")
+                self.fail(f"the branch scales {float(g1.scale[ch]):.6g} and {float(g2.scale[ch]):.6g} "
+                          f"(channel {ch}) have no small integer ratio; quantize both branches on related "
+                          "scales (the same quantizer, or power-of-two scales)")
             coeffs[0, ch], coeffs[1, ch] = r.numerator, r.denominator
             step.append(g1.scale[ch] / r.numerator)
         name = self.layer_name(n.name)
