@@ -28,7 +28,7 @@ from qhw.ir.golden import GoldenModel
 from qhw.net.stream import FrameFormat
 from qhw.net.uart import (ERR_FRAMING, ERR_OVERRUN, ERR_TIMEOUT, HEADER_ERROR, HEADER_IDENT, HEADER_OK, IDENT,
                           IDENT_LENGTH, SYNC, BoardModel, Reply, UartClient, UartFramer, UartProtocol, UartRx, UartTx,
-                          UartWrapper, baud_divisor)
+                          UartWrapper, baud_divisor, default_fifo_depth)
 from net_layers import tiny_resnet
 
 
@@ -105,6 +105,13 @@ def test_baud_divisor():
         baud_divisor(12e6, 4e6)
     with pytest.raises(InputError, match="off"):
         baud_divisor(12e6, 1.8e6)  # divisor 7: 1.714 Mbaud, 4.8 % off
+
+
+def test_default_fifo_depth_covers_one_frame_time():
+    man = {**manifest(), "cycles_per_frame": 2304}
+    assert default_fifo_depth(man, 4) == 60 and default_fifo_depth(man, 104) == 8
+    assert UartWrapper(manifest=man, divisor=4).framer.fifo_depth == 60
+    assert UartWrapper(manifest=man, divisor=4, fifo_depth=3).framer.fifo_depth == 3
 
 
 def test_constructor_arguments_are_checked():

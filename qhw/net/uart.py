@@ -88,7 +88,7 @@ from .stream import FrameFormat
 
 __all__ = ["SYNC", "IDENT", "HEADER_OK", "HEADER_ERROR", "HEADER_IDENT", "ERR_FRAMING", "ERR_OVERRUN",
            "ERR_TIMEOUT", "PROTOCOL_VERSION", "UartProtocol", "Reply", "BoardModel", "UartClient",
-           "UartRx", "UartTx", "UartFramer", "UartWrapper", "baud_divisor"]
+           "UartRx", "UartTx", "UartFramer", "UartWrapper", "baud_divisor", "default_fifo_depth"]
 
 SYNC = 0xA5
 IDENT = 0x3F
@@ -101,7 +101,7 @@ IDENT_LENGTH = 15
 #: Bit periods without a byte that end an incomplete image (about 71 ms at 115 200 baud: longer than any
 #: gap a USB serial adapter leaves inside one write).
 DEFAULT_TIMEOUT_BITS = 8192
-#: Bytes the framer buffers while the accelerator does not take input (64 flip-flops; no block RAM).
+#: Bytes the framer buffers while the accelerator does not take input, at least (:func:`default_fifo_depth`).
 DEFAULT_FIFO_DEPTH = 8
 #: Largest baud-rate error accepted between the divisor's rate and the one asked for.
 MAX_BAUD_ERROR = 0.02
@@ -124,6 +124,24 @@ def baud_divisor(clock_hz: float, baud: float) -> int:
         raise InputError(f"{baud:g} baud at {clock_hz / 1e6:g} MHz is {clock_hz / divisor:.0f} baud with divisor "
                          f"{divisor}: {error:.1%} off (at most {MAX_BAUD_ERROR:.0%})")
     return divisor
+
+
+def default_fifo_depth(manifest: dict, divisor: int) -> int:
+    """Input bytes to buffer: enough for the accelerator to hold its input back for one frame time.
+
+    One request at a time, so the accelerator is empty when an image starts
+    and has it all within about ``cycles_per_frame`` (its slowest engine's
+    frame time) of being offered it; ``cycles_per_frame / (10·divisor)``
+    bytes arrive meanwhile. At least :data:`DEFAULT_FIFO_DEPTH`. (At a real
+    baud rate that is the minimum: the digits w4a4 build takes 2304 cycles a
+    frame, 2.2 bytes at 115 200 baud and 12 MHz. A byte period close to the
+    accelerator's time per input beat needs the deeper buffer: at 40 cycles a
+    byte the 8-byte default overran on that build.) An overrun is still
+    caught and flagged, never silent.
+    """
+    check_positive("divisor", divisor)
+    cpf = int(manifest.get("cycles_per_frame", 0))
+    return max(DEFAULT_FIFO_DEPTH, -(-cpf // (10 * divisor)) + 2)
 
 
 # -- the framing in Python: host side and model -------------------------------------------------
@@ -543,9 +561,10 @@ class UartFramer(wiring.Component):
         Bit periods without a byte after which an incomplete image is padded
         with code 0 and answered with the timeout flag (default 8192).
     fifo_depth : int
-        Bytes buffered while the accelerator does not take input (default 8,
-        in flip-flops: no block RAM). A byte arriving while it is full is
-        dropped and flagged (overrun).
+        Bytes buffered while the accelerator does not take input (default 8;
+        an asynchronous-read memory, so LUT RAM on ECP5 and flip-flops on
+        iCE40, never block RAM). A byte arriving while it is full is dropped
+        and flagged (overrun).
 
     Attributes
     ----------
@@ -765,8 +784,10 @@ class UartWrapper(wiring.Component):
         The build's ``manifest.json`` (port map and network digest).
     divisor : int
         Clock cycles per bit (:func:`baud_divisor`), at least 4.
-    timeout_bits, fifo_depth : int
+    timeout_bits : int
         As :class:`UartFramer`.
+    fifo_depth : int, optional
+        As :class:`UartFramer`; by default :func:`default_fifo_depth` of the build and divisor.
 
     Attributes
     ----------
@@ -782,7 +803,7 @@ class UartWrapper(wiring.Component):
     """
 
     def __init__(self, *, manifest: dict, divisor: int, timeout_bits: int = DEFAULT_TIMEOUT_BITS,
-                 fifo_depth: int = DEFAULT_FIFO_DEPTH):
+                 fifo_depth: int | None = None):
         with _discarded_on_error(self):
             if not isinstance(manifest, dict):
                 raise TypeError(f"manifest must be a build manifest dict, not {type(manifest).__name__}")
@@ -792,6 +813,8 @@ class UartWrapper(wiring.Component):
                 raise ValueError(f"manifest must name the accelerator's top module, not {self.top!r}")
             self.protocol = UartProtocol.from_manifest(manifest)
             self.rx_block = UartRx(divisor=divisor)
+            if fifo_depth is None:
+                fifo_depth = default_fifo_depth(manifest, divisor)
             self.tx_block = UartTx(divisor=divisor)
             self.framer = UartFramer(protocol=self.protocol, divisor=divisor, timeout_bits=timeout_bits,
                                      fifo_depth=fifo_depth)
