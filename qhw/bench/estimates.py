@@ -63,6 +63,8 @@ class EstimatesConfig:
     synth_timeout: float = 7200.0
     depth: int = 2
     out_dir: Path = Path("rtl_out/bench")
+    #: report only what the cache holds (no yosys run; a missing synthesis is left out)
+    cached_only: bool = False
 
     def __post_init__(self):
         if self.depth not in (1, 2):
@@ -220,11 +222,12 @@ def _tool_tag(*settings) -> str:
 
 
 def synth_cached(build_dir: Path, manifest: dict, target: str, *, per_layer: bool, cfg: EstimatesConfig,
-                 cache: Path, progress: Callable[[str], None]) -> tuple[dict, bool]:
+                 cache: Path, progress: Callable[[str], None]) -> tuple[dict | None, bool]:
     """:func:`qhw.backends.synth.breakdown` of one synthesis, the yosys part from the cache when there.
 
-    Returns (breakdown, cached). Only the yosys counts are cached; the
-    estimates next to them always come from ``manifest``.
+    Returns (breakdown, cached); (None, False) when ``cfg.cached_only`` and
+    nothing is cached. Only the yosys counts are cached; the estimates next
+    to them always come from ``manifest``.
     """
     from qhw.backends.synth import SynthReport, breakdown, submodule_paths, synthesize
 
@@ -235,6 +238,8 @@ def synth_cached(build_dir: Path, manifest: dict, target: str, *, per_layer: boo
             return breakdown(SynthReport(**json.loads(path.read_text())), manifest), True
         except (ValueError, TypeError):
             pass  # an unreadable entry is redone
+    if cfg.cached_only:
+        return None, False
     work = cache / f"{target}_{mode}{'_dsp' if cfg.dsp else ''}"
 
     verilog = build_dir / manifest["verilog"]
@@ -387,6 +392,8 @@ def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> 
                     except QhwError as exc:
                         doc["errors"].append({"network": label, "target": target, "mode": what, "error": str(exc)})
                         progress(f"{label} {target} {what}: {exc}")
+                        continue
+                    if r is None:  # cached_only and not in the cache
                         continue
                     (results if per_layer else flat)[target] = r
                     t = r["total"]

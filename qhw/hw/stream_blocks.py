@@ -126,11 +126,23 @@ class StreamFIFO(wiring.Component):
         per = 1 if self.depth >= 3 else 2
         return per * (n - 1) + self.latency + 1
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         # depth - 1 entries in memory plus the output register; two pointers
-        # and a level counter around them.
+        # and a level counter around them. The memory (synchronous read) goes
+        # where yosys' cost model puts it on ``family`` (qhw.hw.rom.ram_mapping:
+        # block RAM, LUT-RAM or flip-flops); its read register is the output
+        # register, inside a block RAM when there is one.
+        from .rom import ram_mapping
+
         ptr = max(1, (self.depth - 1).bit_length())
-        return {"ff": self.width + 3 * ptr + 1, "lut": 6 * ptr + 4, "mem_bits": self.width * (self.depth - 1)}
+        out = {"ff": self.width + 3 * ptr + 1, "lut": 6 * ptr + 4, "bram": 0, "dsp": 0,
+               "mem_bits": self.width * (self.depth - 1)}
+        if self.depth >= 2:
+            placed = ram_mapping(self.depth - 1, self.width, family, sync_read=True)
+            out["ff"] += placed["ff"] - self.width
+            out["lut"] += placed["lut"]
+            out["bram"] = placed["bram"]
+        return out
 
     def elaborate(self, platform):
         m = Module()

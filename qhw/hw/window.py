@@ -484,10 +484,12 @@ class WindowGenerator(wiring.Component):
         ``mem_bits``, ``mem_depth``, ``mem_width``: the ring buffer.
         ``bram``: blocks of ``family`` it takes (:func:`qhw.hw.rom.bram_blocks`;
         Xilinx in RAMB18 units, a RAMB36 counts 2) when
-        :func:`qhw.hw.rom.use_block_ram` says it belongs in block RAM, else 0
-        and its Xilinx LUT-RAM joins ``lut`` (a RAM64M, 4 LUTs, holds 64
-        words × 3 bits; a RAM32M 32 × 6) — or, forced to ``memory="lut"``
-        (``ram_style = "logic"``), one flip-flop per bit and the read muxes. ``ff``: every register of the RTL
+        :func:`qhw.hw.rom.use_block_ram` says it belongs in block RAM; forced
+        to ``memory="lut"`` (``ram_style = "logic"``), one flip-flop per bit
+        and the read muxes; otherwise wherever yosys' cost model puts it on
+        ``family`` (:func:`qhw.hw.rom.ram_mapping`: block RAM, or LUT-RAM whose
+        LUTs join ``lut`` — a Xilinx RAM64M, 4 LUTs, holds 64 words × 3 bits, a
+        RAM32M 32 × 6 — or flip-flops and read muxes). ``ff``: every register of the RTL
         (the read data register sits inside a block RAM when there is one;
         yosys drops counter bits that never change, e.g. the low bits of the
         frame base, so it reports 4–15 % fewer). ``lut``: logic, a
@@ -498,7 +500,7 @@ class WindowGenerator(wiring.Component):
         ``synth_xilinx -flatten`` on four shapes (4 to 64 channels, 6×5 to
         32×32, LUT-RAM and block RAM).
         """
-        from .rom import bram_blocks
+        from .rom import bram_blocks, ram_mapping
 
         k, depth, width = self._counter_bits, self.mem_depth, self.mem_width
         abits = max(1, (depth - 1).bit_length())
@@ -519,10 +521,13 @@ class WindowGenerator(wiring.Component):
         elif self.memory == "lut":  # ram_style "logic": one register per bit, an 8:1 mux per LUT6 + MUXF7/F8
             ff += depth * width
             lut += width * math.ceil(depth / 8) + depth  # read muxes, write-enable decode
-        elif depth <= 32:
-            lut += 4 * math.ceil(width / 6)
         else:
-            lut += 4 * math.ceil(depth / 64) * math.ceil(width / 3)
+            # No ram_style: yosys' memory_libmap picks the cheapest mapping on this family (iCE40 has
+            # no LUT-RAM, so a ring of more than ~64 bits goes to block RAM there; ECP5, Gowin and
+            # Xilinx take LUT-RAM until block RAM is cheaper), and so does this estimate.
+            placed = ram_mapping(depth, width, family, sync_read=True)
+            bram, lut = placed["bram"], lut + placed["lut"]
+            ff += placed["ff"] - width  # the read register is counted above; a block RAM holds it
         return {"lut": int(lut), "ff": int(ff), "bram": int(bram), "dsp": 0, "mem_bits": depth * width,
                 "mem_depth": depth, "mem_width": width}
 
