@@ -259,7 +259,8 @@ def test_cli_reports_every_layer(root, cache, tiny, qhw_cli):
     assert doc["cycles_per_frame"] == doc["manifest_cycles_per_frame"] == 270
     assert doc["class_agreement"] == 100.0 and doc["values_compared"] > 0
     assert "frames" in proc.stderr  # progress went to stderr
-    text = qhw_cli("sim", str(res.out), "--images", "2", "--dataset", "synthetic", "--cache-dir", str(cache))
+    # a relative build directory and its default cache (BUILD/sim), as `qhw demo` passes them
+    text = qhw_cli("sim", res.out.name, "--images", "2", "--dataset", "synthetic", cwd=res.out.parent)
     assert text.returncode == 0, text.stderr
     assert re.search(r"^b\.add\s+add\s+\d+\s+0\s", text.stdout, flags=re.M)
     assert "cycles/frame 270.0" in text.stdout and "class agreement 100.0 %" in text.stdout

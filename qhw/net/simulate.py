@@ -554,7 +554,8 @@ def simulate_build(build_dir, *, images: np.ndarray, simulator: str = "icarus", 
     progress(f"golden model on {len(images)} images" + (f" (+{tail} back to back for cycles/frame)" if tail else ""))
     stim = stimulus(manifest, net, images, tail=tail)
     watchdog = watchdog_cycles(manifest["cycles_per_frame"], stall)
-    cache = Path(cache_dir) if cache_dir is not None else build_dir / "sim"
+    # absolute: the cocotb test runs in the simulator's build directory and reads the stimulus from there
+    cache = (Path(cache_dir) if cache_dir is not None else build_dir / "sim").resolve()
     (cache / "runs").mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(dir=cache / "runs", prefix=f"{simulator}-"))
     try:
