@@ -619,16 +619,19 @@ class UartFramer(wiring.Component):
         return 3 + latency
 
     def estimate_resources(self) -> dict[str, int]:
+        """LUT4 and flip-flops, structurally: the reply multiplexer dominates (each of the 8 bits selects one of
+        ``reply_length`` payload bytes, about one LUT4 per input, plus the identify constants), then the
+        buffer (flip-flops and its read multiplexer on iCE40) and the counters. yosys on iCE40 for the digits
+        w4a4 build's wrapper (42-byte replies, 8-byte buffer): framer 483 LUT + buffer 81 LUT, 130 FF."""
         p, fmt = self.protocol, self.protocol.in_format
         counters = sum((max(2, n) - 1).bit_length() for n in (p.codes * p.code_bytes + 1, self.timeout_cycles + 1,
                                                              p.code_bytes, fmt.simd, fmt.groups * fmt.simd,
                                                              fmt.pixels, max(p.reply_length, IDENT_LENGTH)))
-        fifo = 8 * self.fifo_depth
-        code_reg = 8 * (p.code_bytes - 1)
-        ff = counters + fifo + code_reg + fmt.data_width + 1 + 3 + 4 + 2
-        # the reply mux: 8 bits × reply_length inputs as a LUT4 tree, the FIFO's read mux, counter logic
-        mux = 8 * (max(p.reply_length, IDENT_LENGTH) // 3 + 1)
-        lut = mux + 8 * (self.fifo_depth // 3 + 1) + 2 * counters + fmt.data_width + 30
+        ptr = max(1, (self.fifo_depth - 1).bit_length())
+        fifo_ff, fifo_lut = 8 * self.fifo_depth + 3 * ptr + 1, 8 * (self.fifo_depth - 1) + 6 * ptr + 4
+        ff = counters + 8 * (p.code_bytes - 1) + fmt.data_width + 1 + 3 + 3 + 3 + fifo_ff
+        mux = 8 * (p.reply_length + IDENT_LENGTH // 2)
+        lut = mux + fifo_lut + 2 * counters + fmt.data_width + 20
         return {"lut": lut, "ff": ff, "bram": 0, "dsp": 0}
 
     def _reply_bytes(self):
