@@ -50,8 +50,9 @@ class EstimatesConfig:
 
     ``networks``: (label, NET.json) pairs; ``targets``: families; ``flat``:
     also synthesize each network flat; ``dsp``: let yosys use DSP blocks;
-    ``depth``: 2 keeps every engine's stages as modules too (per-stage
-    counts, what the estimates are fitted from), 1 the engines only;
+    ``depth``: 1 keeps the engines (and glue) as modules, 2 their stages
+    too (per-stage counts, slower: yosys' abc runs once per module); a
+    cached synthesis at the other depth is reused;
     ``out_dir``: results, builds and the synthesis cache.
     """
 
@@ -61,7 +62,7 @@ class EstimatesConfig:
     dsp: bool = False
     synth: bool = True
     synth_timeout: float = 7200.0
-    depth: int = 2
+    depth: int = 1
     out_dir: Path = Path("rtl_out/bench")
     #: report only what the cache holds (no yosys run; a missing synthesis is left out)
     cached_only: bool = False
@@ -231,13 +232,20 @@ def synth_cached(build_dir: Path, manifest: dict, target: str, *, per_layer: boo
     """
     from qhw.backends.synth import SynthReport, breakdown, submodule_paths, synthesize
 
+    def entry(mode: str) -> Path:
+        return cache / f"{target}_{mode}{'_dsp' if cfg.dsp else ''}_{_tool_tag(target, mode, cfg.dsp)}.json"
+
     mode = f"depth{cfg.depth}" if per_layer else "flat"
-    path = cache / f"{target}_{mode}{'_dsp' if cfg.dsp else ''}_{_tool_tag(target, mode, cfg.dsp)}.json"
-    if path.is_file():
-        try:
-            return breakdown(SynthReport(**json.loads(path.read_text())), manifest), True
-        except (ValueError, TypeError):
-            pass  # an unreadable entry is redone
+    path = entry(mode)
+    # Per layer, a synthesis that kept the engines' stages as well serves too (and the other way
+    # round): the layers' counts differ only by the optimization lost at the extra boundaries.
+    others = [entry(f"depth{d}") for d in (1, 2) if d != cfg.depth] if per_layer else []
+    for found in [path, *others]:
+        if found.is_file():
+            try:
+                return breakdown(SynthReport(**json.loads(found.read_text())), manifest), True
+            except (ValueError, TypeError):
+                pass  # an unreadable entry is redone
     if cfg.cached_only:
         return None, False
     work = cache / f"{target}_{mode}{'_dsp' if cfg.dsp else ''}"
