@@ -152,7 +152,7 @@ ROW = {"net": "r8", "fold": "auto lut<=53200", "macs": 12_501_632, "lanes": 1361
        "sim": {"cycles_per_frame": 9300.0, "sim_build_s": 95.0, "sim_s_per_frame": 4.25, "frames": 8, "layers": 14,
                "values_compared": 123456, "mismatches": 0, "class_agreement": 100.0, "logits_wrong": 0,
                "latency": 20000, "ok": True},
-       "synth": {"xilinx": {"lut": 60000, "lutram": 1200, "ff": 20000, "bram": 84, "dsp": 0, "seconds": 1800.0},
+       "synth": {"xilinx": {"lut": 60000, "lutram": 300, "lut_sites": 61200, "ff": 20000, "bram": 84, "dsp": 0, "seconds": 1800.0},
                  "ecp5": {"error": "yosys timed out", "seconds": 7200.0}}}
 
 
@@ -163,7 +163,7 @@ def test_markdown_tables():
     assert row == ("| r8 | auto lut<=53200 | 12,501,632 | 1,361 | 9,216 | 9,216 | 9,300.0 | 1.009 | 0.9910 | "
                    "99.7 % | 98.8 % | stem |")
     res = next(l for l in lines if l.startswith("| r8 |") and "61,200" in l)
-    # LUT sites = logic + LUT-RAM, estimate in parentheses; a failed run says so
+    # LUT sites (LUT6 + 4 per RAM32M ...), estimate in parentheses; a failed run says so
     assert res == "| r8 | auto lut<=53200 | 61,200 (75,322) | 20,000 (21,748) | 84 (85) | 0 (0) | failed | failed | " \
                   "failed | failed |"
     assert "| r8 | auto lut<=53200 | 8 | 14 | 123,456 | 0 | 100.0 % | 0 | 20,000 |" in lines
@@ -206,7 +206,8 @@ def test_bench_net_cli_plumbing_with_faked_tools(tmp_path, tiny, monkeypatch):
         synth_calls.append((target, dsp, timeout))
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         return SynthReport(target=target, top=top, lut=1000, ff=500, carry=10, dsp=0, bram=0, lutram=20,
-                           cells={"RAMB18E1": 2, "RAMB36E1": 1} if target == "xilinx" else {"DP16KD": 3})
+                           cells={"LUT6": 980, "RAM32M": 5, "RAMB18E1": 2, "RAMB36E1": 1} if target == "xilinx"
+                           else {"LUT4": 900, "CCU2C": 10, "DP16KD": 3})
 
     clock = [0.0]
 
@@ -247,6 +248,8 @@ def test_bench_net_cli_plumbing_with_faked_tools(tmp_path, tiny, monkeypatch):
     s = rows[0]["sim"]
     assert s["sim_build_s"] == 30.0 and s["sim_s_per_frame"] == 2.0  # (13 - 3) s over 6 - 1 frames
     assert rows[0]["synth"]["xilinx"]["bram"] == 4 and rows[0]["synth"]["ecp5"]["bram"] == 3  # RAMB36 = 2
+    # LUT sites: a RAM32M takes 4 LUT6, a CCU2C 2 LUT4
+    assert rows[0]["synth"]["xilinx"]["lut_sites"] == 1000 and rows[0]["synth"]["ecp5"]["lut_sites"] == 920
     for r in rows:
         assert r["util_sim"] == pytest.approx(r["macs"] / (r["lanes"] * (r["est_cycles"] + 6)))
         assert r["est_cycles"] <= 3000
@@ -261,6 +264,7 @@ def test_bench_net_cli_plumbing_with_faked_tools(tmp_path, tiny, monkeypatch):
     assert synth_calls == [] and sim_calls == []
     assert all(r["build"]["cached"] and r["sim"]["cached"] and r["synth"]["xilinx"]["cached"]
                for r in again.data["rows"])
+    assert again.data["rows"][0]["synth"]["xilinx"]["lut_sites"] == 1000
     assert [r["sim"]["sim_build_s"] for r in again.data["rows"]] == [30.0, 30.0]
 
 

@@ -20,7 +20,8 @@ and reports, per point
   cycles per frame, their ratio to the bound, and the estimate's error;
 * MAC utilization ``Σ MACs / (Σ lanes · cycles per frame)``, with either
   cycle count;
-* LUT / FF / BRAM / DSP from yosys next to the manifest's estimate;
+* LUT sites (:func:`qhw.backends.synth.lut_sites`) / FF / BRAM / DSP from
+  yosys next to the manifest's estimate;
 * tool times: build s (fold choice, compile passes, Verilog), the
   simulator's build s, simulation s per frame, yosys s per target.
 
@@ -324,7 +325,7 @@ def build_point(net, spec: NetSpec, fold: FoldSpec, cfg: NetBenchConfig, *, gene
 def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
                 progress: Callable[[str], None]) -> dict:
     """yosys on one build for one family (cached by Verilog digest, target, DSP setting, yosys version)."""
-    from qhw.backends.synth import synthesize
+    from qhw.backends.synth import lut_sites, synthesize
     from qhw.backends.verilog import digest
 
     from .bram import bram_units
@@ -335,7 +336,7 @@ def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
     path = work.with_suffix(".json")
     result = _load_cached(path)
     if result is not None:
-        return {**result, "cached": True}
+        return {**result, "lut_sites": lut_sites(target, result["cells"]), "cached": True}
     progress(f"bench net: yosys {target} on {top} ({len(text) // 1024} KiB of Verilog; log {work / 'yosys.log'})")
     t0 = _now()
     try:
@@ -343,7 +344,7 @@ def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
     except QhwError as exc:
         return {"error": str(exc), "seconds": round(_now() - t0, 1), "cached": False}
     result = {"lut": r.lut, "ff": r.ff, "carry": r.carry, "dsp": r.dsp, "lutram": r.lutram,
-              "bram": bram_units(target, r.cells), "cells": r.cells, "seconds": round(_now() - t0, 1),
+              "lut_sites": lut_sites(target, r.cells), "bram": bram_units(target, r.cells), "cells": r.cells, "seconds": round(_now() - t0, 1),
               "log": r.log}
     atomic_write_json(path, result)
     return {**result, "cached": False}
@@ -511,7 +512,7 @@ def _synth_cell(row: dict, target: str, key: str) -> str:
         return f"({_n(est)})" if est is not None else "–"
     if "error" in s:
         return "failed"
-    got = s[key] + s["lutram"] if key == "lut" else s[key]  # LUT sites: logic + LUT-RAM / SRL, as estimated
+    got = s.get("lut_sites", s["lut"] + s["lutram"]) if key == "lut" else s[key]  # LUT sites, as estimated
     return f"{got:,} ({_n(est)})" if est is not None else f"{got:,}"
 
 
@@ -549,8 +550,9 @@ def markdown(doc: dict) -> str:
         for t in targets:
             cells += [_synth_cell(r, t, k) for k in ("lut", "ff", "bram", "dsp")]
         L.append(f"| {r['net']} | {r['fold']} | " + " | ".join(cells) + " |")
-    L += ["", "LUT = LUT6 (Xilinx) / LUT4 (ECP5) cells plus LUT-RAM / SRL cells; BRAM in RAMB18 units (a RAMB36 is 2) "
-              "on Xilinx, DP16KD on ECP5.", "",
+    L += ["", "LUT = LUT sites (qhw.backends.synth.lut_sites: what a device's LUT capacity counts, e.g. 53,200 on a "
+              "Zynq-7020): Xilinx LUT6 cells, 4 per RAM32M / RAM64M, 1 per SRL; ECP5 LUT4 cells, 2 per CCU2C adder, 4 per "
+              "TRELLIS_DPR16X4. BRAM in RAMB18 units (a RAMB36 is 2) on Xilinx, DP16KD on ECP5.", "",
           f"## Bit-exact ({sim}, stall {cfg['stall']}, every layer's stream against the golden model)", "",
           "| network | fold | frames | layers | values compared | mismatches | class agreement | logits wrong | "
           "latency |", "|---|---|---|---|---|---|---|---|---|"]
