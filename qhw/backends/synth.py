@@ -271,6 +271,7 @@ def _run_yosys(cmd: list[str], work: Path, log: Path, *, timeout: float | None, 
     """Run yosys in ``work``; stderr goes to a file (a pipe nobody reads while waiting could fill up)."""
     err = work / "yosys.stderr"
     t0 = time.monotonic()
+    last = "starting"
     with open(err, "w") as err_file:
         proc = subprocess.Popen(cmd, cwd=work, env=tool_env(), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err_file)
@@ -287,7 +288,9 @@ def _run_yosys(cmd: list[str], work: Path, log: Path, *, timeout: float | None, 
                     break
                 except subprocess.TimeoutExpired:
                     if progress is not None:
-                        progress(f"  yosys {what}: {time.monotonic() - t0:.0f} s, {_current_pass(log)}")
+                        # a pass that writes much (abc, techmap) can push its header out of the tail read
+                        last = _current_pass(log) or last
+                        progress(f"  yosys {what}: {time.monotonic() - t0:.0f} s, {last}")
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -302,17 +305,17 @@ def _run_yosys(cmd: list[str], work: Path, log: Path, *, timeout: float | None, 
 _PASS_LINE = re.compile(r"^[\d.]+ Executing (.+?)(?: pass)?(?: \(.*)?\.?$", re.MULTILINE)
 
 
-def _current_pass(log: Path) -> str:
-    """The last ``N.M. Executing X pass`` line of a growing yosys log (read from its tail only)."""
+def _current_pass(log: Path) -> str | None:
+    """The last ``N.M. Executing X pass`` line of a growing yosys log (read from its tail only), or None."""
     try:
         with open(log, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 65536))
             tail = f.read().decode(errors="replace")
     except OSError:
-        return "starting"
+        return None
     found = _PASS_LINE.findall(tail)
-    return found[-1].strip() if found else "reading sources"
+    return found[-1].strip() if found else None
 
 
 def _strip(name: str) -> str:

@@ -345,8 +345,9 @@ class Regroup(wiring.Component):
         """See :meth:`RegroupModel.estimate_cycles`."""
         return self.model.estimate_cycles(frames)
 
-    def estimate_resources(self) -> dict[str, int]:
-        """Flip-flops (the registers :meth:`elaborate` builds) and a LUT4 count from the structure.
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
+        """Flip-flops (the registers :meth:`elaborate` builds) and a LUT4 count from the structure,
+        in ``family``'s LUTs (:func:`qhw.hw.rom.scaled_luts`, kind ``regroup``).
 
         LUTs: per buffer bit, one 2:1 mux per data source beyond the first
         (each shift and each reachable write offset reaching the slot; holding
@@ -355,6 +356,8 @@ class Regroup(wiring.Component):
         ten shapes from pass-through to 512 channels ``1 → 64``: 0.81-1.22
         of it; Xilinx LUT6 counts are 0.4-0.9 of ice40's.
         """
+        from .rom import scaled_luts
+
         b, bits, m = self.out_simd, self.bits, self.model
         tail_matters = m.out_tail < b
         out_beat = _counter_bits(self.out_groups) if (self.out_last or tail_matters) else 0
@@ -362,7 +365,8 @@ class Regroup(wiring.Component):
         counter_lut = (3 * (out_beat + out_pixel) + 1) // 2  # increment and wrap, on a carry chain
         if self.passthrough:
             zeroed = (min(self.in_simd, b) - m.out_tail) * bits if self.out_groups > 1 else 0
-            return {"lut": zeroed + counter_lut, "ff": out_beat + out_pixel, "bram": 0, "dsp": 0}
+            return {"lut": scaled_luts(zeroed + counter_lut, family, "regroup"), "ff": out_beat + out_pixel,
+                    "bram": 0, "dsp": 0}
         s, cap = m.schedule, self.capacity
         in_beat = _counter_bits(s.n_in) if m.in_tail != self.in_simd else 0
         fill = (cap // math.gcd(self.in_simd, b, self.channels)).bit_length()
@@ -375,7 +379,8 @@ class Regroup(wiring.Component):
         # the offset decoder shares its terms: about one LUT per offset
         decode = len(s.offsets) if len(s.offsets) > 1 else 1
         lut = mux + (b - m.out_tail) * bits + 4 * fill + decode + counter_lut + 2 * in_beat
-        return {"lut": lut, "ff": cap * bits + fill + in_beat + out_beat + out_pixel, "bram": 0, "dsp": 0}
+        return {"lut": scaled_luts(lut, family, "regroup"), "ff": cap * bits + fill + in_beat + out_beat + out_pixel,
+                "bram": 0, "dsp": 0}
 
     # -- hardware -------------------------------------------------------------------
 

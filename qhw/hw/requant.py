@@ -194,8 +194,11 @@ class _Requantizer(wiring.Component):
         """Output register, valid bit and group counter."""
         return self.lanes * self.out_bits + 1 + (max(1, (self.groups - 1).bit_length()) if self.groups > 1 else 0)
 
-    def _estimate(self, features: dict[str, float]) -> dict[str, int]:
-        lut = sum(LUTS_PER_BIT[k] * v for k, v in features.items())
+    def _estimate(self, features: dict[str, float], family: str = "xilinx") -> dict[str, int]:
+        weights = LUTS_PER_BIT if family == "xilinx" else LUT4_PER_BIT.get(family)
+        if weights is None:
+            raise ValueError(f"family must be one of xilinx, {', '.join(LUT4_PER_BIT)}, not {family!r}")
+        lut = sum(weights[k] * v for k, v in features.items())
         return {"lut": int(round(lut)), "ff": int(self._ff()), "dsp": 0, "bram": 0}
 
 
@@ -210,14 +213,26 @@ class _Requantizer(wiring.Component):
 #: 2.3 times too high: yosys shares more of its adders than are counted.
 LUTS_PER_BIT = {
     "cmp_const": 0.39,  # comparator bits against constants (distinct ones; dense ones share logic)
-    "cmp_var": 0.94,    # comparator bits against a ROM word (ROM of up to 4 words in the same LUT)
-    "rom": 1.44,        # ROM LUTs (qhw.hw.array.cost.rom_luts) of threshold tables past 4 words
+    "cmp_var": 0.94,    # comparator bits against a ROM word (ROM of up to 8 words in the same LUT)
+    "rom": 1.44,        # ROM LUTs (qhw.hw.array.cost.rom_luts) of threshold tables past 8 words
     "count": 0.62,      # popcount adder-tree bits over the comparator bits (+ the always-met offset)
     "mul_const": 0.70,  # shift-add adder bits of a constant multiplier (CSD digits)
     "mul_var": 1.69,    # partial-product bits of a multiplier by a ROM word (its small ROMs fold in)
     "add": 0.35,        # bias adder bits above the product's zero low bits
     "clamp": 0.11,      # per clamp side that can act: y bits + output bits
 }
+
+
+#: The same features in the LUT sites of the 4-input-LUT families (qhw.backends.synth.lut_sites).
+#: iCE40 compares on its carry chain (SB_CARRY beside the LUTs: a comparator against a constant or
+#: a two-word table costs almost no LUT4), ECP5 / Gowin count the LUT4 of their carry cells. Fitted
+#: like LUTS_PER_BIT on calibration requantizers (thresholds: 2 to 4 bits, 1 to 6 groups; mul-shift:
+#: 4 to 8 bits, 1 to 8 groups) and the requantizers of the tiny and digits w4a4 builds.
+LUT4_PER_BIT = {
+    "ice40": {"cmp_const": 0.223, "cmp_var": 0.136, "rom": 1.971, "count": 0.0,
+              "mul_const": 0.70, "mul_var": 1.677, "add": 0.35, "clamp": 0.11},
+}
+LUT4_PER_BIT["ecp5"] = LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ice40"]  # until fitted on their own
 
 
 def _popcount_bits(n: int) -> int:
@@ -466,12 +481,15 @@ class ThresholdRequantizer(_Requantizer):
                 f["cmp_const"] += d * max(cw - 2 * math.log2(d), 1.0)
             else:  # the same sharing, fitted as cw - 1.5·log2(count) bits per comparator
                 f["cmp_var"] += len(cols) * max(cw - 1.5 * math.log2(len(cols)), 1.0)
-                if self.groups > 4:  # up to 4 words, the ROM bit shares the comparator bit's LUT6
+                # Up to 8 words (3 group bits) the ROM bit shares the comparator bit's LUT6 (it has
+                # inputs to spare beside the accumulator bit and the carry): the digits w4a4 8-group
+                # thresholds measure 1068 LUT against 1223 without the ROM, 2526 with it.
+                if self.groups > 8:
                     f["rom"] += rom_luts(self.groups, len(cols) * cw + 1)
             f["count"] += _popcount_bits(len(cols)) + (self.out_bits if self.always[c] else 0)
         return f
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         """Xilinx 7-series LUT / FF figures without DSPs (see :data:`LUTS_PER_BIT` for the fit).
 
         Per lane: the comparators it builds, ``cmp_width`` bits each (against
@@ -483,7 +501,7 @@ class ThresholdRequantizer(_Requantizer):
         # features() walks every lane's ROM words, and the estimate is asked for once per family: walk once.
         if "_features" not in self.__dict__:
             self._features = self.features()
-        return self._estimate(self._features)
+        return self._estimate(self._features, family)
 
 
 class MulShiftRequantizer(_Requantizer):
@@ -672,7 +690,7 @@ class MulShiftRequantizer(_Requantizer):
             f["clamp"] += sum(self.clamps[c]) * (y_width + self.out_bits)
         return f
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         """Xilinx 7-series LUT / FF figures without DSPs.
 
         Per lane: the multiplier (a constant one, as shift-adds over the CSD
@@ -685,7 +703,7 @@ class MulShiftRequantizer(_Requantizer):
         # features() walks every lane's ROM words, and the estimate is asked for once per family: walk once.
         if "_features" not in self.__dict__:
             self._features = self.features()
-        return self._estimate(self._features)
+        return self._estimate(self._features, family)
 
 
 def _lut_of(rq) -> int:

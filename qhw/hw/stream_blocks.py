@@ -132,10 +132,10 @@ class StreamFIFO(wiring.Component):
         # where yosys' cost model puts it on ``family`` (qhw.hw.rom.ram_mapping:
         # block RAM, LUT-RAM or flip-flops); its read register is the output
         # register, inside a block RAM when there is one.
-        from .rom import ram_mapping
+        from .rom import ram_mapping, scaled_luts
 
         ptr = max(1, (self.depth - 1).bit_length())
-        out = {"ff": self.width + 3 * ptr + 1, "lut": 6 * ptr + 4, "bram": 0, "dsp": 0,
+        out = {"ff": self.width + 3 * ptr + 1, "lut": scaled_luts(6 * ptr + 4, family, "fifo"), "bram": 0, "dsp": 0,
                "mem_bits": self.width * (self.depth - 1)}
         if self.depth >= 2:
             placed = ram_mapping(self.depth - 1, self.width, family, sync_read=True)
@@ -354,8 +354,10 @@ class Fork(wiring.Component):
     def estimate_cycles(self, n: int) -> int:
         return n
 
-    def estimate_resources(self) -> dict[str, int]:
-        return {"ff": self.count, "lut": 2 * self.count + _lut4s(2 * self.count)}
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
+        from .rom import scaled_luts
+
+        return {"ff": self.count, "lut": scaled_luts(2 * self.count + _lut4s(2 * self.count), family, "fork")}
 
     def elaborate(self, platform):
         m = Module()

@@ -493,14 +493,14 @@ class WindowGenerator(wiring.Component):
         (the read data register sits inside a block RAM when there is one;
         yosys drops counter bits that never change, e.g. the low bits of the
         frame base, so it reports 4–15 % fewer). ``lut``: logic, a
-        structural count (output zeroing 1 per bit, the two pixel-count
+        structural count (output zeroing 1 per bit where a tap can be padded, the two pixel-count
         comparisons and the need/keep adders ~2 per counter bit, address
         steps mod the depth ~3 per address bit, loop counters and need/keep
         tables ~1 per bit) plus 40 for the rest, within 0.83–1.05 of
         ``synth_xilinx -flatten`` on four shapes (4 to 64 channels, 6×5 to
         32×32, LUT-RAM and block RAM).
         """
-        from .rom import bram_blocks, ram_mapping
+        from .rom import bram_blocks, ram_mapping, scaled_luts
 
         k, depth, width = self._counter_bits, self.mem_depth, self.mem_width
         abits = max(1, (depth - 1).bit_length())
@@ -514,7 +514,11 @@ class WindowGenerator(wiring.Component):
               + loop_bits + coord_bits  # reader loop counters, oy·sh / ox·sw
               + 3 * abits + 3 * k + 2  # read/base/row addresses, frame base/need/keep, valid/pad
               + (0 if in_block else width))  # read data register outside a block RAM
-        lut = 40 + width + 2 * k + 3 * abits + loop_bits + coord_bits + tables
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        padded = bool(ph or pw or (self.out_height - 1) * sh + kh - 1 >= self.height + ph
+                      or (self.out_width - 1) * sw + kw - 1 >= self.width + pw)
+        zeroing = width if padded else 0  # no tap is ever padded (e.g. a dense layer): no output mux
+        lut = scaled_luts(40 + zeroing + 2 * k + 3 * abits + loop_bits + coord_bits + tables, family, "window")
         bram = 0
         if in_block:
             bram = bram_blocks(depth, width, family)

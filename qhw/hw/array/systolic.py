@@ -72,7 +72,7 @@ from ..pe.cell import SystolicCell
 from ..pe.datapath import act_sum, as_signed_value, mux_tree
 from ..pe.params import check_positive, shape_for
 from ..pe.spec import PESpec
-from ..rom import BRAM_FAMILIES, bram_blocks, rom_read_sync, use_block_ram
+from ..rom import BRAM_FAMILIES, bram_blocks, ram_mapping, rom_read_sync, use_block_ram
 from . import cost
 from .mapping import ArrayMapping
 
@@ -322,8 +322,9 @@ class SystolicArray(wiring.Component):
 
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         """Pre-synthesis counts (no DSP). LUTs (logic + LUT-RAM): the structural
-        Xilinx-7 LUT6 estimate of :mod:`qhw.hw.array.cost` whatever ``family``
-        (block-ROM columns cost no ROM LUTs there); FFs: registers in the RTL
+        estimate of :mod:`qhw.hw.array.cost`, Xilinx-7 LUT6 or the LUT sites of a
+        4-input-LUT family (block-ROM columns cost no ROM LUTs there); FFs: registers in the RTL
+        (plus the output FIFO's words where they are flip-flops: iCE40)
         (yosys packs the skew/deskew and weight-delay lines into SRL LUTs on
         Xilinx, so it reports fewer); BRAM: the block-ROM columns in ``family``'s
         own blocks (:func:`qhw.hw.rom.bram_blocks`: SB_RAM40_4K, DP16KD,
@@ -340,7 +341,11 @@ class SystolicArray(wiring.Component):
             ff += sum(shape_for(*b).width for b in mp.p_bounds)
         ff += self.weight_delay_bits()
         bram = sum(bram_blocks(*self.column_rom_shape(c), family) for c in self.block_columns)
-        # The LUT walk over every cell is the slow part and the same for every family: done once.
-        if "_lut_estimate" not in self.__dict__:
-            self._lut_estimate = cost.array_luts(self)
-        return {"lut": self._lut_estimate, "ff": int(ff), "dsp": 0, "bram": int(bram)}
+        # The output FIFO's two words (asynchronous read) go where yosys puts them: LUT-RAM on
+        # Xilinx, ECP5 and Gowin (no flip-flops), flip-flops on iCE40.
+        ff += ram_mapping(self.out_fifo_depth, self.out_layout.size, family, sync_read=False)["ff"]
+        # The LUT walk over every cell is the slow part: once per family, not once per call.
+        luts = self.__dict__.setdefault("_lut_estimates", {})
+        if family not in luts:
+            luts[family] = cost.array_luts(self, family)
+        return {"lut": luts[family], "ff": int(ff), "dsp": 0, "bram": int(bram)}

@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from qhw.hw.pe.datapath import lanes_of
 from qhw.hw.pe.params import check_int_array, check_positive
-from qhw.hw.rom import rom_read
+from qhw.hw.rom import rom_read, scaled_luts
 from qhw.ir.intmath import check_bits, signed_width
 
 
@@ -117,12 +117,12 @@ class OffsetByPosition(wiring.Component):
         half = 1 << (self.out_width - 1)
         return (out + half) % (2 * half) - half
 
-    def estimate_resources(self) -> dict[str, int]:
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         n_words = self.offsets.shape[0] * self.offsets.shape[1] * self.groups
         lut = self.lanes * (self.out_width + (self.off_width if n_words > 1 else 0))
         ff = self.lanes * self.out_width + 1 + sum(max(1, (n - 1).bit_length()) for n in
                                                    (len(self.row_class), len(self.col_class), self.groups))
-        return {"lut": int(lut), "ff": int(ff), "dsp": 0, "bram": 0}
+        return {"lut": scaled_luts(lut, family, "offset"), "ff": int(ff), "dsp": 0, "bram": 0}
 
 
 class Truncate(wiring.Component):

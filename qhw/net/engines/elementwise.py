@@ -15,6 +15,7 @@ from qhw.hw.pe.datapath import lanes_of
 from qhw.hw.pe.params import check_positive
 from qhw.hw.regroup import Regroup
 from qhw.hw.requant import choose_requantizer
+from qhw.hw.rom import scaled_luts
 from qhw.hw.window import WindowGenerator
 from qhw.ir.graph import Add, GlobalPool, MaxPool, TensorSpec
 from qhw.ir.intmath import ActCode, signed_width
@@ -163,10 +164,16 @@ class AddEngine(Engine):
         return self.in_formats[0].beats
 
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
+        """Own logic: per lane, ``n - 1`` adders of the sum's width (a power-of-two coefficient is
+        wiring; a per-channel one adds a mux of its products over the groups), in ``family``'s
+        LUTs (:func:`qhw.hw.rom.scaled_luts`, kind ``add``); then the requantizer and packer."""
         fmt = self.in_formats[0]
-        own = {"lut": fmt.simd * self.width * len(self.in_formats), "ff": fmt.simd * self.width + 2, "dsp": 0,
-               "bram": 0}
-        return add_resources([own, self.requant.estimate_resources(), self.packer.estimate_resources()])
+        n = len(self.in_formats)
+        per_channel = sum(1 for k in range(n) for lane in range(fmt.simd)
+                          if len({int(v) for v in self.layer.coeffs[k][lane::fmt.simd]}) > 1)
+        lut = fmt.simd * self.width * max(n - 1, 1) + per_channel * self.width * max(fmt.groups - 1, 0)
+        own = {"lut": scaled_luts(lut, family, "add"), "ff": fmt.simd * self.width + 2, "dsp": 0, "bram": 0}
+        return add_resources([own, stage_resources(self.requant, family), stage_resources(self.packer, family)])
 
 
 def _times_const(x, c: int):
@@ -262,9 +269,9 @@ class GlobalPoolEngine(Engine):
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         fmt = self.in_formats[0]
         w = self.sum_shape.width
-        own = {"lut": fmt.simd * w * (1 + max(0, fmt.groups - 1)), "ff": fmt.channels * w + fmt.simd * self.width + 8,
-               "dsp": 0, "bram": 0}
-        return add_resources([own, self.requant.estimate_resources(), self.packer.estimate_resources()])
+        own = {"lut": scaled_luts(fmt.simd * w * (1 + max(0, fmt.groups - 1)), family, "pool"),
+               "ff": fmt.channels * w + fmt.simd * self.width + 8, "dsp": 0, "bram": 0}
+        return add_resources([own, stage_resources(self.requant, family), stage_resources(self.packer, family)])
 
 
 class MaxPoolEngine(Engine):
@@ -352,9 +359,9 @@ class MaxPoolEngine(Engine):
 
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         fmt = self.in_formats[0]
-        own = {"lut": fmt.simd * fmt.bits * (2 + max(0, fmt.groups - 1)), "ff": fmt.channels * fmt.bits + fmt.data_width + 8,
-               "dsp": 0, "bram": 0}
-        return add_resources([own, stage_resources(self.window, family), self.packer.estimate_resources()])
+        own = {"lut": scaled_luts(fmt.simd * fmt.bits * (2 + max(0, fmt.groups - 1)), family, "maxpool"),
+               "ff": fmt.channels * fmt.bits + fmt.data_width + 8, "dsp": 0, "bram": 0}
+        return add_resources([own, stage_resources(self.window, family), stage_resources(self.packer, family)])
 
 
 class ArgmaxHead(wiring.Component):
@@ -437,5 +444,5 @@ class ArgmaxHead(wiring.Component):
 
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         w = self.in_format.bits + 1
-        return {"lut": self.in_format.simd * (w + self.index_bits), "ff": w + 2 * self.index_bits + 2, "dsp": 0,
-                "bram": 0}
+        return {"lut": scaled_luts(self.in_format.simd * (w + self.index_bits), family, "argmax"),
+                "ff": w + 2 * self.index_bits + 2, "dsp": 0, "bram": 0}
