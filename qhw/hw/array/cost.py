@@ -67,8 +67,8 @@ LUTS_PER_BIT = {"rom": 1.0, "wdelay": 1.0, "mux": 1.42, "booth": 1.006, "add": 0
 #: 0.70 on 28 calibration arrays: the six ``qhw bench hw`` kinds at 4x4 (fold 3, 1 lane; fold 6,
 #: 2 lanes) and 8x8 (fold 4), constant-weight (fold 1), block-ROM (fold 12) and one-row arrays.
 LUT4_PER_BIT = {
-    "ice40": {"rom4": 0.873, "rom4mux": 1.237, "wdelay": 0.0, "mux": 1.882, "booth": 1.166, "add": 0.952,
-              "narrow": 0.079, "psum": 1.185, "out": 1.288, "const": 0.0, "ctrl": 1.405},
+    "ice40": {"rom4": 0.99, "rom4mux": 1.025, "wdelay": 3.513, "mux": 2.199, "booth": 1.93, "add": 0.382,
+              "narrow": 0.879, "psum": 0.392, "out": 1.735, "const": 1.115, "ctrl": 1.424},
 }
 LUT4_PER_BIT["ecp5"] = LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ice40"]  # until fitted on their own
 FAMILIES = ("xilinx", *LUT4_PER_BIT)
