@@ -219,6 +219,7 @@ LUTS_PER_BIT = {
     "count": 0.62,      # popcount adder-tree bits over the comparator bits (+ the always-met offset)
     "mul_const": 0.70,  # shift-add adder bits of a constant multiplier (CSD digits)
     "mul_var": 1.69,    # partial-product bits of a multiplier by a ROM word (its small ROMs fold in)
+    "mul_var_rom": 1.69,  # the same, the ROM having three words or more (not free on LUT4)
     "add": 0.35,        # bias adder bits above the product's zero low bits
     "clamp": 0.11,      # per clamp side that can act: y bits + output bits
 }
@@ -231,9 +232,11 @@ LUTS_PER_BIT = {
 #: 4 to 8 bits, 1 to 8 groups) and the requantizers of the tiny and digits w4a4 builds.
 LUT4_PER_BIT = {
     "ice40": {"cmp_const": 0.1, "cmp_var": 0.084, "rom": 1.939, "rom_small": 0.107, "count": 0.35,
-              "mul_const": 0.819, "mul_var": 1.885, "add": 1.409, "clamp": 0.0},
+              "mul_const": 0.82, "mul_var": 1.545, "mul_var_rom": 2.228, "add": 1.407, "clamp": 0.0},
+    "ecp5": {"cmp_const": 0.827, "cmp_var": 0.814, "rom": 2.013, "rom_small": 0.083, "count": 3.053,
+             "mul_const": 1.08, "mul_var": 2.301, "mul_var_rom": 4.265, "add": 0.248, "clamp": 0.996},
 }
-LUT4_PER_BIT["ecp5"] = LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ice40"]  # until fitted on their own
+LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ecp5"]  # until fitted on its own
 
 
 def _popcount_bits(n: int) -> int:
@@ -687,7 +690,10 @@ class MulShiftRequantizer(_Requantizer):
                 bits, zeros = _shift_add_cost(nonzero.pop(), self.acc_width, pw)
                 f["mul_const"] += bits
             else:
-                f["mul_var"] += self.acc_width * mw
+                # A multiplier bit that is a function of more than one group bit (a table of three
+                # or more words) needs a LUT4 of its own per partial product; two words fold into
+                # the adders. A LUT6 absorbs either (the same cost on Xilinx).
+                f["mul_var" if len(set(mwords)) <= 2 else "mul_var_rom"] += self.acc_width * mw
                 zeros = 0
             if len(set(bwords)) > 1 or bwords[0]:  # the bias adder, above the product's zero low bits
                 f["add"] += max(pw - zeros, 0)

@@ -194,8 +194,8 @@ def ram_mapping(depth: int, width: int, family: str, *, sync_read: bool) -> dict
 LUT_SCALE: dict[str, dict[str, float]] = {
     "xilinx": {"window": 0.85, "regroup": 0.76, "add": 0.74, "pool": 0.89, "argmax": 1.33, "fork": 1.2, "fifo": 0.88},
     "ice40": {"window": 1.36, "regroup": 1.07, "add": 0.96, "pool": 1.21, "argmax": 1.66, "fork": 1.6, "fifo": 1.66},
-    "ecp5": {},
-    "gowin": {},
+    "ecp5": {"window": 2.09, "regroup": 1.92, "add": 0.81, "pool": 2.75, "argmax": 3.24, "fork": 1.6, "fifo": 1.23},
+    "gowin": {"window": 2.09, "regroup": 1.92, "add": 0.81, "pool": 2.75, "argmax": 3.24, "fork": 1.6, "fifo": 1.23},
 }
 
 

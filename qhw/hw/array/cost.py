@@ -70,7 +70,9 @@ LUT4_PER_BIT = {
     "ice40": {"rom4": 0.99, "rom4mux": 1.025, "wdelay": 3.513, "mux": 2.199, "booth": 1.93, "add": 0.382,
               "narrow": 0.879, "psum": 0.392, "out": 1.735, "const": 1.115, "ctrl": 1.424},
 }
-LUT4_PER_BIT["ecp5"] = LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ice40"]  # until fitted on their own
+LUT4_PER_BIT["ecp5"] = {"rom4": 1.115, "rom4mux": 0.0, "wdelay": 0.0, "mux": 2.591, "booth": 1.347, "add": 1.174,
+                        "narrow": 0.58, "psum": 0.686, "out": 1.931, "const": 1.272, "ctrl": 2.815}
+LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ecp5"]  # until fitted on its own
 FAMILIES = ("xilinx", *LUT4_PER_BIT)
 
 
