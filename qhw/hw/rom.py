@@ -56,6 +56,7 @@ much as two RAMB18 and is one BRAM tile in Vivado's reports.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from amaranth.hdl import Const, Module, Value, unsigned
@@ -111,6 +112,11 @@ def bram_blocks(depth: int, width: int, family: str) -> int:
     depth, width = _check_size(depth, width)
     if family not in BRAM_GEOMETRY:
         raise ValueError(f"family must be one of {', '.join(BRAM_FAMILIES)}, not {family!r}")
+    return _bram_blocks(depth, width, family)
+
+
+@functools.lru_cache(maxsize=4096)  # a whole-network estimate asks for the same shapes once per family
+def _bram_blocks(depth: int, width: int, family: str) -> int:
     # Cheapest split of the width into slices, each slice one aspect ratio
     # (blocks side by side), each spread over ceil(depth / D) blocks:
     # yosys mixes ratios so, e.g. 4000 × 40 on an 18 Kbit family is

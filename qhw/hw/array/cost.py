@@ -182,10 +182,15 @@ def array_features(array, family: str = "xilinx") -> Counter:
     return total
 
 
-def array_luts(array, family: str = "xilinx") -> int:
-    """Estimated LUTs of ``array`` without DSPs: Xilinx 7-series LUT6 (logic + LUT-RAM), or the LUT
-    sites of a 4-input-LUT family (:data:`LUT4_PER_BIT`)."""
+def luts_of(features, family: str = "xilinx") -> int:
+    """LUTs of counted ``features`` (:func:`array_features` for ``family``) in ``family``'s LUTs."""
     weights = LUTS_PER_BIT if family == "xilinx" else LUT4_PER_BIT.get(family)
     if weights is None:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    return int(round(sum(weights.get(k, 0.0) * v for k, v in array_features(array, family).items())))
+    return int(round(sum(weights.get(k, 0.0) * v for k, v in features.items())))
+
+
+def array_luts(array, family: str = "xilinx") -> int:
+    """Estimated LUTs of ``array`` without DSPs: Xilinx 7-series LUT6 (logic + LUT-RAM), or the LUT
+    sites of a 4-input-LUT family (:data:`LUT4_PER_BIT`)."""
+    return luts_of(array_features(array, family), family)

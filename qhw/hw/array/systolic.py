@@ -344,8 +344,10 @@ class SystolicArray(wiring.Component):
         # The output FIFO's two words (asynchronous read) go where yosys puts them: LUT-RAM on
         # Xilinx, ECP5 and Gowin (no flip-flops), flip-flops on iCE40.
         ff += ram_mapping(self.out_fifo_depth, self.out_layout.size, family, sync_read=False)["ff"]
-        # The LUT walk over every cell is the slow part: once per family, not once per call.
-        luts = self.__dict__.setdefault("_lut_estimates", {})
-        if family not in luts:
-            luts[family] = cost.array_luts(self, family)
-        return {"lut": luts[family], "ff": int(ff), "dsp": 0, "bram": int(bram)}
+        # The walk over every cell is the slow part: once for LUT6, once for the LUT4 families
+        # (which count the same features), not once per call.
+        walks = self.__dict__.setdefault("_cost_features", {})
+        kind = "xilinx" if family == "xilinx" else "lut4"
+        if kind not in walks:
+            walks[kind] = cost.array_features(self, family)
+        return {"lut": cost.luts_of(walks[kind], family), "ff": int(ff), "dsp": 0, "bram": int(bram)}
