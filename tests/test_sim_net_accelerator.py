@@ -226,12 +226,14 @@ def test_a_network_changed_after_the_build_fails_at_the_first_wrong_code(root, c
 def test_an_engine_output_breaking_the_handshake_is_caught(root, cache, tiny, tmp_path):
     """Fault injection on the probe wires only (the design is untouched): the stem's output as the
     wrapper sees it drops valid every other cycle while its consumer stalls, like a transmitter that
-    withdraws an offer. The values all still match; the handshake check must fail the run."""
+    withdraws an offer. The values all still match; the handshake check must fail the run. The build
+    uses the smallest skip FIFO that runs: at the computed (full-rate) depth the stem is never
+    back-pressured, so the fault would never fire."""
     import shutil
 
     require_simulator("icarus")
     net, _, images = tiny
-    src = tiny_build(root, tiny)
+    src = tiny_build(root, tiny, TINY_SMALLEST)
     out = tmp_path / "faulty"
     shutil.copytree(src.out, out, ignore=shutil.ignore_patterns("sim"))
     verilog = out / src.manifest["verilog"]
