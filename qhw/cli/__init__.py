@@ -33,6 +33,7 @@ VERBS: dict[str, str] = {
     "check": "check_cmd",
     "import": "import_cmd",
     "build": "build_cmd",
+    "fit": "fit_cmd",
     "sim": "sim_cmd",
     "board": "board_cmd",
     "bench": "bench_cmd",

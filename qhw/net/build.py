@@ -4,7 +4,8 @@ A build directory holds
 
 ``<top>.v``        the whole accelerator, top module ``<top>`` (``qhw_<network file stem>``)
 ``manifest.json``  network digest, folds, FIFO depths, per-layer and total estimates, the port map
-                   and, per layer, the Verilog instance whose ``o_stream`` ``qhw sim`` monitors
+                   and, per layer, the Verilog instance whose ``o_stream`` ``qhw sim`` monitors; a build
+                   for a board (``qhw fit``, ``qhw build --board``) also its ``fit`` section
 ``passes/``        with ``keep=True``: every compile pass's output as JSON
 
 It is written into a temporary sibling directory and renamed over ``out``
@@ -93,8 +94,13 @@ def load_folds(path: str | os.PathLike, net: Network) -> dict[str, Fold | int]:
 
 def build(net: Network, out: str | os.PathLike, *, folds: Mapping[str, Fold | int] | None = None,
           top: str | None = None, network_path: str | None = None, keep: bool = False,
-          fifo_scale: float = 1.0, progress: Callable[[str], None] = lambda _: None) -> BuildResult:
-    """Compile ``net`` and write the build directory ``out`` (see the module docstring)."""
+          fifo_scale: float = 1.0, extra: Mapping[str, object] | None = None,
+          progress: Callable[[str], None] = lambda _: None) -> BuildResult:
+    """Compile ``net`` and write the build directory ``out`` (see the module docstring).
+
+    ``extra``: more top-level manifest sections (e.g. ``fit`` from :func:`qhw.net.fit.fit`); none may
+    replace one the build writes.
+    """
     from qhw.backends.verilog import to_verilog
 
     from .top import Accelerator
@@ -111,6 +117,10 @@ def build(net: Network, out: str | os.PathLike, *, folds: Mapping[str, Fold | in
     progress(f"generating Verilog for {len(acc.engines)} engines ...")
     verilog = to_verilog(acc, name=top)
     manifest = manifest_for(compiled, acc, top=top, network_path=network_path)
+    clash = sorted(set(extra or {}) & set(manifest))
+    if clash:
+        raise ValueError(f"extra manifest sections {clash} would replace the build's own")
+    manifest.update(extra or {})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:

@@ -164,6 +164,20 @@ def accelerator_luts(net: Network, folds: Mapping[str, Fold | int], family: str 
     return int(acc.estimate_resources(family)["total"]["lut"])
 
 
+def candidate_targets(net: Network) -> list[int]:
+    """The cycle targets at which some layer's cheapest fold changes, fastest first.
+
+    Every target from the slowest layer's fastest fold up: the targets
+    :func:`auto_folds` and :mod:`qhw.net.fit` search (any other target gives
+    the same folds as the next smaller one of these).
+    """
+    convs = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
+    if not convs:
+        raise InputError("the network has no conv or dense layer to fold")
+    floor = max(fastest(l).cycles for l in convs)
+    return sorted({c.cycles for l in convs for c in candidates(l) if c.cycles >= floor})
+
+
 def auto_folds(net: Network, *, target_cycles: int | None = None, lut_budget: int | None = None,
                progress=lambda _: None) -> dict:
     """Folds for ``target_cycles``, or the fastest under ``lut_budget`` (exactly one of the two).
@@ -177,9 +191,7 @@ def auto_folds(net: Network, *, target_cycles: int | None = None, lut_budget: in
         raise InputError("--fold auto needs exactly one of --target-cycles and --lut-budget")
     if target_cycles is not None:
         return folds_for_target(net, int(target_cycles))
-    convs = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
-    floor = max(fastest(l).cycles for l in convs)
-    targets = sorted({c.cycles for l in convs for c in candidates(l) if c.cycles >= floor})
+    targets = candidate_targets(net)
     cost: dict[tuple, int] = {}
 
     def luts(target: int) -> int:
