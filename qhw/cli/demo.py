@@ -48,7 +48,9 @@ def run(args) -> Result:
                           simulator=args.simulator, synth_targets=targets, progress=progress)
     t, c, s = model.train, model.check, hw.simulation
     layer_rows = [{"layer": l["name"], "values": l["values"], "mismatches": l["mismatches"],
-                   "busy %": f"{100 * l['busy']:.1f}" if l.get("busy") is not None else "-"} for l in s["layers"]]
+                   "busy %": f"{100 * l['busy']:.1f}" if l.get("busy") is not None else "-",
+                   "ideal %": f"{100 * l['ideal_busy']:.1f}" if l.get("ideal_busy") is not None else "-"}
+                  for l in s["layers"]]
     lines = [
         f"ResNet-8 W4A4 on digits: fake-quant top-1 {t['top1']:.2f} %, BitOPs {t['bitops_gb']:.4f} Gb, "
         f"WCR {t['wcr']:.2f}x, weight memory {t['weight_memory_bits']} bits",
@@ -61,9 +63,12 @@ def run(args) -> Result:
         f"compared layer by layer, {s['mismatches']} mismatches; class index = golden on "
         f"{s['class_agreement']:.1f} % of frames; measured {s['cycles_per_frame']} cycles per frame, "
         f"first-frame latency {s['latency']} cycles",
-        table(layer_rows, ["layer", "values", "mismatches", "busy %"]),
+        table(layer_rows, ["layer", "values", "mismatches", "busy %", "ideal %"]),
+        "  (busy %: cycles the layer's output transfers; ideal %: the same at the manifest's cycles per frame)",
         "",
-        table(hw.synthesis, ["target", "lut", "ff", "carry", "dsp", "bram", "lut_est", "bram_est"]),
+        table(hw.synthesis, ["target", "lut_sites", "lut_est", "lut", "carry", "ff", "bram", "bram_est"]),
+        "  (yosys with DSP inference off, as estimated; lut_sites: LUTs of the logic cells used, carry-chain "
+        "LUTs included, what a device's capacity and the estimate count)",
         "",
         "files:",
         f"  checkpoint       {model.checkpoint}",
