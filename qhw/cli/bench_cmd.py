@@ -16,7 +16,8 @@ from qhw.cli import Result, progress, table
 HELP = ("benchmarks: `qhw bench hw` synthesizes PE arrays of every kind and size and tabulates LUTs/lane, Fmax, "
         "utilization; `qhw bench bram` tabulates LUT / FF / BRAM per family, LUT memories against block RAM; "
         "`qhw bench net` builds, simulates and synthesizes whole accelerators per network and fold (MACs, lanes, "
-        "bottleneck bound, cycles per frame, MAC utilization, LUT / FF / BRAM, tool times)")
+        "bottleneck bound, cycles per frame, MAC utilization, LUT / FF / BRAM, tool times); `qhw bench net "
+        "--boards B,B` fits each network to each board (resources, nextpnr Fmax, frames/s, published peers)")
 
 #: ``qhw bench net``: synthesis families when ``--targets`` is not given.
 NET_TARGETS = ("xilinx", "ecp5")
@@ -71,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "net: default (the default fold), auto (one point per --lut-budget / --target-cycles "
                         "value) or a fold config file (default: default)")
     p.add_argument("--jobs", type=int, default=1, help="hw: synthesis / place-and-route runs in parallel (default 1)")
-    p.add_argument("--no-pnr", action="store_true", help="hw: skip nextpnr (Fmax)")
+    p.add_argument("--no-pnr", action="store_true", help="hw, net --boards: skip nextpnr (Fmax)")
     p.add_argument("--no-util", action="store_true", help="hw: skip the cocotb utilization runs")
     p.add_argument("--no-reference", action="store_true", help="hw: skip the behavioural reference designs")
     p.add_argument("--design", choices=sorted(BRAM_DESIGNS), default="array",
@@ -102,6 +103,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="net: multiply the computed skip-FIFO depths (default 1: as computed)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="net: builds, simulator builds and cached results (default OUT/net)")
+    p.add_argument("--boards", type=_name_list, default=(), metavar="B,B",
+                   help="net: per network and board (names in boards/ or board files): the fastest folds that fit "
+                        "(qhw fit, yosys-confirmed unless --no-synth), LUT / FF / BRAM / DSP and %% of the board, "
+                        "nextpnr Fmax of the UART-wrapped build on iCE40 / ECP5 boards (unless --no-pnr), frames/s "
+                        "at Fmax, 100 MHz and the board clock, frames/s per kLUT, and published peers; "
+                        "writes OUT/boards.md and OUT/boards.json (no simulation)")
+    p.add_argument("--bitstream", action="store_true",
+                   help="net --boards: also pack the bitstream (icepack / ecppack) next to the P&R results")
+    p.add_argument("--baud", type=float, default=115200.0,
+                   help="net --boards: the UART wrapper's baud rate (default %(default)g)")
     p.add_argument("--flat", action="store_true",
                    help="estimates: also synthesize every network flat, to compare with the per-layer total")
     p.add_argument("--out", default="rtl_out/bench", help="output and cache directory (default rtl_out/bench)")
@@ -262,11 +273,18 @@ def run_net(args) -> Result:
 
     # --targets' default object is hw's four families (argparse keeps it as is): net then reports Xilinx 7 and ECP5.
     targets = NET_TARGETS if args.targets is TARGETS else tuple(args.targets)
+    boards = tuple(getattr(args, "boards", ()))
+    if boards and (args.fold is not None or args.lut_budget or args.target_cycles):
+        from qhw.errors import InputError
+
+        raise InputError("--boards picks the folds itself (qhw fit): drop --fold, --lut-budget, --target-cycles")
     cfg = NetBenchConfig(nets=tuple(NetSpec.parse(n) for n in args.net), folds=net_folds(args), targets=targets,
                          dsp=args.dsp, synth=not args.no_synth, sim=not args.no_sim, images=args.images,
                          simulator=args.simulator, stall=args.stall, seed=args.seed, dataset=args.dataset,
                          fifo_scale=args.fifo_scale, synth_timeout=args.synth_timeout, out_dir=Path(args.out),
-                         cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+                         cache_dir=Path(args.cache_dir) if args.cache_dir else None, boards=boards,
+                         pnr=not getattr(args, "no_pnr", False), bitstream=getattr(args, "bitstream", False),
+                         baud=getattr(args, "baud", 115200.0))
     with warnings.catch_warnings():
         # fold auto under a LUT budget elaborates candidate engines for their estimates only and drops them
         # (qhw.net.folding): not a mistake here, and hundreds of lines of noise on stderr.
@@ -274,6 +292,13 @@ def run_net(args) -> Result:
         doc = run_bench(cfg, progress)
         gc.collect()  # the dropped candidates warn when collected: inside the filter
     out = Path(args.out)
+    if boards:
+        text = (out / "boards.md").read_text() + f"\nwritten: {out / 'boards.json'}, {out / 'boards.md'}"
+        failed = [f"{r['net']} / {r['board']}" for r in doc["rows"]
+                  if r.get("failed") or "error" in r.get("pnr", {})]
+        return Result(data={"json": str(out / "boards.json"), "markdown": str(out / "boards.md"),
+                            "rows": doc["rows"], "peers": doc["peers"], "failed": failed}, text=text,
+                      exit_code=5 if failed else 0)
     text = (out / "net.md").read_text() + f"\nwritten: {out / 'net.json'}, {out / 'net.md'}"
     failed = [f"{r['net']} / {r['fold']}" for r in doc["rows"]
               if "error" in r or "error" in r.get("sim", {}) or not r.get("sim", {}).get("ok", True)

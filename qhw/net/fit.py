@@ -314,11 +314,14 @@ def _synthesize(net, cand: Candidate, *, board: Board, work: Path, top: str, net
 def fit(net: Network, *, board: Board, margins: Margins = Margins(), confirm: bool = True,
         out: str | os.PathLike | None = None, top: str | None = None, network_path: str | None = None,
         keep: bool = False, synth_timeout: float | None = 3600,
-        progress: Callable[[str], None] = lambda _: None) -> FitResult:
+        progress: Callable[[str], None] = lambda _: None, synthesize: Callable | None = None) -> FitResult:
     """The fastest folds of ``net`` that fit ``board`` within ``margins`` (see the module docstring).
 
-    With ``out``, writes the build there (atomically; nothing when no candidate fits).
+    With ``out``, writes the build there (atomically; nothing when no candidate fits). ``synthesize``
+    replaces the confirming synthesis (same arguments and counts as ``_synthesize``): ``qhw bench net
+    --boards`` passes one that builds and synthesizes through its content-keyed caches.
     """
+    synthesize = synthesize or _synthesize
     from .build import build, top_name
 
     search = FitSearch(net=net, board=board, margins=margins, progress=progress)
@@ -334,8 +337,8 @@ def fit(net: Network, *, board: Board, margins: Margins = Margins(), confirm: bo
         with tempfile.TemporaryDirectory(prefix=".qhw-fit.", dir=parent) as tmp:
             while True:
                 cand = search.candidate(i)
-                counts = _synthesize(net, cand, board=board, work=Path(tmp), top=top, network_path=network_path,
-                                     timeout=synth_timeout, progress=progress)
+                counts = synthesize(net, cand, board=board, work=Path(tmp), top=top, network_path=network_path,
+                                    timeout=synth_timeout, progress=progress)
                 over = [r for r in RESOURCES if counts[r] > search.limits[r]]
                 if not over:
                     yosys = counts
