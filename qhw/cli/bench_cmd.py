@@ -4,7 +4,9 @@
 with weights (and line buffers) in LUTs against block RAM on every family,
 through :mod:`qhw.bench.bram`; ``qhw bench net`` builds, simulates and
 synthesizes whole accelerators per network and fold, through
-:mod:`qhw.bench.net`.
+:mod:`qhw.bench.net`; with ``--boards``, per network and board (fit,
+resources, nextpnr Fmax, frames/s, published peers), through
+:mod:`qhw.bench.boards`.
 """
 
 from __future__ import annotations
