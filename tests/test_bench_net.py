@@ -496,7 +496,8 @@ def test_boards_real_fit_yosys_and_nextpnr_on_a_tiny_ice40_board(tmp_path, qhw_c
     assert p["synth"]["lut_sites"] > y["lut"] and 0 < p["utilization"]["ICESTORM_LC"]["used"] <= 1280
     assert p["bitstream"] == "" and not list(tmp_path.rglob("*.bin"))  # no bitstream unless asked
     md = Path(doc["markdown"]).read_text()
-    assert f"| {p['fmax_mhz']:.1f}" in next(l for l in md.splitlines() if l.startswith("| mini | stick (12 MHz) |"))
+    line = next(l for l in md.splitlines() if l.startswith("| mini | stick (12 MHz) |"))
+    assert f"| {p['fmax_mhz']:.1f} ({p['synth']['lut_sites']:,} LUT, 0 DSP placed) |" in line
     cfg = bn.NetBenchConfig(nets=(bn.NetSpec.parse(str(path)),), out_dir=tmp_path / "b", boards=(str(board),))
     again = bn.run_bench(cfg, progress=lambda _: None)["rows"][0]  # in-process: no interpreter start-up
     assert again["pnr"]["cached"] and again["fit"]["yosys"]["cached"] and again["pnr"]["fmax_mhz"] == p["fmax_mhz"]
