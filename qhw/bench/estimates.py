@@ -66,6 +66,9 @@ class EstimatesConfig:
     out_dir: Path = Path("rtl_out/bench")
     #: report only what the cache holds (no yosys run; a missing synthesis is left out)
     cached_only: bool = False
+    #: None: the default folds; N: every network at the cheapest folds with each layer at most N cycles
+    #: per frame (:func:`qhw.net.folding.folds_for_target`), smaller designs that yosys maps in minutes
+    target_cycles: int | None = None
 
     def __post_init__(self):
         if self.depth not in (1, 2):
@@ -85,6 +88,8 @@ class EstimatesConfig:
             raise InputError(f"unknown target(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FAMILIES)}")
         if not self.synth_timeout > 0:
             raise InputError(f"synth_timeout must be positive, not {self.synth_timeout!r}")
+        if self.target_cycles is not None and not (isinstance(self.target_cycles, int) and self.target_cycles > 0):
+            raise InputError(f"target_cycles must be a positive number of cycles, not {self.target_cycles!r}")
 
 
 def parse_network(text: str) -> tuple[str, Path]:
@@ -358,13 +363,15 @@ def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> 
     from qhw.backends.verilog import digest
     from qhw.ir.serialize import load_network
     from qhw.net.build import build
+    from qhw.net.folding import folds_for_target
 
     out = Path(cfg.out_dir)
     root = out / "estimates"
     t_start = time.monotonic()
     doc = {"format": "qhw-bench-estimates", "version": FORMAT_VERSION,
            "config": {"networks": [{"label": l, "path": str(p)} for l, p in cfg.networks],
-                      "targets": list(cfg.targets), "flat": cfg.flat, "dsp": cfg.dsp},
+                      "targets": list(cfg.targets), "flat": cfg.flat, "dsp": cfg.dsp,
+                      "target_cycles": cfg.target_cycles},
            "tolerance": {"total_lut": TOTAL_TOLERANCE, "layer_lut": LAYER_TOLERANCE, "bram": "exact"},
            "networks": [], "errors": []}
 
@@ -376,10 +383,11 @@ def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> 
 
     for label, path in cfg.networks:
         net = load_network(path)
+        folds = None if cfg.target_cycles is None else folds_for_target(net, cfg.target_cycles)
         with warnings.catch_warnings():
             # choose_requantizer builds both forms and drops the dearer one unelaborated: not a mistake here.
             warnings.simplefilter("ignore", UnusedElaboratable)
-            timing = time_estimate(net)
+            timing = time_estimate(net, folds)
             progress(f"{label}: estimate in {timing['total_s']:.2f} s ({timing['cpu_s']:.2f} s CPU)"
                      + ("; building ..." if cfg.synth else ""))
             if not cfg.synth:  # the estimate's time alone: no Verilog, no yosys
@@ -389,7 +397,7 @@ def run_bench(cfg: EstimatesConfig, progress: Callable[[str], None] = print) -> 
                 save()
                 continue
             t0 = time.monotonic()
-            res = build(net, root / "builds" / label, top=f"qhw_{re.sub(r'[^A-Za-z0-9_]', '_', label)}",
+            res = build(net, root / "builds" / label, folds=folds, top=f"qhw_{re.sub(r'[^A-Za-z0-9_]', '_', label)}",
                         network_path=str(Path(path).resolve()))
             build_s = round(time.monotonic() - t0, 1)
         manifest = res.manifest
@@ -578,6 +586,14 @@ def markdown(doc: dict) -> str:
 
 # -- the CLI ---------------------------------------------------------------------------------------
 
+def _single_target(values) -> int | None:
+    """``--target-cycles``: estimates takes one value (one fold point per network), or none for the default folds."""
+    values = tuple(values or ())
+    if len(values) > 1:
+        raise InputError(f"estimates takes one --target-cycles value, not {len(values)}")
+    return values[0] if values else None
+
+
 def run_cli(args, progress: Callable[[str], None]):
     """``qhw bench estimates`` (called by :mod:`qhw.cli.bench_cmd`)."""
     from qhw.cli import Result
@@ -585,7 +601,9 @@ def run_cli(args, progress: Callable[[str], None]):
     nets = tuple(parse_network(n) for n in getattr(args, "net", None) or ()) or digits_networks()
     cfg = EstimatesConfig(networks=nets, targets=tuple(args.targets), flat=bool(getattr(args, "flat", False)),
                           dsp=bool(getattr(args, "dsp", False)), synth=not getattr(args, "no_synth", False),
-                          synth_timeout=float(getattr(args, "synth_timeout", 7200.0)), out_dir=Path(args.out))
+                          synth_timeout=float(getattr(args, "synth_timeout", 7200.0)), out_dir=Path(args.out),
+                          target_cycles=_single_target(getattr(args, "target_cycles", ())),
+                          depth=int(getattr(args, "depth", 1)))
     doc = run_bench(cfg, progress)
     out = Path(args.out)
     text = (out / "estimates.md").read_text() + f"\nwritten: {out / 'estimates.json'}, {out / 'estimates.md'}"

@@ -115,6 +115,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="net --boards: also pack the bitstream (icepack / ecppack) next to the P&R results")
     p.add_argument("--baud", type=float, default=115200.0,
                    help="net --boards: the UART wrapper's baud rate (default %(default)g)")
+    p.add_argument("--depth", type=int, choices=(1, 2), default=1,
+                   help="estimates: 1 keeps each engine as a module (per-layer counts), 2 also its stages (window, "
+                        "array, requantizer, packer: per-stage counts for calibration; slower)")
     p.add_argument("--flat", action="store_true",
                    help="estimates: also synthesize every network flat, to compare with the per-layer total")
     p.add_argument("--out", default="rtl_out/bench", help="output and cache directory (default rtl_out/bench)")

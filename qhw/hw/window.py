@@ -500,7 +500,7 @@ class WindowGenerator(wiring.Component):
         ``synth_xilinx -flatten`` on four shapes (4 to 64 channels, 6×5 to
         32×32, LUT-RAM and block RAM).
         """
-        from .rom import bram_blocks, ram_mapping, scaled_luts
+        from .rom import bram_blocks, bram_read_mux_luts, ram_mapping, scaled_luts
 
         k, depth, width = self._counter_bits, self.mem_depth, self.mem_width
         abits = max(1, (depth - 1).bit_length())
@@ -522,6 +522,7 @@ class WindowGenerator(wiring.Component):
         bram = 0
         if in_block:
             bram = bram_blocks(depth, width, family)
+            lut += bram_read_mux_luts(depth, width, family)
         elif self.memory == "lut":  # ram_style "logic": one register per bit, an 8:1 mux per LUT6 + MUXF7/F8
             ff += depth * width
             lut += width * math.ceil(depth / 8) + depth  # read muxes, write-enable decode

@@ -39,7 +39,7 @@ slices per column (on Xilinx the chains of three or more become SRL16E
 LUTs). One memory per anti-diagonal (PEs ``r + c = d`` share an address)
 would need no delay registers, but its words are narrower at the corners,
 so it takes more blocks (8×8 array of 6-bit ROMs at 576 words, by
-:func:`qhw.hw.rom.bram_blocks`: 27 against 24 on the 18 Kbit families, 81
+:func:`qhw.hw.rom.bram_blocks`: 27 against 24 on the 18 Kbit families, 79
 against 72 on iCE40; one memory per PE: 64 and 128), and block RAM is the
 scarcer resource on every target family (the FFs are SRLs on Xilinx).
 
@@ -72,7 +72,7 @@ from ..pe.cell import SystolicCell
 from ..pe.datapath import act_sum, as_signed_value, mux_tree
 from ..pe.params import check_positive, shape_for
 from ..pe.spec import PESpec
-from ..rom import BRAM_FAMILIES, bram_blocks, ram_mapping, rom_read_sync, use_block_ram
+from ..rom import BRAM_FAMILIES, bram_blocks, bram_read_mux_luts, ram_mapping, rom_read_sync, use_block_ram
 from . import cost
 from .mapping import ArrayMapping
 
@@ -350,4 +350,6 @@ class SystolicArray(wiring.Component):
         kind = "xilinx" if family == "xilinx" else "lut4"
         if kind not in walks:
             walks[kind] = cost.array_features(self, family)
-        return {"lut": cost.luts_of(walks[kind], family), "ff": int(ff), "dsp": 0, "bram": int(bram)}
+        # A column ROM deeper than one block sits behind a read mux of its depth slices.
+        mux = sum(bram_read_mux_luts(*self.column_rom_shape(c), family) for c in self.block_columns)
+        return {"lut": cost.luts_of(walks[kind], family) + mux, "ff": int(ff), "dsp": 0, "bram": int(bram)}
