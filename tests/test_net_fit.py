@@ -65,7 +65,24 @@ def test_the_new_boards_load_with_their_data_sheet_capacities():
     with pytest.raises(InputError, match="board pynq_z2 has no 'pins'"):
         board_pins(pynq)
     # the same unit as the Arty A7-35's file: RAMB18, 2 per RAMB36
-    assert load_board("arty_a7_35").resources["bram"] == 100
+    arty35 = load_board("arty_a7_35")
+    assert arty35.resources["bram"] == 100 and board_pins(arty35) == board_pins(arty)
+    nano = load_board("tangnano9k")
+    assert {k: v["pin"] for k, v in board_pins(nano).items()} == \
+        {"clk": "52", "uart_rx": "18", "uart_tx": "17", "led_busy": "10", "led_error": "11"}
+
+
+def test_every_board_gives_its_block_ram_in_units_and_bits():
+    from qhw.backends.boards import BRAM_UNIT_BITS, boards
+
+    kbit = {}
+    for name in boards():
+        b = load_board(name)
+        assert b.resources["bram_bits"] == b.resources["bram"] * BRAM_UNIT_BITS[b.family]
+        kbit[name] = b.resources["bram_bits"] // 1024
+    # data sheets: UP5K 120 Kbit, LFE5U-85F 3744, XC7A35T 1800, XC7A100T 4860, XC7Z020 5040, GW1NR-9 468
+    assert kbit == {"arty_a7_100": 4860, "arty_a7_35": 1800, "icebreaker": 120, "pynq_z2": 5040,
+                    "tangnano9k": 468, "ulx3s_85f": 3744}
 
 
 @pytest.mark.parametrize("field,value,want", [
@@ -75,6 +92,8 @@ def test_the_new_boards_load_with_their_data_sheet_capacities():
     ("pins", {"clk": {"pn": "E3"}}, "pins.clk must be an object with a 'pin' string"),
     ("pins", {"clk": {"pin": "E3", "slew": "fast"}}, "pins.clk: unknown attribute 'slew'"),
     ("name", None, "lacks field 'name'"),
+    ("resources", {"lut": 10, "bram": 4, "bram_bits": 4096},
+     "resources.bram_bits is 4096, but 4 xilinx block RAM units hold 73728 bits"),
 ])
 def test_a_board_file_with_a_bad_field_is_one_clear_error(tmp_path, field, value, want):
     path = board_file(tmp_path / "bad.json")

@@ -20,6 +20,10 @@ BOARD_FORMAT_VERSION = 1
 #: FPGA families a board can be of (the synthesis targets of :mod:`qhw.backends.synth`)
 FAMILIES = ("ice40", "ecp5", "xilinx", "gowin")
 #: a pin entry's optional attributes and their types (see boards/README.md)
+#: Bits of one block RAM unit per family (``resources.bram_bits`` = ``bram`` × this): SB_RAM40_4K,
+#: DP16KD, RAMB18, BSRAM.
+BRAM_UNIT_BITS = {"ice40": 4096, "ecp5": 18432, "xilinx": 18432, "gowin": 18432}
+
 PIN_ATTRS = {"invert": bool, "pullup": bool, "io_type": str, "drive": int, "pullmode": str}
 
 #: bare nextpnr devices accepted by ``--device`` (family, device, default package)
@@ -47,7 +51,7 @@ class Board:
         Resource -> count of the device (non-negative integers): ``lut``, ``ff``,
         ``dsp``, ``bram`` (in the family's block RAM units, as the estimates and
         :class:`~qhw.backends.synth.SynthReport` count them: RAMB18 on Xilinx),
-        ``carry``, ``io``.
+        ``bram_bits`` (checked: ``bram`` × :data:`BRAM_UNIT_BITS`), ``carry``, ``io``.
     description : str
     pins : dict or None
         Pin name (``clk``, ``uart_rx``, ...) -> ``{"pin": str, ...}`` with the
@@ -89,6 +93,11 @@ class Board:
         for key, n in self.resources.items():
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise ValueError(f"resources.{key} must be a non-negative integer, not {n!r}")
+        if "bram_bits" in self.resources:
+            want = self.resources.get("bram", 0) * BRAM_UNIT_BITS[self.family]
+            if self.resources["bram_bits"] != want:
+                raise ValueError(f"resources.bram_bits is {self.resources['bram_bits']}, but {self.resources.get('bram', 0)} "
+                                 f"{self.family} block RAM units hold {want} bits")
         if self.pins is not None:
             _check_pins(self.pins)
 
