@@ -24,7 +24,12 @@ Two exact forms of :mod:`qhw.ir.intmath`, built from the IR's
   over the constant's canonical signed digits (:func:`csd`); a clamp side the
   exact bounds never reach is left out.
 
-Both emit the same raw codes for the same IR requantizer; ``reference()``
+A third, :class:`qhw.hw.requant_serial.SerialMulShiftRequantizer`, is the mul-shift form with the
+product formed a few multiplier bits per cycle (one adder per lane instead of a multiplier), for
+layers whose array emits a beat only every SF cycles; :func:`choose_requantizer` considers it when
+given an ``interval`` above 1.
+
+All emit the same raw codes for the same IR requantizer; ``reference()``
 gives those codes, ``reference_values()`` the IR values (what
 :mod:`qhw.ir.golden` computes).
 
@@ -652,6 +657,10 @@ class MulShiftRequantizer(_Requantizer):
         # The product fits prod_width exactly, so truncating the sum to it loses nothing.
         prod = Signal(signed(self.prod_width), name=f"prod_{c}")
         m.d.comb += prod.eq(scaled + bias)
+        return self._shift_clamp(prod, c)
+
+    def _shift_clamp(self, prod, c):
+        """Lane ``c``'s code from its exact ``prod_width`` sum: arithmetic shift, then the clamps that can act."""
         y = prod >> self.shift  # arithmetic: floor division by 2^s
         clamp_lo, clamp_hi = self.clamps[c]
         if clamp_hi:
@@ -720,7 +729,8 @@ def _lut_of(rq) -> int:
     return rq.estimate_resources()["lut"]
 
 
-def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, form: str = "auto"):
+def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, form: str = "auto",
+                       interval: int = 1):
     """Build the hardware requantizer of an IR requantizer, the cheaper form where both exist.
 
     Parameters (keyword-only after ``requant``)
@@ -735,11 +745,17 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         ``auto`` builds every form that can be built and keeps the one with
         the lower ``estimate_resources()["lut"]`` (thresholds on a tie);
         the others force one form.
+    interval : int
+        Cycles the requantizer may take per beat (the engine's SF). Above 1, where the mul-shift form
+        exists (``auto`` or ``mul_shift``), the cheapest
+        :class:`~qhw.hw.requant_serial.SerialMulShiftRequantizer` whose ``interval`` fits is costed
+        too (``SerialMulShiftRequantizer.for_interval``) and kept if it is cheaper still; at 1 nothing
+        changes.
 
     Returns
     -------
-    ThresholdRequantizer or MulShiftRequantizer
-        Both emit the same raw IR codes (``reference`` agrees).
+    ThresholdRequantizer, MulShiftRequantizer or SerialMulShiftRequantizer
+        All emit the same raw IR codes (``reference`` agrees).
 
     Raises
     ------
@@ -753,6 +769,7 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
     if not isinstance(requant, (Thresholds, MulShift)):
         raise TypeError(f"requant must be a qhw.ir.requant.Thresholds or MulShift, not {requant!r}")
+    interval = check_positive("interval", interval)
     kw = dict(acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes)
     builders = {}
     if isinstance(requant, Thresholds):
@@ -770,6 +787,13 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
             built.append(builders[name](requant, **kw))
         except ValueError as exc:
             reasons.append(f"{name} form: {exc}")
+            continue
+        if name == "mul_shift" and interval > 1:
+            from .requant_serial import SerialMulShiftRequantizer  # imports this module
+
+            serial = SerialMulShiftRequantizer.for_interval(requant, **kw, interval=interval)
+            if serial is not None:
+                built.append(serial)  # after the parallel form: it wins a tie
     if not built:
         raise ValueError(f"requant: no {'requantizer form' if form == 'auto' else form + ' form'} can be built "
                          f"({'; '.join(reasons)})")

@@ -1,0 +1,295 @@
+"""Digit-serial multiply-shift requantizer: the function of :class:`~qhw.hw.requant.MulShiftRequantizer`
+in a few cycles per beat, for slowly folded layers.
+
+A conv / dense engine's array emits one output beat every ``SF = kh·kw·ceil(C_in/simd)`` cycles; at the
+slowest folds (one MAC lane per layer, what an iCE40 UP5K takes) SF is 9..36, and the parallel form's
+``acc_width × m_width`` multiplier fed by a ROM is most of the engine. This form takes ``interval``
+cycles per beat instead and costs a ``prod_width``-bit adder per lane.
+
+Per lane, each beat (MSB-first Horner over the multiplier's ``digits`` digits of ``digit_bits`` bits)::
+
+    P ← 0                                               (input transfer; acc registered)
+    P ← ((P << d) | B_k) + acc·D_k    k = 0 .. digits-1  (one cycle each, modulo 2^prod_width)
+    code ← clamp((P + (b_hi << digits·d)) >> s, lo, hi)  (the last digit's cycle, into o_stream)
+
+* ``D_k``: digit ``k`` (most significant first) of the multiplier. When some multiplier of the layer
+  is negative the multiplier is taken as ``digits·d``-bit two's complement, whose top bit weighs
+  ``-2^(digits·d-1)``: in cycle 0 that bit adds ``~acc`` (``= -acc - 1``) instead of ``acc``, and the
+  ``-1``, shifted up to ``-2^(digits·d-1)``, is paid back through the bias below (no negation logic).
+  When every multiplier is ``>= 0`` the digits cover its unsigned width (no sign digit at all).
+* ``B_k``: the low ``digits·d`` bits of the bias (``b + 2^(s-1)``, plus that pay-back) ride in the
+  ``d`` zero low bits of ``P << d``, so they cost nothing; only ``b_hi``, the bias above them, needs an
+  adder at the end, left out where it is 0 for every channel of the lane.
+* ``D_k`` and ``B_k`` of every group sit in one small table addressed by (group, digit counter).
+* Every sum is exact modulo ``2^prod_width`` and the final one fits ``prod_width`` (the parallel
+  form's exact width), so no intermediate needs more bits.
+
+Timing: the input transfer (cycle ``t``) registers the accumulators; digits run in cycles
+``t+1 .. t+digits``; the code is valid from ``t+digits+1`` (``latency = digits + 1``) and held until
+taken. ``i_stream.ready`` is low while busy, except in the last digit's cycle when the output register
+is free, so at full rate one beat is accepted every ``interval = digits`` cycles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+
+from qhw.hw.rom import rom_read
+from qhw.ir.intmath import check_bits, signed_width, unsigned_width
+
+from .pe.datapath import lanes_of, pairwise_reduce
+from .pe.params import check_positive
+from .requant import MulShiftRequantizer
+
+#: LUTs per counted unit, per family (the features of :meth:`SerialMulShiftRequantizer.features`):
+#: non-negative least squares of the relative error against yosys 0.70 LUT sites
+#: (:func:`qhw.backends.synth.lut_sites`, flat, no DSP) of the 12 calibration requantizers of
+#: ``scripts/fit_requant_serial.py`` (1 and 2 lanes, 1..16 groups, 10..16-bit accumulators, 4..8-bit
+#: signed and unsigned multipliers, digit_bits 1, 2, 3, 4 and 8, 4- and 8-bit signed and unsigned
+#: outputs, clamped). Estimate / yosys on them (:data:`FIT_RANGE`): iCE40 0.77-1.16, Xilinx
+#: 0.72-1.32, ECP5 0.67-1.30, Gowin 0.79-1.14; the single-lane 8-bit signed ones with 4 to 8 groups
+#: (the digits ResNet-8's layers) 0.94-1.02 on iCE40. Features the fit gives weight 0 are collinear
+#: with the others on this set (the gating bits grow with the adder's), not free.
+SERIAL_LUTS_PER_BIT = {
+    "xilinx": {"horner": 0.974, "gate": 0.0, "rom": 2.954, "add": 0.0, "clamp": 0.344, "ctrl": 0.0},
+    "ice40": {"horner": 1.012, "gate": 0.0, "rom": 4.743, "add": 0.0, "clamp": 0.0, "ctrl": 12.9},
+    "ecp5": {"horner": 0.979, "gate": 0.0, "rom": 3.344, "add": 0.0, "clamp": 1.789, "ctrl": 0.0},
+    "gowin": {"horner": 0.0, "gate": 0.676, "rom": 9.058, "add": 0.0, "clamp": 0.0, "ctrl": 35.328},
+}
+
+#: (min, max) of estimate / yosys per family on the fit set above.
+FIT_RANGE = {"ice40": (0.77, 1.16), "xilinx": (0.72, 1.32), "ecp5": (0.67, 1.30), "gowin": (0.79, 1.14)}
+
+
+def _table_luts(words, width: int) -> float:
+    """LUT4 of a ``len(words)``-word table: per output bit that varies, one per 16 words (its address
+    bits past four take a mux level, counted in the weight); a constant bit costs nothing."""
+    if len(set(words)) <= 1:
+        return 0.0
+    varying = sum(1 for b in range(width) if len({(w >> b) & 1 for w in words}) > 1)
+    return varying * math.ceil(len(words) / 16)
+
+
+class SerialMulShiftRequantizer(MulShiftRequantizer):
+    """``clamp((acc·m_c + b_c + 2^(s-1)) >> s, lo, hi)`` with the product formed ``digit_bits`` bits a cycle.
+
+    Parameters (keyword-only)
+    -------------------------
+    digit_bits : int
+        Multiplier bits per cycle, 1..``m_width`` (of the parallel form).
+    mult, bias, shift, lo, hi, acc_lo, acc_hi, acc_width, lanes, out_code, out_bits
+        As in :class:`~qhw.hw.requant.MulShiftRequantizer`, whose checks and derived constants
+        (``prod_width``, ``clamps``, ``m_pad``, ``b_pad``, ``m_width``, ``b_width``) this reuses;
+        ``reference()`` / ``reference_values()`` are its own.
+
+    Attributes
+    ----------
+    i_stream, o_stream
+        As the parallel form's (same lane and group order, same padding semantics).
+    serial_width : int
+        Multiplier bits the digits cover: ``m_width`` when a multiplier is negative (the top digit
+        carries the sign), else the unsigned width of the largest.
+    digits : int
+        ``ceil(serial_width / digit_bits)``.
+    interval : int
+        Cycles between accepted beats at full rate: ``digits``.
+    latency : int
+        Input transfer to output valid: ``digits + 1``.
+    """
+
+    def __init__(self, *, digit_bits: int, **kwargs):
+        super().__init__(**kwargs)
+        self.digit_bits = check_bits("digit_bits", digit_bits, 1, self.m_width)
+        self.negative = bool(self.m_pad.min() < 0)
+        self.serial_width = self.m_width if self.negative else unsigned_width(int(self.m_pad.max()))
+        self.digits = -(-self.serial_width // self.digit_bits)
+        self.interval = self.digits
+        self.latency = self.digits + 1
+        nd = self.digits * self.digit_bits
+        # The ~acc of the sign bit is -acc - 1 at weight 2^(nd-1): pay the -2^(nd-1) back in the bias.
+        # Python integers: b_pad + 2^(nd-1) may pass int64 where nd is wide.
+        bias = [int(b) + ((1 << (nd - 1)) if self.negative and int(mv) < 0 else 0)
+                for b, mv in zip(self.b_pad, self.m_pad)]
+        self._m_digits = [int(mv) & ((1 << nd) - 1) for mv in self.m_pad]  # nd-bit two's complement
+        self._b_lo = [b & ((1 << nd) - 1) for b in bias]
+        self._b_hi = [b >> nd for b in bias]  # floor: b = b_hi·2^nd + b_lo
+        self.b_hi_width = signed_width(min(self._b_hi), max(self._b_hi))
+
+    @classmethod
+    def from_ir(cls, rq, *, acc_lo, acc_hi, acc_width: int, lanes: int,
+                digit_bits: int = 1) -> "SerialMulShiftRequantizer":
+        """The serial form of what :meth:`MulShiftRequantizer.from_ir` builds, ``digit_bits`` a cycle."""
+        return cls._of(MulShiftRequantizer.from_ir(rq, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width,
+                                                   lanes=lanes), digit_bits)
+
+    @classmethod
+    def _of(cls, base: MulShiftRequantizer, digit_bits: int) -> "SerialMulShiftRequantizer":
+        """The serial form of a parallel one (which is only read, never elaborated)."""
+        base._MustUse__silence = True
+        return cls(digit_bits=digit_bits, mult=base.mult, bias=base.bias, shift=base.shift, lo=base.lo,
+                   hi=base.hi, acc_lo=base.acc_lo, acc_hi=base.acc_hi, acc_width=base.acc_width,
+                   lanes=base.lanes, out_code=base.out_code, out_bits=base.out_bits)
+
+    @classmethod
+    def for_interval(cls, rq_ir, *, acc_lo, acc_hi, acc_width: int, lanes: int, interval: int,
+                     family: str = "xilinx") -> "SerialMulShiftRequantizer | None":
+        """The cheapest serial form (by ``estimate_resources(family)["lut"]``) with ``interval`` at most the given.
+
+        ``rq_ir`` is an IR :class:`~qhw.ir.requant.MulShift` or a :class:`~qhw.ir.requant.Thresholds`
+        with a ``mul_shift`` (as :meth:`MulShiftRequantizer.from_ir` takes). None when no digit width
+        fits: ``interval`` 1 (one digit is the parallel form plus registers, never cheaper).
+        Raises ValueError where the mul-shift form cannot be built at all.
+        """
+        interval = check_positive("interval", interval)
+        base = MulShiftRequantizer.from_ir(rq_ir, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes)
+        base._MustUse__silence = True
+        width = base.m_width if base.m_pad.min() < 0 else unsigned_width(int(base.m_pad.max()))
+        # The narrowest digit for each digit count: wider ones of the same count only cost more.
+        best, best_lut = None, None
+        for n in range(2, min(interval, width) + 1):
+            d = -(-width // n)
+            if -(-width // d) != n:
+                continue
+            cand = cls._of(base, d)
+            lut = cand.estimate_resources(family)["lut"]
+            if best is None or lut < best_lut:
+                if best is not None:
+                    best._MustUse__silence = True
+                best, best_lut = cand, lut
+            else:
+                cand._MustUse__silence = True
+        return best
+
+    # -- hardware ------------------------------------------------------------------------
+
+    def _tables(self, c: int):
+        """Lane ``c``'s digit table: word ``group·2^kb + k`` = ``D_k | B_k << d`` (k-th digit, MSB first)."""
+        n, d = self.digits, self.digit_bits
+        kb = (n - 1).bit_length()
+        mask = (1 << d) - 1
+        words = []
+        for g in range(self.groups):
+            ch = g * self.lanes + c
+            mv, bl = self._m_digits[ch], self._b_lo[ch]
+            row = [((mv >> ((n - 1 - k) * d)) & mask) | (((bl >> ((n - 1 - k) * d)) & mask) << d) for k in range(n)]
+            words += row + [0] * ((1 << kb) - n)
+        hi_words = [self._b_hi[g * self.lanes + c] & ((1 << self.b_hi_width) - 1) for g in range(self.groups)]
+        return words, hi_words
+
+    def elaborate(self, platform):
+        m = Module()
+        n, d, pw, aw = self.digits, self.digit_bits, self.prod_width, self.acc_width
+        busy = Signal()
+        count = Signal(range(n)) if n > 1 else Const(0, 1)
+        group = Signal(range(self.groups))
+        last = busy & (count == n - 1) if n > 1 else busy
+        out_free = ~self.o_stream.valid | self.o_stream.ready
+        finish = Signal()  # the last digit's cycle, the code going into the output register
+        m.d.comb += [finish.eq(last & out_free), self.i_stream.ready.eq(~busy | finish)]
+        accept = self.i_stream.valid & self.i_stream.ready
+        first = count == 0
+        addr = Cat(count, group) if n > 1 else group
+        codes = []
+        for c, acc_in in enumerate(lanes_of(self.i_stream.payload, aw, self.lanes)):
+            acc = Signal(signed(aw), name=f"acc_{c}")
+            p = Signal(signed(pw), name=f"p_{c}")
+            words, hi_words = self._tables(c)
+            word = rom_read(m, f"sd_{c}", words, 2 * d, addr if self.groups > 1 or n > 1 else None)
+            terms = []
+            for j in range(d):
+                a = acc
+                if self.negative and j == d - 1:  # the sign bit of the top digit: ~acc = -acc - 1
+                    a = acc ^ Mux(first, Const(-1, signed(aw)), Const(0, signed(aw)))
+                terms.append(Mux(word[j], a, 0) << j)
+            left = Cat(word[d:2 * d], p)[:pw].as_signed()  # (P << d) | B_k, modulo 2^pw
+            kept = iter(range(d + 1))
+
+            def wire(value, c=c, kept=kept):
+                w = Signal(signed(pw), name=f"h_{c}_{next(kept)}", attrs={"keep": 1})
+                m.d.comb += w.eq(value)
+                return w
+
+            p_next = pairwise_reduce([left] + terms, lambda x, y: wire(x + y))
+            if not isinstance(p_next, Signal):
+                p_next = wire(p_next)
+            prod = p_next
+            if any(hi_words):  # the bias above the digits' bits
+                b_hi = rom_read(m, f"sb_{c}", hi_words, self.b_hi_width, group).as_signed()
+                prod = Signal(signed(pw), name=f"prod_{c}")
+                m.d.comb += prod.eq(p_next + (b_hi << (n * d)))
+            code = Signal(self.out_shape, name=f"code_{c}")
+            m.d.comb += code.eq(self._shift_clamp(prod, c))
+            codes.append(code)
+            with m.If(busy & (~last | out_free)):
+                m.d.sync += p.eq(p_next)
+            with m.If(accept):
+                m.d.sync += [acc.eq(acc_in), p.eq(0)]
+        with m.If(self.o_stream.valid & self.o_stream.ready):
+            m.d.sync += self.o_stream.valid.eq(0)
+        if n > 1:
+            with m.If(busy & (~last | out_free)):
+                m.d.sync += count.eq(Mux(last, 0, count + 1))
+        with m.If(finish):
+            m.d.sync += [self.o_stream.payload.eq(Cat(*codes)), self.o_stream.valid.eq(1), busy.eq(0)]
+            if self.groups > 1:
+                m.d.sync += group.eq(Mux(group == self.groups - 1, 0, group + 1))
+        with m.If(accept):
+            m.d.sync += busy.eq(1)
+        return m
+
+    # -- models --------------------------------------------------------------------------
+
+    def estimate_cycles(self, n_beats: int) -> int:
+        """Cycles from the first input transfer to the last output transfer, no stalls (both counted)."""
+        n_beats = check_positive("n_beats", n_beats)
+        return (n_beats - 1) * self.interval + self.latency + 1
+
+    def features(self) -> dict[str, float]:
+        """Counted logic per kind, walking the lanes as :meth:`elaborate` builds them.
+
+        ``horner``: adder bits of the digit step (``d`` adders of ``prod_width`` bits); ``gate``: the
+        ``acc × digit-bit`` operand bits (their own LUT before a LUT4 carry chain, folded into the
+        adder's LUT6 on Xilinx); ``rom``: LUTs of the digit and bias tables; ``add``: the final bias
+        adder's bits above the digits' bits; ``clamp``: per clamp side that can act, y bits + output
+        bits; ``ctrl``: one per requantizer (counter, busy, handshake).
+        """
+        f = {"horner": 0.0, "gate": 0.0, "rom": 0.0, "add": 0.0, "clamp": 0.0, "ctrl": 1.0}
+        n, d, pw = self.digits, self.digit_bits, self.prod_width
+        y_width = max(pw - self.shift, 1)
+        for c in range(self.lanes):
+            words, hi_words = self._tables(c)
+            f["horner"] += d * pw
+            f["gate"] += d * (self.acc_width + 1)
+            f["rom"] += _table_luts(words, 2 * d)
+            if any(hi_words):
+                f["add"] += max(pw - n * d, 0)
+                f["rom"] += _table_luts(hi_words, self.b_hi_width)
+            f["clamp"] += sum(self.clamps[c]) * (y_width + self.out_bits)
+        return f
+
+    def _ff(self) -> int:
+        """Per lane: accumulator, Horner register, output code; valid, busy, digit and group counters.
+
+        The Horner register's top ``digit_bits`` bits are shifted out unread (only its next value is
+        seen whole), so synthesis drops them.
+        """
+        count = (self.digits - 1).bit_length() if self.digits > 1 else 0
+        grp = max(1, (self.groups - 1).bit_length()) if self.groups > 1 else 0
+        horner = max(self.prod_width - self.digit_bits, 0)
+        return self.lanes * (self.acc_width + horner + self.out_bits) + 2 + count + grp
+
+    def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
+        """LUT / FF figures (no DSP, no block RAM) in ``family``'s LUTs (:data:`SERIAL_LUTS_PER_BIT`)."""
+        weights = SERIAL_LUTS_PER_BIT.get(family)
+        if weights is None:
+            raise ValueError(f"family must be one of {', '.join(SERIAL_LUTS_PER_BIT)}, not {family!r}")
+        if "_features" not in self.__dict__:
+            self._features = self.features()
+        lut = sum(weights[k] * v for k, v in self._features.items())
+        return {"lut": int(round(lut)), "ff": int(self._ff()), "dsp": 0, "bram": 0}
+
+
+__all__ = ["SerialMulShiftRequantizer", "SERIAL_LUTS_PER_BIT"]
