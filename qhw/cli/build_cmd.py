@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("network", metavar="NET.json", help="integer network written by 'qhw export'")
     p.add_argument("--out", required=True, metavar="DIR", help="build directory, e.g. rtl_out/<name>")
     p.add_argument("--fold", metavar="FILE|auto", default=None,
-                   help='fold config JSON {"layers": {name: {"rows", "cols", "lanes"} | {"simd"}}} (layers it '
+                   help='fold config JSON {"layers": {name: {"rows", "cols", "lanes"[, "requant"]} | {"simd"}}} (layers it '
                         "does not name get the default fold), or 'auto' with --target-cycles or --lut-budget")
     p.add_argument("--target-cycles", type=int, default=None, metavar="N",
                    help="--fold auto: the cheapest folds with every layer at most N cycles per frame")
@@ -22,6 +22,10 @@ def add_arguments(p) -> None:
     add_fit_options(p, board_required=False)  # --board: the folds 'qhw fit' picks (conflicts with --fold)
     p.add_argument("--top", default=None, help="top module name (default qhw_<network file stem>)")
     p.add_argument("--keep", action="store_true", help="also write every compile pass's output under DIR/passes/")
+    p.add_argument("--requant-style", choices=("parallel", "serial"), default="parallel",
+                   help="serial: every conv / dense layer may build its multiply-shift requantizer digit-serially "
+                        "where that fits its SF cycles per output beat and costs fewer LUTs (the layer's cycles do "
+                        "not change; recorded per layer in the manifest's fold); default parallel")
 
 
 def run(args):
@@ -41,6 +45,9 @@ def run(args):
         if clash:
             raise InputError(f"--board conflicts with {', '.join(clash)}: --board picks the folds itself "
                              "(the fastest that fit the board); give one or the other")
+        if args.requant_style != "parallel":
+            raise InputError("--requant-style serial does not go with --board (the fit is made and confirmed "
+                             "with the parallel requantizers); give --fold instead")
         return _run_board(args)
     if board_opts:
         raise InputError(f"{', '.join(board_opts)} go with --board")
@@ -51,9 +58,26 @@ def run(args):
         raise InputError("--target-cycles and --lut-budget go with --fold auto")
     else:
         folds = load_folds(args.fold, net) if args.fold else None
+    folds = with_requant_style(net, folds, args.requant_style)
     res = build(net, args.out, folds=folds, top=args.top, network_path=str(Path(args.network).resolve()),
                 keep=args.keep, progress=progress)
     return _result(res)
+
+
+def with_requant_style(net, folds, style: str):
+    """``folds`` with ``requant=style`` on every conv / dense layer (the default fold where none is given)."""
+    if style == "parallel":
+        return folds
+    from dataclasses import replace
+
+    from qhw.ir.graph import Conv, Dense
+    from qhw.net.compile import default_fold
+
+    out = dict(folds or {})
+    for layer in net.layers[1:]:
+        if isinstance(layer, (Conv, Dense)):
+            out[layer.name] = replace(out.get(layer.name) or default_fold(layer), requant=style)
+    return out
 
 
 def _run_board(args):

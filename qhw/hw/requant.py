@@ -87,6 +87,9 @@ _INT64_LIMIT = 1 << 63
 
 FORMS = ("auto", "thresholds", "mul_shift")
 
+#: The families on all of whose estimates a serial mul-shift form must be cheaper to be chosen.
+SERIAL_FAMILIES = ("xilinx", "ice40", "ecp5", "gowin")
+
 
 def _channel_vector(name: str, value, channels: int) -> np.ndarray:
     arr = check_int_array(name, value, 1)
@@ -749,8 +752,8 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         Cycles the requantizer may take per beat (the engine's SF). Above 1, where the mul-shift form
         exists (``auto`` or ``mul_shift``), the cheapest
         :class:`~qhw.hw.requant_serial.SerialMulShiftRequantizer` whose ``interval`` fits is costed
-        too (``SerialMulShiftRequantizer.for_interval``) and kept if it is cheaper still; at 1 nothing
-        changes.
+        too (``SerialMulShiftRequantizer.for_interval``) and replaces the choice above only when its
+        LUT estimate is lower on every family of :data:`SERIAL_FAMILIES`; at 1 nothing changes.
 
     Returns
     -------
@@ -776,7 +779,7 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         builders["thresholds"] = ThresholdRequantizer.from_ir
     if isinstance(requant, MulShift) or requant.mul_shift is not None:
         builders["mul_shift"] = MulShiftRequantizer.from_ir
-    built, reasons = [], []
+    built, reasons, serial = [], [], None
     for name in (FORMS[1:] if form == "auto" else [form]):
         if name not in builders:
             what = "a MulShift" if isinstance(requant, MulShift) else (
@@ -792,12 +795,19 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
             from .requant_serial import SerialMulShiftRequantizer  # imports this module
 
             serial = SerialMulShiftRequantizer.for_interval(requant, **kw, interval=interval)
-            if serial is not None:
-                built.append(serial)  # after the parallel form: it wins a tie
     if not built:
         raise ValueError(f"requant: no {'requantizer form' if form == 'auto' else form + ' form'} can be built "
                          f"({'; '.join(reasons)})")
     best = min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
+    if serial is not None:
+        # The serial form is there for small boards: it replaces today's choice only where it is cheaper
+        # on every family (iCE40 compares on its carry chains, so thresholds cheaper than it on Xilinx
+        # can still be cheaper than it there).
+        if all(serial.estimate_resources(f)["lut"] < best.estimate_resources(f)["lut"] for f in SERIAL_FAMILIES):
+            built.append(serial)
+            best = serial
+        else:
+            serial._MustUse__silence = True
     for other in built:
         if other is not best:  # built only to be costed: no "never used" warning for it
             other._MustUse__silence = True

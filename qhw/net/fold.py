@@ -13,6 +13,11 @@ array beat), so
 
 Folds are JSON-serializable (``to_dict`` / ``from_dict``), so a build can
 take a hand-written fold file.
+
+``requant="serial"`` lets the engine build its multiply-shift requantizer
+digit-serially (:class:`qhw.hw.requant_serial.SerialMulShiftRequantizer`)
+where that form's interval fits the engine's own SF and it is cheaper, so
+the engine's cycles do not change; the default ``"parallel"`` builds today's.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..hw.pe.params import check_positive
+
+
+#: ``Fold.requant`` values: today's requantizers, or the digit-serial mul-shift form where it fits
+REQUANT_STYLES = ("parallel", "serial")
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,9 @@ class Fold:
     rows, cols, lanes : int
         Array rows, columns (output channels computed at once) and SIMD lanes
         per PE, each at least 1.
+    requant : {"parallel", "serial"}
+        Requantizer style (see the module docstring); ``to_dict`` writes it
+        only when it is not the default.
 
     Attributes
     ----------
@@ -42,27 +54,33 @@ class Fold:
     rows: int
     cols: int
     lanes: int = 1
+    requant: str = "parallel"
 
     def __post_init__(self):
         for name in ("rows", "cols", "lanes"):
             object.__setattr__(self, name, check_positive(name, getattr(self, name)))
+        if not isinstance(self.requant, str) or self.requant not in REQUANT_STYLES:
+            raise ValueError(f"requant must be one of {', '.join(REQUANT_STYLES)}, not {self.requant!r}")
 
     @property
     def simd(self) -> int:
         return self.rows * self.lanes
 
-    def to_dict(self) -> dict[str, int]:
-        return {"rows": self.rows, "cols": self.cols, "lanes": self.lanes, "simd": self.simd}
+    def to_dict(self) -> dict[str, int | str]:
+        d: dict[str, int | str] = {"rows": self.rows, "cols": self.cols, "lanes": self.lanes, "simd": self.simd}
+        if self.requant != "parallel":  # default folds serialize as before
+            d["requant"] = self.requant
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Fold":
         if not isinstance(d, Mapping):
             raise TypeError(f"a fold must be an object with rows, cols, lanes, not {d!r}")
-        unknown = set(d) - {"rows", "cols", "lanes", "simd"}
+        unknown = set(d) - {"rows", "cols", "lanes", "simd", "requant"}
         if unknown:
             raise ValueError(f"unknown fold field(s) {sorted(unknown)}")
         try:
-            fold = cls(rows=d["rows"], cols=d["cols"], lanes=d.get("lanes", 1))
+            fold = cls(rows=d["rows"], cols=d["cols"], lanes=d.get("lanes", 1), requant=d.get("requant", "parallel"))
         except KeyError as exc:
             raise ValueError(f"a fold needs {exc.args[0]!r}") from None
         if "simd" in d and d["simd"] != fold.simd:

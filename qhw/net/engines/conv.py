@@ -22,8 +22,10 @@ the same engine on a 1×1 map with a 1×1 kernel)::
   the XNOR popcount and counting only real taps in the correction, done once
   per dot product instead of per lane.
 * **Requantizer.** :func:`qhw.hw.requant.choose_requantizer` picks
-  thresholds or multiply-shift by cost where the IR gives both; a
-  ``requant: null`` layer outputs its accumulator, cut to its exact width.
+  thresholds or multiply-shift by cost where the IR gives both (with
+  ``fold.requant == "serial"`` also the digit-serial multiply-shift form
+  whose interval fits SF); a ``requant: null`` layer outputs its
+  accumulator, cut to its exact width.
 * **Packer.** :class:`~qhw.hw.regroup.Regroup` turns the ``cols``-wide
   requantizer beats into the next layer's ``out_simd``-wide beats, drops the
   padded channels of the last neuron group and sets ``last``.
@@ -118,8 +120,11 @@ class ConvEngine(Engine):
         if layer.requant is None:
             self.requant = Truncate(lanes=fold.cols, in_width=width, out_width=spec_out.bits)
         else:
+            # fold.requant "serial": the requantizer may take up to SF cycles a beat, the cycles between
+            # two of the array's output beats, so the engine's cycles do not change.
+            interval = self.window.sf if fold.requant == "serial" else 1
             self.requant = choose_requantizer(layer.requant, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=width,
-                                              lanes=fold.cols, form=requant_form)
+                                              lanes=fold.cols, form=requant_form, interval=interval)
         self.packer = Regroup(channels=C, pixels=oh * ow, in_simd=fold.cols, out_simd=self.out_format.simd,
                               bits=spec_out.bits, in_last=False, out_last=True)
         super().__init__({

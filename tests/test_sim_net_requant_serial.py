@@ -1,0 +1,52 @@
+"""``qhw build --requant-style serial``: the tiny residual network with every conv / dense layer at one MAC
+lane (rows = cols = lanes = 1) and serial requantizers, run on Verilator with stalls: every layer bit-exact
+against the golden model, cycles per frame equal to the manifest's (the serial form's interval fits each
+engine's SF, so it costs no cycle)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qhw.hw.requant_serial import SerialMulShiftRequantizer
+from qhw.ir.graph import Conv, Dense
+from qhw.ir.serialize import save_network
+from qhw.net.engines import build_engine
+from qhw.net.fold import Fold
+from qhw.net.simulate import simulate_build, synthetic_images
+from net_layers import tiny_resnet
+from sim_hw_support import require_simulator, sim_cache
+
+pytestmark = pytest.mark.hdl_sim
+
+
+def test_tiny_net_with_serial_requantizers_on_verilator(tmp_path_factory, qhw_cli):
+    require_simulator("verilator")
+    root = tmp_path_factory.mktemp("serial_net")
+    net, _ = tiny_resnet(np.random.default_rng(0))
+    path = save_network(net, root / "net.json")
+    mac = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
+    fold_file = root / "folds.json"
+    fold_file.write_text(json.dumps({"layers": {l.name: {"rows": 1, "cols": 1, "lanes": 1} for l in mac}}))
+    out = root / "build"
+    proc = qhw_cli("build", str(path), "--out", str(out), "--fold", str(fold_file), "--requant-style", "serial",
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    man = json.loads((out / "manifest.json").read_text())
+    folds = {l["name"]: l["fold"] for l in man["layers"]}
+    assert all(folds[l.name] == {"rows": 1, "cols": 1, "lanes": 1, "simd": 1, "requant": "serial"} for l in mac)
+    # the 7-bit signed residual arm and the logits layer build the serial form, at an interval within
+    # their SF (the 4-bit stem and conv1 keep thresholds: cheaper on iCE40)
+    engines = {l.name: build_engine(l, fold=Fold(rows=1, cols=1, lanes=1, requant="serial")) for l in mac}
+    serial = {n for n, e in engines.items() if type(e.requant) is SerialMulShiftRequantizer}
+    assert serial == {"b.conv2", "fc"}
+    assert all(1 < engines[n].requant.interval <= engines[n].window.sf for n in serial)
+    images = synthetic_images(net.input.out, 3, seed=5)
+    rep = simulate_build(out, images=images, simulator="verilator", stall=0.2, seed=2,
+                         cache_dir=sim_cache(tmp_path_factory), throughput_frames=2, progress=lambda _: None)
+    assert rep.ok and rep.mismatches == 0 and rep.failure is None
+    assert rep.values_compared > 0 and all(l.mismatches == 0 and l.beats > 0 for l in rep.layers)
+    assert rep.cycles_per_frame == rep.manifest_cycles_per_frame == man["cycles_per_frame"] == 4320
+    print(f"serial tiny net: {rep.values_compared} values, {rep.cycles_per_frame} cycles/frame")
