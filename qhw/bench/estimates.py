@@ -169,45 +169,10 @@ def stage_estimates(engine, family: str) -> dict[str, dict]:
 
 
 def glue_estimates(acc, family: str) -> dict[str, dict]:
-    """The estimates of the glue :class:`qhw.net.top.Accelerator` builds, by instance name.
-
-    Built here as ``Accelerator.elaborate`` builds them (forks, adapters,
-    skip FIFOs, the result fork, gather and argmax head): the accelerator's
-    own ``estimate_resources`` counts only the skip FIFOs, by a formula of its own.
-    """
-    from qhw.hw.regroup import Regroup
-    from qhw.hw.stream_blocks import Fork, StreamFIFO
-    from qhw.net.compile import instance_name
-    from qhw.net.engines.resources import stage_resources
-
-    plan, net = acc.plan, acc.plan.net
-    parts = {}
-    producers = [net.input.name, *acc.engines]
-    for producer in producers:
-        edges = plan.streams.consumers(producer)
-        fmt_width = acc.in_format.payload_width if producer == net.input.name else \
-            acc.engines[producer].out_format.payload_width
-        count = len(edges) + (1 if producer == net.output else 0)
-        if count > 1:
-            parts[f"fork_{instance_name(producer)}"] = Fork(shape=fmt_width, count=count)
-        for edge in edges:
-            tag = f"{instance_name(edge.src)}_to_{instance_name(edge.dst)}_{edge.port}"
-            if edge.adapter:
-                fmt = edge.produced
-                parts[f"adapt_{tag}"] = Regroup(channels=fmt.channels, pixels=fmt.pixels, in_simd=fmt.simd,
-                                                out_simd=edge.consumed.simd, bits=fmt.bits, in_last=True,
-                                                out_last=True)
-            if edge.fifo_depth:
-                parts[f"fifo_{tag}"] = StreamFIFO(shape=edge.consumed.payload_width, depth=edge.fifo_depth)
-    fmt = acc.out_format
-    parts["result_fork"] = Fork(shape=fmt.payload_width, count=2)
-    parts["result_gather"] = Regroup(channels=fmt.channels, pixels=1, in_simd=fmt.simd, out_simd=fmt.channels,
-                                     bits=fmt.bits, in_last=True, out_last=False)
-    out = {name: _pick(stage_resources(part, family)) for name, part in parts.items()}
-    out["argmax"] = _pick(stage_resources(acc.head, family))
-    for part in parts.values():
-        part._MustUse__silence = True
-    return out
+    """The estimates of the glue :class:`qhw.net.top.Accelerator` builds, by instance name (forks,
+    adapters, skip FIFOs, the result fork, gather and argmax head): ``Accelerator.estimate_resources``'s
+    ``glue``, which counts the very parts ``elaborate`` instantiates (``Accelerator.glue_parts``)."""
+    return {name: _pick(est) for name, est in acc.estimate_resources(family)["glue"].items()}
 
 
 def _silence(acc) -> None:

@@ -85,6 +85,8 @@ def manifest_for(compiled: Compiled, acc, *, top: str, network_path: str | None)
         "cycles_per_frame": acc.cycles_per_frame(),
         "bottleneck": acc.bottleneck(),
         "estimate": {f: est[f]["total"] for f in FAMILIES},
+        # forks, adapters, skip FIFOs and the result head, by instance name (the total includes them)
+        "glue_estimate": {f: est[f]["glue"] for f in FAMILIES},
     }
 
 

@@ -92,7 +92,8 @@ class Accelerator(wiring.Component):
         for name, engine in self.engines.items():
             m.submodules[instance_name(name)] = engine
             outputs[name] = engine.o_stream
-        # every producer: fork to its consumers, then per edge an adapter and a FIFO
+        # every producer: fork to its consumers, then per edge an adapter and a FIFO (glue_parts)
+        parts = self.glue_parts()
         taps = {}
         for producer, stream_ in outputs.items():
             edges = plan.streams.consumers(producer)
@@ -101,8 +102,8 @@ class Accelerator(wiring.Component):
             if len(edges) == 1:
                 branches = [stream_]
             else:
-                fork = Fork(shape=len(stream_.payload), count=len(edges))
-                m.submodules[f"fork_{instance_name(producer)}"] = fork
+                name = f"fork_{instance_name(producer)}"
+                m.submodules[name] = fork = parts[name]
                 self._link(m, stream_, fork.i_stream)
                 branches = list(fork.o_streams)
             for edge, branch in zip(edges, branches):
@@ -110,21 +111,15 @@ class Accelerator(wiring.Component):
                     taps["result"] = branch
                     continue
                 cur = branch
-                tag = f"{instance_name(edge.src)}_to_{instance_name(edge.dst)}_{edge.port}"
-                if edge.adapter:
-                    fmt = edge.produced
-                    rg = Regroup(channels=fmt.channels, pixels=fmt.pixels, in_simd=fmt.simd,
-                                 out_simd=edge.consumed.simd, bits=fmt.bits, in_last=True, out_last=True)
-                    m.submodules[f"adapt_{tag}"] = rg
-                    self._link(m, cur, rg.i_stream)
-                    cur = rg.o_stream
-                if edge.fifo_depth:
-                    fifo = StreamFIFO(shape=edge.consumed.payload_width, depth=edge.fifo_depth)
-                    m.submodules[f"fifo_{tag}"] = fifo
-                    self._link(m, cur, fifo.i_stream)
-                    cur = fifo.o_stream
+                tag = self._edge_tag(edge)
+                for kind in ("adapt", "fifo"):
+                    part = parts.get(f"{kind}_{tag}")
+                    if part is not None:
+                        m.submodules[f"{kind}_{tag}"] = part
+                        self._link(m, cur, part.i_stream)
+                        cur = part.o_stream
                 self._link(m, cur, self.engines[edge.dst].in_port(edge.port))
-        self._result(m, taps["result"])
+        self._result(m, taps["result"], parts)
         self._probes(m)
         return m
 
@@ -146,19 +141,50 @@ class Accelerator(wiring.Component):
                     m.d.comb += probe.eq(value)
 
     @staticmethod
+    def _edge_tag(edge) -> str:
+        return f"{instance_name(edge.src)}_to_{instance_name(edge.dst)}_{edge.port}"
+
+    def glue_parts(self) -> dict:
+        """Every component :meth:`elaborate` places between the engines, by instance name (new objects on
+        each call): a ``Fork`` per producer with several consumers (``fork_<producer>``), per edge a
+        ``Regroup`` adapter (``adapt_<src>_to_<dst>_<port>``) and a skip ``StreamFIFO``
+        (``fifo_<...>``) where the plan has them, and the result head's ``result_fork`` and
+        ``result_gather`` (the argmax is :attr:`head`). :meth:`estimate_resources` counts these same
+        objects, so the estimate and the netlist cannot drift apart."""
+        plan, net = self.plan, self.plan.net
+        widths = {net.input.name: self.in_format.payload_width}
+        widths.update((name, e.out_format.payload_width) for name, e in self.engines.items())
+        parts = {}
+        for producer, width in widths.items():
+            edges = plan.streams.consumers(producer)
+            count = len(edges) + (1 if producer == net.output else 0)
+            if count > 1:
+                parts[f"fork_{instance_name(producer)}"] = Fork(shape=width, count=count)
+            for edge in edges:
+                tag = self._edge_tag(edge)
+                if edge.adapter:
+                    fmt = edge.produced
+                    parts[f"adapt_{tag}"] = Regroup(channels=fmt.channels, pixels=fmt.pixels, in_simd=fmt.simd,
+                                                    out_simd=edge.consumed.simd, bits=fmt.bits, in_last=True,
+                                                    out_last=True)
+                if edge.fifo_depth:
+                    parts[f"fifo_{tag}"] = StreamFIFO(shape=edge.consumed.payload_width, depth=edge.fifo_depth)
+        fmt = self.out_format
+        parts["result_fork"] = Fork(shape=fmt.payload_width, count=2)
+        parts["result_gather"] = Regroup(channels=fmt.channels, pixels=1, in_simd=fmt.simd, out_simd=fmt.channels,
+                                         bits=fmt.bits, in_last=True, out_last=False)
+        return parts
+
+    @staticmethod
     def _link(m, src, dst) -> None:
         """Connect a producer's stream to a consumer's (same payload width)."""
         m.d.comb += [dst.payload.eq(src.payload), dst.valid.eq(src.valid), src.ready.eq(dst.ready)]
 
-    def _result(self, m, logits) -> None:
+    def _result(self, m, logits, parts) -> None:
         """Logits → (all channels in one beat) and → argmax; both joined into one m_axis beat."""
-        fmt = self.out_format
-        fork = Fork(shape=len(logits.payload), count=2)
-        m.submodules.result_fork = fork
+        m.submodules.result_fork = fork = parts["result_fork"]
         self._link(m, logits, fork.i_stream)
-        gather = Regroup(channels=fmt.channels, pixels=1, in_simd=fmt.simd, out_simd=fmt.channels, bits=fmt.bits,
-                         in_last=True, out_last=False)
-        m.submodules.result_gather = gather
+        m.submodules.result_gather = gather = parts["result_gather"]
         m.submodules.argmax = self.head
         self._link(m, fork.o_streams[0], gather.i_stream)
         self._link(m, fork.o_streams[1], self.head.i_stream)
@@ -180,18 +206,17 @@ class Accelerator(wiring.Component):
         return max(self.engines, key=lambda n: self.engines[n].cycles_per_frame())
 
     def estimate_resources(self, family: str = "xilinx") -> dict:
-        from .engines.resources import add_resources
+        """Per engine (``layers``), per glue part (``glue``: :meth:`glue_parts` and the argmax ``head``)
+        and in ``total``, in ``family``'s LUTs and block RAM units. Skip FIFOs are the StreamFIFO each
+        edge gets, estimated by StreamFIFO itself, so a deep one is placed in block RAM where yosys'
+        memory mapper puts it on ``family`` (a ResNet-8's 128-160 beat skip FIFOs are RAMB18s on Xilinx)."""
+        from .engines.resources import add_resources, stage_resources
 
         per = {n: e.estimate_resources(family=family) for n, e in self.engines.items()}
-        # Skip FIFOs: the StreamFIFO each edge gets, estimated by StreamFIFO itself, so a deep one is
-        # placed in block RAM where yosys' memory mapper puts it on ``family`` (a ResNet-8's 128-160
-        # beat skip FIFOs are RAMB18s on Xilinx: the total's BRAM count was short by them).
-        fifos = [self._fifo_estimate(e.consumed.payload_width, e.fifo_depth, family)
-                 for e in self.plan.edges if e.fifo_depth]
-        return {"layers": per, "total": add_resources(list(per.values()) + fifos)}
+        glue = {}
+        for name, part in self.glue_parts().items():
+            part._MustUse__silence = True  # estimated here; elaborate() builds its own instances
+            glue[name] = stage_resources(part, family)
+        glue["argmax"] = stage_resources(self.head, family)
+        return {"layers": per, "glue": glue, "total": add_resources(list(per.values()) + list(glue.values()))}
 
-    @staticmethod
-    def _fifo_estimate(width: int, depth: int, family: str) -> dict:
-        fifo = StreamFIFO(shape=width, depth=depth)
-        fifo._MustUse__silence = True  # estimated here, elaborated (as another instance) in elaborate()
-        return fifo.estimate_resources(family=family)
