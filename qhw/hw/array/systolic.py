@@ -352,4 +352,6 @@ class SystolicArray(wiring.Component):
             walks[kind] = cost.array_features(self, family)
         # A column ROM deeper than one block sits behind a read mux of its depth slices.
         mux = sum(bram_read_mux_luts(*self.column_rom_shape(c), family) for c in self.block_columns)
-        return {"lut": cost.luts_of(walks[kind], family) + mux, "ff": int(ff), "dsp": 0, "bram": int(bram)}
+        off_lut, off_ff = cost.array_offset(self, family)
+        return {"lut": max(cost.luts_of(walks[kind], family) + mux + off_lut, 0), "ff": int(ff) + off_ff,
+                "dsp": 0, "bram": int(bram)}
