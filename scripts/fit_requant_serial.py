@@ -36,6 +36,11 @@ CONFIGS = [
     (2, 1, 12, 4, True, 1, -8, 7, 10),
     (8, 1, 15, 8, True, 8, -128, 127, 11),
     (16, 1, 14, 7, True, 1, -64, 63, 12),
+    # exporter-style multipliers (17..18 bits, as the digits ResNet-8's residual arms have)
+    (8, 1, 16, 18, True, 1, -128, 127, 13),
+    (16, 1, 16, 18, True, 1, -128, 127, 14),
+    (4, 1, 14, 17, True, 4, -128, 127, 15),
+    (8, 1, 15, 18, True, 3, -128, 127, 16),
 ]
 
 

@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 
 from qhw.hw.rom import rom_read
 from qhw.ir.intmath import check_bits, signed_width, unsigned_width
@@ -46,31 +45,37 @@ from .requant import MulShiftRequantizer
 
 #: LUTs per counted unit, per family (the features of :meth:`SerialMulShiftRequantizer.features`):
 #: non-negative least squares of the relative error against yosys 0.70 LUT sites
-#: (:func:`qhw.backends.synth.lut_sites`, flat, no DSP) of the 12 calibration requantizers of
+#: (:func:`qhw.backends.synth.lut_sites`, flat, no DSP) of the 16 calibration requantizers of
 #: ``scripts/fit_requant_serial.py`` (1 and 2 lanes, 1..16 groups, 10..16-bit accumulators, 4..8-bit
-#: signed and unsigned multipliers, digit_bits 1, 2, 3, 4 and 8, 4- and 8-bit signed and unsigned
-#: outputs, clamped). Estimate / yosys on them (:data:`FIT_RANGE`): iCE40 0.77-1.16, Xilinx
-#: 0.72-1.32, ECP5 0.67-1.30, Gowin 0.79-1.14; the single-lane 8-bit signed ones with 4 to 8 groups
-#: (the digits ResNet-8's layers) 0.94-1.02 on iCE40. Features the fit gives weight 0 are collinear
-#: with the others on this set (the gating bits grow with the adder's), not free.
+#: and exporter-style 17..18-bit multipliers of both signs, digit_bits 1, 2, 3, 4 and 8, 4- to 8-bit
+#: signed and unsigned outputs, clamped). Estimate / yosys on them (:data:`FIT_RANGE`): iCE40
+#: 0.78-1.20, Xilinx 0.75-1.37, ECP5 0.58-1.37, Gowin 0.57-1.30 (the two lowest: 18-bit multipliers
+#: in digits of 3, and 16 groups of 7-bit ones); the single-lane 8-bit signed ones with 4 to 16
+#: groups (the digits ResNet-8's residual arms) 0.91-1.14 on iCE40. A weight of 0 means collinear with
+#: the others on this set (the gating bits grow with the adder's), not free.
 SERIAL_LUTS_PER_BIT = {
-    "xilinx": {"horner": 0.974, "gate": 0.0, "rom": 2.954, "add": 0.0, "clamp": 0.344, "ctrl": 0.0},
-    "ice40": {"horner": 1.012, "gate": 0.0, "rom": 4.743, "add": 0.0, "clamp": 0.0, "ctrl": 12.9},
-    "ecp5": {"horner": 0.979, "gate": 0.0, "rom": 3.344, "add": 0.0, "clamp": 1.789, "ctrl": 0.0},
-    "gowin": {"horner": 0.0, "gate": 0.676, "rom": 9.058, "add": 0.0, "clamp": 0.0, "ctrl": 35.328},
+    "xilinx": {"horner": 0.945, "gate": 0.0, "rom": 2.672, "add": 0.0, "clamp": 0.45, "ctrl": 0.0},
+    "ice40": {"horner": 1.033, "gate": 0.0, "rom": 4.177, "add": 0.0, "clamp": 0.27, "ctrl": 8.032},
+    "ecp5": {"horner": 1.243, "gate": 0.0, "rom": 4.889, "add": 1.808, "clamp": 0.244, "ctrl": 2.44},
+    "gowin": {"horner": 0.972, "gate": 0.0, "rom": 5.792, "add": 0.0, "clamp": 0.854, "ctrl": 14.972},
 }
 
 #: (min, max) of estimate / yosys per family on the fit set above.
-FIT_RANGE = {"ice40": (0.77, 1.16), "xilinx": (0.72, 1.32), "ecp5": (0.67, 1.30), "gowin": (0.79, 1.14)}
+FIT_RANGE = {"ice40": (0.78, 1.20), "xilinx": (0.75, 1.37), "ecp5": (0.58, 1.37), "gowin": (0.57, 1.30)}
 
 
-def _table_luts(words, width: int) -> float:
-    """LUT4 of a ``len(words)``-word table: per output bit that varies, one per 16 words (its address
-    bits past four take a mux level, counted in the weight); a constant bit costs nothing."""
+def _serial_width(rq: MulShiftRequantizer) -> int:
+    """Multiplier bits the digits cover: ``m_width`` with a negative multiplier, else the largest's unsigned width."""
+    return rq.m_width if rq.m_pad.min() < 0 else unsigned_width(int(rq.m_pad.max()))
+
+
+def _table_luts(words, width: int, used: int | None = None) -> float:
+    """LUT4 of a table: per output bit that varies, one per 16 of its ``used`` words (default all;
+    the digit tables' padding words are zeros synthesis folds away); a constant bit costs nothing."""
     if len(set(words)) <= 1:
         return 0.0
     varying = sum(1 for b in range(width) if len({(w >> b) & 1 for w in words}) > 1)
-    return varying * math.ceil(len(words) / 16)
+    return varying * math.ceil((len(words) if used is None else used) / 16)
 
 
 class SerialMulShiftRequantizer(MulShiftRequantizer):
@@ -104,7 +109,7 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         super().__init__(**kwargs)
         self.digit_bits = check_bits("digit_bits", digit_bits, 1, self.m_width)
         self.negative = bool(self.m_pad.min() < 0)
-        self.serial_width = self.m_width if self.negative else unsigned_width(int(self.m_pad.max()))
+        self.serial_width = _serial_width(self)
         self.digits = -(-self.serial_width // self.digit_bits)
         self.interval = self.digits
         self.latency = self.digits + 1
@@ -146,7 +151,7 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         interval = check_positive("interval", interval)
         base = MulShiftRequantizer.from_ir(rq_ir, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes)
         base._MustUse__silence = True
-        width = base.m_width if base.m_pad.min() < 0 else unsigned_width(int(base.m_pad.max()))
+        width = _serial_width(base)
         # The narrowest digit for each digit count: wider ones of the same count only cost more.
         best, best_lut = None, None
         for n in range(2, min(interval, width) + 1):
@@ -263,7 +268,7 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
             words, hi_words = self._tables(c)
             f["horner"] += d * pw
             f["gate"] += d * (self.acc_width + 1)
-            f["rom"] += _table_luts(words, 2 * d)
+            f["rom"] += _table_luts(words, 2 * d, used=self.groups * n)
             if any(hi_words):
                 f["add"] += max(pw - n * d, 0)
                 f["rom"] += _table_luts(hi_words, self.b_hi_width)
