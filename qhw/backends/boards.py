@@ -19,11 +19,11 @@ BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 BOARD_FORMAT_VERSION = 1
 #: FPGA families a board can be of (the synthesis targets of :mod:`qhw.backends.synth`)
 FAMILIES = ("ice40", "ecp5", "xilinx", "gowin")
-#: a pin entry's optional attributes and their types (see boards/README.md)
 #: Bits of one block RAM unit per family (``resources.bram_bits`` = ``bram`` × this): SB_RAM40_4K,
 #: DP16KD, RAMB18, BSRAM.
 BRAM_UNIT_BITS = {"ice40": 4096, "ecp5": 18432, "xilinx": 18432, "gowin": 18432}
 
+#: a pin entry's optional attributes and their types (see boards/README.md)
 PIN_ATTRS = {"invert": bool, "pullup": bool, "io_type": str, "drive": int, "pullmode": str}
 
 #: bare nextpnr devices accepted by ``--device`` (family, device, default package)

@@ -450,8 +450,8 @@ def breakdown(report: SynthReport, manifest: Mapping) -> dict:
                    (``window``, ``array``, ...; ``(own)``: the engine module's own cells)
     ``glue``       per glue module (forks, adapters, skip FIFOs, the result head) and ``top`` (the top
                    module's own cells): ``part``, ``kind``, the counts
-    ``glue_total`` the glue's counts; ``glue_estimate``: the manifest total minus its layers (what it
-                   counts for the glue: the skip FIFOs)
+    ``glue_total`` the glue's counts; ``glue_estimate``: the manifest total minus its layers (its
+                   estimate of the glue: every fork, adapter, skip FIFO and the result head)
     ``sum``        Σ layers + glue, and ``sum_equals_total``: whether it equals ``total`` in every class
     """
     target = report.target

@@ -233,7 +233,9 @@ def peer_rows(rows: list[dict]) -> list[dict]:
                 continue
             fps, lut = r["fps"]["ref"], r["resources"]["lut"]
             mine.append({"net": r["net"], "board": r["board"], "fps_ref": fps, "lut": lut,
-                         "lut_source": r["resources"]["source"], "bram": r["resources"]["bram"],
+                         "lut_source": r["resources"]["source"],
+                         # the peers give RAMB36; qhw counts RAMB18 units (a RAMB36 is two)
+                         "bram18": r["resources"]["bram"], "bram36": -(-r["resources"]["bram"] // 2),
                          "fps_ratio": fps / peer["fps"],
                          "lut_ratio": lut / peer["lut"] if peer["lut"] else None})
         out.append({**peer, "qhw": mine})
@@ -307,7 +309,7 @@ def markdown(doc: dict) -> str:
         for q in p["qhw"]:
             lut = f"{q['lut']:,}" + ("" if q["lut_source"] == "yosys" else " est.")
             lut_ratio = "–" if q["lut_ratio"] is None else f"{q['lut_ratio']:.2f}"
-            L.append(head + f" | {q['net']} on {q['board']} | {_n(q['fps_ref'], 1)} | {lut} | "
+            L.append(head + f" | {q['net']} on {q['board']} ({q['bram36']} BRAM36) | {_n(q['fps_ref'], 1)} | {lut} | "
                             f"{q['fps_ratio']:.2f} | {lut_ratio} |")
     L += ["", "Sources:", ""] + [f"- {p['name']}: {p['source']}." for p in doc["peers"]]
     L += ["", "Notes:", ""] + [f"- {n}" for n in doc["peer_notes"]]

@@ -280,9 +280,9 @@ def network_rows(label: str, manifest: dict, results: dict[str, dict], flat: dic
                "layers_lut_ok": sum(1 for l in layers if l["lut_ok"]),
                "layers_bram_ok": sum(1 for l in layers if l["bram_ok"])}
         if glue_est:
-            # What the whole-network estimate is with the glue counted as its parts count themselves
-            # (forks, adapters, skip FIFOs with their block RAM, result fork / gather, argmax head):
-            # the manifest's total counts only the skip FIFOs, by a formula of its own, no BRAM.
+            # The whole-network estimate with the glue as its parts count themselves (forks, adapters,
+            # skip FIFOs with their block RAM, result fork / gather, argmax head). Since the manifest's
+            # total counts those same parts (Accelerator.glue_parts) this equals it; kept as a check.
             layers_est = {k: sum(l[f"{k}_est"] or 0 for l in layers) for k in ("lut", "bram")}
             g_lut = sum(v["lut"] for v in glue_est.values())
             g_bram = sum(v.get("bram", 0) for v in glue_est.values())
@@ -489,7 +489,7 @@ def markdown(doc: dict) -> str:
                           f"{f['bram_est']} = {f['bram']}{_mark(f['bram_ok'])}{glue}"]
         lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
     lines += ["", "## Glue (forks, adapters, skip FIFOs, result head, top wiring): yosys LUT (the manifest's "
-              "estimate, which counts the skip FIFOs only; the parts' own estimates)", "",
+              "estimate of the glue; the parts' own estimates)", "",
               "| network | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
     for n in doc["networks"]:
         cells = []

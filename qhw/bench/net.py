@@ -215,6 +215,10 @@ class NetBenchConfig:
 
             if self.folds != (FoldSpec("default"),):
                 raise InputError("--boards picks the folds itself (qhw fit): drop --fold")
+            if self.fifo_scale != 1.0:
+                # qhw fit estimates (and confirms) the design at the computed FIFO depths; a scaled
+                # build would not be the design whose estimate the row states.
+                raise InputError("--boards fits at the computed FIFO depths: drop --fifo-scale")
             for b in self.boards:
                 load_board(b)  # an unknown name or a bad file: one line now, not after the first network
         if not self.baud > 0:

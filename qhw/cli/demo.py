@@ -22,28 +22,23 @@ def add_arguments(p) -> None:
     p.add_argument("--targets", default="ecp5,ice40", help="yosys families, comma-separated (default: %(default)s)")
 
 
-def write_report(build: str, out: "Path", *, train_dir: str) -> tuple[str, str]:
-    """``qhw report BUILD --train DIR --screenshot``: OUT/report.html and OUT/report.png.
+def _report(build: str, out, *, train_dir: str) -> tuple[str, str]:
+    """OUT/report.html and OUT/report.png (``qhw report BUILD --train DIR --screenshot``).
 
-    Without Chromium the page is still written and the screenshot line says
-    what is missing and how to install it (the demo's result does not
-    depend on it).
+    Without Chromium the page is still written and the screenshot line says what is missing and
+    how to install it (the demo's result does not depend on it).
     """
     from qhw.errors import ToolMissingError
-    from qhw.fileio import atomic_write_text
-    from qhw.report.data import collect
-    from qhw.report.html import render
-    from qhw.report.screenshot import screenshot
+    from qhw.report.write import write_report
 
     html, png = out / "report.html", out / "report.png"
     progress(f"writing the report {html} ...")
-    atomic_write_text(html, render(collect(build, family="ice40", train=[train_dir])))
     try:
-        progress("rendering it in headless chromium ...")
-        shot = screenshot(html, png)
-        return str(html), f"{png} ({shot['width']}x{shot['height']} px)"
+        doc = write_report(build, html, family="ice40", train=[train_dir], screenshot=png, progress=progress)
     except ToolMissingError as exc:
+        write_report(build, html, family="ice40", train=[train_dir], progress=progress)
         return str(html), f"not rendered: {exc}"
+    return str(html), f"{png} ({doc['screenshot']['width']}x{doc['screenshot']['height']} px)"
 
 
 def run(args) -> Result:
@@ -70,7 +65,7 @@ def run(args) -> Result:
     model = run_model_flow(f"{args.out}/model", epochs=args.epochs, progress=progress)
     hw = run_network_flow(model.network, f"{args.out}/hw", target_cycles=args.target_cycles, images=args.images,
                           simulator=args.simulator, synth_targets=targets, progress=progress)
-    report_html, shot = write_report(hw.build, Path(args.out), train_dir=str(Path(model.checkpoint).parent))
+    report_html, shot = _report(hw.build, Path(args.out), train_dir=str(Path(model.checkpoint).parent))
     t, c, s = model.train, model.check, hw.simulation
     layer_rows = [{"layer": l["name"], "values": l["values"], "mismatches": l["mismatches"],
                    "busy %": f"{100 * l['busy']:.1f}" if l.get("busy") is not None else "-",

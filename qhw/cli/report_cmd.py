@@ -27,32 +27,17 @@ def run(args):
 
     from qhw.cli import Result, progress
     from qhw.errors import InputError
-    from qhw.fileio import atomic_write_text
-    from qhw.report.data import collect
-    from qhw.report.html import render
+    from qhw.report.write import write_report
 
     out = Path(args.out) if args.out else Path(args.build) / "report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--out {out}: the page is HTML, give a .html file")
-    if args.screenshot is not None:
-        if Path(args.screenshot).suffix.lower() != ".png":
-            raise InputError(f"--screenshot {args.screenshot}: give a .png file")
-        from qhw.backends.toolchain import require_program
-
-        require_program("chromium")  # before anything is written
-    data = collect(args.build, family=args.family, train=args.train, train_builds=args.train_build)
-    progress(f"drawing {len(data.layers)} layers' charts ...")
-    page = render(data)
-    atomic_write_text(out, page)
-    sections = {"sim": bool(data.sim), "synth": bool(data.synth), "pnr": bool(data.pnr), "train": bool(data.train)}
-    doc = {"out": str(out), "bytes": len(page.encode()), "charts": page.count("<svg"), "sections": sections,
-           "bottleneck": data.bottleneck, "cycles_per_frame": data.cycles_per_frame, "screenshot": None}
-    absent = [k for k, v in sections.items() if not v]
+    if args.screenshot is not None and Path(args.screenshot).suffix.lower() != ".png":
+        raise InputError(f"--screenshot {args.screenshot}: give a .png file")
+    doc = write_report(args.build, out, family=args.family, train=args.train, train_builds=args.train_build,
+                       screenshot=args.screenshot, progress=progress)
+    absent = [k for k, v in doc["sections"].items() if not v]
     text = f"wrote {out} ({doc['charts']} charts" + (f"; no {', '.join(absent)} results" if absent else "") + ")"
-    if args.screenshot is not None:
-        from qhw.report.screenshot import screenshot
-
-        progress("rendering the page in headless chromium ...")
-        doc["screenshot"] = screenshot(out, args.screenshot)
+    if doc["screenshot"] is not None:
         text += f"\nwrote {args.screenshot} ({doc['screenshot']['width']}x{doc['screenshot']['height']} px)"
     return Result(doc, text)

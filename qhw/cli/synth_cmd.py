@@ -130,6 +130,4 @@ def format_breakdown(r: dict) -> str:
     if r["per_layer"]:
         ok = "equals" if r["sum_equals_total"] else "DIFFERS FROM"
         text += f"\nlayers + glue {ok} the design total"
-        if r["glue_estimate"].get("lut") is not None:
-            text += " (the estimate's glue is the skip FIFOs only: forks, adapters and the head are not estimated)"
     return text

@@ -148,7 +148,7 @@ def bottleneck_bound(net: Network, folds: Mapping[str, Fold | int]) -> int:
 
 
 def accelerator_luts(net: Network, folds: Mapping[str, Fold | int], family: str = "xilinx") -> int:
-    """The LUT estimate the manifest will state for these folds: every engine's own model plus the FIFOs.
+    """The LUT estimate the manifest will state for these folds: every engine's own model plus the glue (forks, adapters, skip FIFOs, result head).
 
     Builds the engines (without elaborating them): about a second for the
     digits ResNet-8.

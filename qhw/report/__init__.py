@@ -5,4 +5,5 @@
 ``plots``      the charts (matplotlib, inline SVG, deterministic)
 ``html``       the page
 ``screenshot`` its PNG through headless Chromium
+``write``      the page (and its PNG) in one call: what `qhw report` and `qhw demo` use
 """

@@ -207,7 +207,13 @@ def array_offset(array, family: str = "xilinx") -> tuple[int, int]:
     return ARRAY_OFFSET.get((family, array.spec.kind.value), (0, 0))
 
 
-def array_luts(array, family: str = "xilinx") -> int:
+def array_luts(array, family: str = "xilinx", features=None) -> int:
     """Estimated LUTs of ``array`` without DSPs: Xilinx 7-series LUT6 (logic + LUT-RAM), or the LUT
-    sites of a 4-input-LUT family (:data:`LUT4_PER_BIT`); block-ROM read muxes are the array's own."""
-    return max(luts_of(array_features(array, family), family) + array_offset(array, family)[0], 0)
+    sites of a 4-input-LUT family (:data:`LUT4_PER_BIT`): the counted features (``features``, else
+    :func:`array_features`), the read muxes of block-ROM columns deeper than one block and
+    :data:`ARRAY_OFFSET`. What :meth:`SystolicArray.estimate_resources` states."""
+    from ..rom import bram_read_mux_luts
+
+    feats = array_features(array, family) if features is None else features
+    mux = sum(bram_read_mux_luts(*array.column_rom_shape(c), family) for c in array.block_columns)
+    return max(luts_of(feats, family) + mux + array_offset(array, family)[0], 0)

@@ -72,7 +72,7 @@ from ..pe.cell import SystolicCell
 from ..pe.datapath import act_sum, as_signed_value, mux_tree
 from ..pe.params import check_positive, shape_for
 from ..pe.spec import PESpec
-from ..rom import BRAM_FAMILIES, bram_blocks, bram_read_mux_luts, ram_mapping, rom_read_sync, use_block_ram
+from ..rom import BRAM_FAMILIES, bram_blocks, ram_mapping, rom_read_sync, use_block_ram
 from . import cost
 from .mapping import ArrayMapping
 
@@ -350,8 +350,5 @@ class SystolicArray(wiring.Component):
         kind = "xilinx" if family == "xilinx" else "lut4"
         if kind not in walks:
             walks[kind] = cost.array_features(self, family)
-        # A column ROM deeper than one block sits behind a read mux of its depth slices.
-        mux = sum(bram_read_mux_luts(*self.column_rom_shape(c), family) for c in self.block_columns)
-        off_lut, off_ff = cost.array_offset(self, family)
-        return {"lut": max(cost.luts_of(walks[kind], family) + mux + off_lut, 0), "ff": int(ff) + off_ff,
+        return {"lut": cost.array_luts(self, family, walks[kind]), "ff": int(ff) + cost.array_offset(self, family)[1],
                 "dsp": 0, "bram": int(bram)}
