@@ -87,6 +87,9 @@ _INT64_LIMIT = 1 << 63
 
 FORMS = ("auto", "thresholds", "mul_shift")
 
+#: Extra cost per doubling of a mul-shift multiplier table past 4 words (see MulShiftRequantizer.features).
+DEEP_TABLE_STEP = 0.12
+
 #: The families on all of whose estimates a serial mul-shift form must be cheaper to be chosen.
 SERIAL_FAMILIES = ("xilinx", "ice40", "ecp5", "gowin")
 
@@ -219,20 +222,22 @@ class _Requantizer(wiring.Component):
 #: within 0.84-1.34, and a 29-bit logit layer within 1.09; a constant
 #: multiplier of many CSD digits in a repeating pattern (0x55555) came out
 #: 2.3 times too high: yosys shares more of its adders than are counted.
-#: ``rom``, ``rom_small`` and ``mul_var_rom`` (here and in LUT4_PER_BIT) were refitted, the other
-#: weights held, on the 39-52 requantizers per family of the digits nets at 36,864 cycles per frame
-#: (1-2 lanes, 4-64 groups: tables of many words, which the calibration set above hardly had;
-#: ``qhw bench estimates --target-cycles 36864 --depth 2``), where the old weights came out 0.74-0.77
-#: of yosys in sum; they now also count the bias table of a mul-shift lane.
+#: ``rom`` (here and in LUT4_PER_BIT) was refitted, the other weights held, on the 39-52
+#: requantizers per family of the digits nets at 36,864 cycles per frame (1-2 lanes, 4-64 groups:
+#: tables of many words, which the calibration set above hardly had; ``qhw bench estimates
+#: --target-cycles 36864 --depth 2``), where the old weights came out 0.74-0.77 of yosys in sum; the
+#: features now also count the bias table of a mul-shift lane, and a multiplier table's depth
+#: (:data:`DEEP_TABLE_STEP`). Weights fitted on deep tables alone (mul_var_rom 2.16 here) put
+#: large-fold builds, whose tables have 2-4 words, 8-13 % higher than yosys.
 LUTS_PER_BIT = {
     "cmp_const": 0.39,  # comparator bits against constants (distinct ones; dense ones share logic)
     "cmp_var": 0.94,    # comparator bits against a ROM word (ROM of up to 8 words in the same LUT)
     "rom": 1.677,       # ROM LUTs (qhw.hw.array.cost.rom_luts) of threshold / bias tables past 8 words
-    "rom_small": 0.103,  # the same of tables of 3 to 8 words: they mostly fold into the comparator LUT6
+    "rom_small": 0.0,   # the same of tables of 3 to 8 words: they fold into the comparator LUT6
     "count": 0.62,      # popcount adder-tree bits over the comparator bits (+ the always-met offset)
     "mul_const": 0.70,  # shift-add adder bits of a constant multiplier (CSD digits)
     "mul_var": 1.69,    # partial-product bits of a multiplier by a ROM word (its small ROMs fold in)
-    "mul_var_rom": 2.161,  # the same, the ROM having three words or more (not free on LUT4)
+    "mul_var_rom": 1.69,  # the same, the ROM having three words or more (not free on LUT4)
     "add": 0.35,        # bias adder bits above the product's zero low bits
     "clamp": 0.11,      # per clamp side that can act: y bits + output bits
 }
@@ -244,10 +249,10 @@ LUTS_PER_BIT = {
 #: like LUTS_PER_BIT on calibration requantizers (thresholds: 2 to 4 bits, 1 to 6 groups; mul-shift:
 #: 4 to 8 bits, 1 to 8 groups) and the requantizers of the tiny and digits w4a4 builds.
 LUT4_PER_BIT = {
-    "ice40": {"cmp_const": 0.1, "cmp_var": 0.084, "rom": 2.206, "rom_small": 0.441, "count": 0.35,
-              "mul_const": 0.82, "mul_var": 1.545, "mul_var_rom": 2.855, "add": 1.407, "clamp": 0.0},
-    "ecp5": {"cmp_const": 0.827, "cmp_var": 0.814, "rom": 2.527, "rom_small": 0.708, "count": 3.053,
-             "mul_const": 1.08, "mul_var": 2.301, "mul_var_rom": 5.425, "add": 0.248, "clamp": 0.996},
+    "ice40": {"cmp_const": 0.1, "cmp_var": 0.084, "rom": 2.206, "rom_small": 0.107, "count": 0.35,
+              "mul_const": 0.82, "mul_var": 1.545, "mul_var_rom": 2.228, "add": 1.407, "clamp": 0.0},
+    "ecp5": {"cmp_const": 0.827, "cmp_var": 0.814, "rom": 2.527, "rom_small": 0.083, "count": 3.053,
+             "mul_const": 1.08, "mul_var": 2.301, "mul_var_rom": 4.265, "add": 0.248, "clamp": 0.996},
 }
 LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ecp5"]  # until fitted on its own
 
@@ -710,7 +715,13 @@ class MulShiftRequantizer(_Requantizer):
                 # A multiplier bit that is a function of more than one group bit (a table of three
                 # or more words) needs a LUT4 of its own per partial product; two words fold into
                 # the adders. A LUT6 absorbs either (the same cost on Xilinx).
-                f["mul_var" if len(set(mwords)) <= 2 else "mul_var_rom"] += self.acc_width * mw
+                # A deep table costs more per partial-product bit: its bit is a wider function of the
+                # group counter (the digits nets at 36,864 cycles, 8-64 groups, measure 12 % more per
+                # doubling past 4 words on all three families).
+                if len(set(mwords)) <= 2:
+                    f["mul_var"] += self.acc_width * mw
+                else:
+                    f["mul_var_rom"] += self.acc_width * mw * (1 + DEEP_TABLE_STEP * math.log2(max(self.groups, 4) / 4))
                 zeros = 0
             if len(set(bwords)) > 1 or bwords[0]:  # the bias adder, above the product's zero low bits
                 f["add"] += max(pw - zeros, 0)
