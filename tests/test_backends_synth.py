@@ -197,7 +197,10 @@ YOSYS_MEMORY_DECISIONS = {
               ((59, 33, True), "block", 3), ((16, 80, True), "block", 5), ((40, 32, True), "block", 2),
               ((68, 32, True), "block", 2), ((2, 192, False), "logic", 0)],
     "ecp5": [((14, 8, True), "distributed", 0), ((2, 36, True), "distributed", 0), ((20, 17, True), "distributed", 0),
-             ((2, 60, False), "distributed", 0)],
+             ((2, 60, False), "distributed", 0),
+             # window line buffers of the digits nets at 36,864 cycles (qhw bench estimates): fc's
+             # 128 x 10 went to LUT-RAM, s2.b1.conv2's 192 x 8 to one DP16KD
+             ((128, 10, True), "distributed", 0), ((192, 8, True), "block", 1)],
     "gowin": [((14, 16, True), "distributed", 0), ((2, 29, True), "distributed", 0), ((2, 52, False), "distributed", 0)],
     "xilinx": [((14, 8, True), "distributed", 0), ((20, 17, True), "distributed", 0), ((2, 57, False), "distributed", 0)],
 }
