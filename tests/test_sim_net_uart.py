@@ -205,3 +205,38 @@ def test_digits_w4a4_20_images_through_the_uart_on_verilator(tmp_path_factory, c
     say(f"digits w4a4 over the UART on Verilator: 20/20 replies equal the golden model (class and all "
         f"{p.channels} logits), {correct}/20 equal the labels; round trip {min(cycles)}-{max(cycles)} cycles at "
         f"divisor {DIVISOR}; {seconds:.1f} s with the Verilator build")
+
+
+@pytest.mark.skipif(not os.environ.get("QHW_UART_BUILD"), reason="acceptance run on a given build: QHW_UART_BUILD=DIR")
+def test_a_board_build_classifies_20_digits_through_the_uart_on_verilator(tmp_path_factory, cache):
+    """The build a user flashes (``qhw board flash-file DIR`` wraps DIR's Verilog unchanged), behind the
+    same wrapper, classifying 20 digits test images over its serial protocol on Verilator:
+    ``QHW_UART_BUILD=/path/to/build pytest tests/test_sim_net_uart.py -s -k board_build``."""
+    from types import SimpleNamespace
+
+    from qhw.net.build import load_build
+    from qhw.net.simulate import load_build_network
+
+    require_simulator("verilator")
+    build_dir = Path(os.environ["QHW_UART_BUILD"])
+    manifest = load_build(build_dir)
+    net = load_build_network(manifest, build_dir)
+    res = SimpleNamespace(manifest=manifest, verilog=build_dir / manifest["verilog"])
+    root = tmp_path_factory.mktemp("uart_board_build")
+    images, labels = digits_test_images(20)
+    p = UartProtocol.from_manifest(manifest)
+    wait = wait_cycles(p, manifest)
+    want = p.reference(net, images)
+    stim = {"divisor": DIVISOR, "transactions":
+            [{"name": "identify", "send": [IDENT], "expect": list(p.ident_bytes()), "max_cycles": wait}]
+            + [{"name": f"image {k}", "send": list(p.encode_image(x)), "expect": list(want[k]), "max_cycles": wait,
+                "error_after": 0} for k, x in enumerate(images)]}
+    name, verilog = design(res)
+    done, seconds = run(name, verilog, stim, root, cache, simulator="verilator", build_args=VERILATOR_FLAGS)
+    replies = [p.decode_reply(bytes(t["got"])) for t in done[1:]]
+    golden = GoldenModel(net)
+    assert [r.index for r in replies] == golden.predict(images).tolist()
+    assert [list(r.logits) for r in replies] == golden(images).numpy().reshape(20, -1).tolist()
+    correct = int(np.sum(np.array([r.index for r in replies]) == labels))
+    say(f"{build_dir} over the UART on Verilator: 20/20 replies equal the golden model (class and all "
+        f"{p.channels} logits), {correct}/20 equal the labels; {seconds:.1f} s")
