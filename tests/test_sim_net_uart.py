@@ -176,16 +176,9 @@ def test_a_wrong_class_from_the_accelerator_fails_naming_the_image_and_byte(tiny
     assert re.search(rf"image 0: reply byte {byte} expected 0x{want:02X}, got 0x{want ^ 1:02X}", str(err.value))
 
 
-@pytest.mark.skipif(not FULL, reason="acceptance run (minutes on Verilator): QHW_SIM_FULL=1")
-def test_digits_w4a4_20_images_through_the_uart_on_verilator(tmp_path_factory, cache):
-    require_simulator("verilator")
-    from qhw.net.folding import auto_folds
-
-    root = tmp_path_factory.mktemp("uart_digits")
-    net = digits_network("w4a4", root / "nets")
-    src = Path(os.environ.get("QHW_NET_CACHE", root / "nets")) / "w4a4" / "net.json"
-    res = build(net, root / "build_w4a4", folds=auto_folds(net, lut_budget=16384),
-                network_path=str(src) if src.is_file() else None)
+def classify_20_digits(net, res, root, cache):
+    """The first 20 digits test images through the wrapper around ``res``'s accelerator on Verilator
+    (identify, then one request per image): (images, labels, protocol, transactions done, seconds)."""
     images, labels = digits_test_images(20)
     p = UartProtocol.from_manifest(res.manifest)
     wait = wait_cycles(p, res.manifest)
@@ -196,6 +189,20 @@ def test_digits_w4a4_20_images_through_the_uart_on_verilator(tmp_path_factory, c
                 "error_after": 0} for k, x in enumerate(images)]}
     name, verilog = design(res)
     done, seconds = run(name, verilog, stim, root, cache, simulator="verilator", build_args=VERILATOR_FLAGS)
+    return images, labels, p, done, seconds
+
+
+@pytest.mark.skipif(not FULL, reason="acceptance run (minutes on Verilator): QHW_SIM_FULL=1")
+def test_digits_w4a4_20_images_through_the_uart_on_verilator(tmp_path_factory, cache):
+    require_simulator("verilator")
+    from qhw.net.folding import auto_folds
+
+    root = tmp_path_factory.mktemp("uart_digits")
+    net = digits_network("w4a4", root / "nets")
+    src = Path(os.environ.get("QHW_NET_CACHE", root / "nets")) / "w4a4" / "net.json"
+    res = build(net, root / "build_w4a4", folds=auto_folds(net, lut_budget=16384),
+                network_path=str(src) if src.is_file() else None)
+    images, labels, p, done, seconds = classify_20_digits(net, res, root, cache)
     replies = [p.decode_reply(bytes(t["got"])) for t in done[1:]]
     golden = GoldenModel(net)
     assert [r.index for r in replies] == golden.predict(images).tolist()
@@ -223,16 +230,7 @@ def test_a_board_build_classifies_20_digits_through_the_uart_on_verilator(tmp_pa
     net = load_build_network(manifest, build_dir)
     res = SimpleNamespace(manifest=manifest, verilog=build_dir / manifest["verilog"])
     root = tmp_path_factory.mktemp("uart_board_build")
-    images, labels = digits_test_images(20)
-    p = UartProtocol.from_manifest(manifest)
-    wait = wait_cycles(p, manifest)
-    want = p.reference(net, images)
-    stim = {"divisor": DIVISOR, "transactions":
-            [{"name": "identify", "send": [IDENT], "expect": list(p.ident_bytes()), "max_cycles": wait}]
-            + [{"name": f"image {k}", "send": list(p.encode_image(x)), "expect": list(want[k]), "max_cycles": wait,
-                "error_after": 0} for k, x in enumerate(images)]}
-    name, verilog = design(res)
-    done, seconds = run(name, verilog, stim, root, cache, simulator="verilator", build_args=VERILATOR_FLAGS)
+    images, labels, p, done, seconds = classify_20_digits(net, res, root, cache)
     replies = [p.decode_reply(bytes(t["got"])) for t in done[1:]]
     golden = GoldenModel(net)
     assert [r.index for r in replies] == golden.predict(images).tolist()
