@@ -124,7 +124,7 @@ def time_estimate(net, folds=None, families: Sequence[str] = FAMILIES) -> dict:
     construction and ``estimate_resources`` for every family (no Verilog), wall clock and CPU.
 
     Also returns the totals, and per family the estimate of every engine's
-    stages (:func:`stage_estimates`) and of the glue (:func:`glue_estimates`).
+    stages (:func:`stage_estimates`) and of the glue (``Accelerator.estimate_resources``' ``glue``).
     """
     from qhw.net.compile import compile_network
     from qhw.net.top import Accelerator
@@ -140,7 +140,7 @@ def time_estimate(net, folds=None, families: Sequence[str] = FAMILIES) -> dict:
            "total_s": round(t3 - t0, 3), "cpu_s": round(c3 - c0, 3), "layers": len(acc.engines),
            "total": {f: {k: est[f]["total"].get(k) for k in ("lut", "ff", "bram", "dsp")} for f in families},
            "stages": {f: {name: stage_estimates(e, f) for name, e in acc.engines.items()} for f in families},
-           "glue": {f: glue_estimates(acc, f) for f in families}}
+           "glue": {f: {name: _pick(g) for name, g in est[f]["glue"].items()} for f in families}}
     _silence(acc)
     return out
 
@@ -166,13 +166,6 @@ def stage_estimates(engine, family: str) -> dict[str, dict]:
     out["(own)"] = {**{k: total[k] - sum(v[k] for v in out.values()) for k in _KEYS},
                     "type": type(engine).__name__}
     return out
-
-
-def glue_estimates(acc, family: str) -> dict[str, dict]:
-    """The estimates of the glue :class:`qhw.net.top.Accelerator` builds, by instance name (forks,
-    adapters, skip FIFOs, the result fork, gather and argmax head): ``Accelerator.estimate_resources``'s
-    ``glue``, which counts the very parts ``elaborate`` instantiates (``Accelerator.glue_parts``)."""
-    return {name: _pick(est) for name, est in acc.estimate_resources(family)["glue"].items()}
 
 
 def _silence(acc) -> None:
@@ -279,18 +272,6 @@ def network_rows(label: str, manifest: dict, results: dict[str, dict], flat: dic
                "sum_equals_total": r["sum_equals_total"], "seconds": r["seconds"], "layers": layers,
                "layers_lut_ok": sum(1 for l in layers if l["lut_ok"]),
                "layers_bram_ok": sum(1 for l in layers if l["bram_ok"])}
-        if glue_est:
-            # The whole-network estimate with the glue as its parts count themselves (forks, adapters,
-            # skip FIFOs with their block RAM, result fork / gather, argmax head). Since the manifest's
-            # total counts those same parts (Accelerator.glue_parts) this equals it; kept as a check.
-            layers_est = {k: sum(l[f"{k}_est"] or 0 for l in layers) for k in ("lut", "bram")}
-            g_lut = sum(v["lut"] for v in glue_est.values())
-            g_bram = sum(v.get("bram", 0) for v in glue_est.values())
-            fam["lut_est_glue"] = layers_est["lut"] + g_lut
-            fam["lut_ratio_glue"] = qg = ratio(fam["lut_est_glue"], tot["lut_sites"])
-            fam["lut_ok_glue"] = qg is not None and abs(qg - 1) <= TOTAL_TOLERANCE
-            fam["bram_est_glue"] = layers_est["bram"] + g_bram
-            fam["bram_ok_glue"] = fam["bram_est_glue"] == tot["bram"]
         if target in flat:
             f = flat[target]["total"]
             fam["flat"] = f
@@ -423,10 +404,7 @@ def summary(doc: dict) -> dict:
                 if l["lut_ratio"] is not None and (worst_layer is None
                                                    or abs(l["lut_ratio"] - 1) > abs(worst_layer[3] - 1)):
                     worst_layer = (n["network"], fam, l["layer"], l["lut_ratio"])
-    glue_ok = sum(1 for n in doc["networks"] for f in n.get("families", {}).values() if f.get("lut_ok_glue"))
-    glue_bram = sum(1 for n in doc["networks"] for f in n.get("families", {}).values() if f.get("bram_ok_glue"))
-    return {"network_families": totals, "total_lut_within": tot_ok, "total_lut_within_with_glue": glue_ok,
-            "total_bram_exact_with_glue": glue_bram, "layers": layers, "layer_lut_within": lay_ok,
+    return {"network_families": totals, "total_lut_within": tot_ok, "layers": layers, "layer_lut_within": lay_ok,
             "total_bram_exact": bram_ok, "worst_total": worst_total, "worst_layer": worst_layer,
             "estimate_s_max": max((n["estimate_time"]["total_s"] for n in doc["networks"]), default=None)}
 
@@ -456,23 +434,15 @@ def markdown(doc: dict) -> str:
              "✗ marks a miss. LUT: the LUTs the netlist occupies (qhw.backends.synth.lut_sites): iCE40 SB_LUT4; "
              "ECP5 LUT4 + 2 per CCU2C + 4 per DPR16X4; Xilinx LUT1-6 + LUT-RAM / SRL LUTs (INV left out); Gowin "
              "LUT1-4 + 1 per ALU + 4 per RAM16SDP. BRAM: SB_RAM40_4K, DP16KD, RAMB18 units, BSRAM.", "",
-             f"Within target: whole-network LUT {s['total_lut_within']}/{s['network_families']} "
-             f"({s.get('total_lut_within_with_glue', 0)} with the glue estimated as its parts), layer LUT "
-             f"{s['layer_lut_within']}/{s['layers']}, BRAM exact {s['total_bram_exact']}/{s['network_families']} "
-             f"({s.get('total_bram_exact_with_glue', 0)} with the glue).", ""]
-    lines += ["## Whole network: LUT estimate / yosys (estimate, yosys); with the glue estimated as its parts", "",
-              "| network | " + " | ".join(f"{t} | {t} with glue" for t in targets) + " |",
-              "|---|" + "---:|" * (2 * len(targets))]
+             f"Within target: whole-network LUT {s['total_lut_within']}/{s['network_families']}, layer LUT "
+             f"{s['layer_lut_within']}/{s['layers']}, BRAM exact {s['total_bram_exact']}/{s['network_families']}.", ""]
+    lines += ["## Whole network: LUT estimate / yosys (estimate, yosys; the estimate counts engines and glue)", "",
+              "| network | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
     for n in doc["networks"]:
         cells = []
         for t in targets:
             f = n.get("families", {}).get(t)
-            if f is None:
-                cells += ["", ""]
-                continue
-            cells.append(f"{_q(f['lut_ratio'])}{_mark(f['lut_ok'])} ({f['lut_est']}, {f['lut']})")
-            cells.append("" if "lut_est_glue" not in f else
-                         f"{_q(f['lut_ratio_glue'])}{_mark(f['lut_ok_glue'])} ({f['lut_est_glue']})")
+            cells.append("" if f is None else f"{_q(f['lut_ratio'])}{_mark(f['lut_ok'])} ({f['lut_est']}, {f['lut']})")
         lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
     lines += ["", "## Whole network: FF estimate / yosys; BRAM estimate = yosys", "",
               "| network | " + " | ".join(f"{t} FF | {t} BRAM" for t in targets) + " |",
@@ -484,19 +454,16 @@ def markdown(doc: dict) -> str:
             if f is None:
                 cells += ["", ""]
             else:
-                glue = f" (with glue {f['bram_est_glue']}{_mark(f['bram_ok_glue'])})" if "bram_est_glue" in f else ""
                 cells += [f"{_q(f['ff_ratio'])} ({f['ff_est']}, {f['ff']})",
-                          f"{f['bram_est']} = {f['bram']}{_mark(f['bram_ok'])}{glue}"]
+                          f"{f['bram_est']} = {f['bram']}{_mark(f['bram_ok'])}"]
         lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
-    lines += ["", "## Glue (forks, adapters, skip FIFOs, result head, top wiring): yosys LUT (the manifest's "
-              "estimate of the glue; the parts' own estimates)", "",
+    lines += ["", "## Glue (forks, adapters, skip FIFOs, result head, top wiring): yosys LUT (its estimate)", "",
               "| network | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
     for n in doc["networks"]:
         cells = []
         for t in targets:
             f = n.get("families", {}).get(t)
-            parts = sum((g.get("est") or {}).get("lut", 0) for g in f["glue_parts"]) if f else 0
-            cells.append("" if f is None else f"{f['glue']['lut_sites']} ({f['glue_est']['lut']}; {parts})")
+            cells.append("" if f is None else f"{f['glue']['lut_sites']} ({f['glue_est']['lut']})")
         lines.append(f"| {n['network']} | " + " | ".join(cells) + " |")
     for n in doc["networks"]:
         fams = [t for t in targets if t in n.get("families", {})]
