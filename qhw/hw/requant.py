@@ -90,8 +90,6 @@ FORMS = ("auto", "thresholds", "mul_shift")
 #: Extra cost per doubling of a mul-shift multiplier table past 4 words (see MulShiftRequantizer.features).
 DEEP_TABLE_STEP = 0.12
 
-#: The families on all of whose estimates a serial mul-shift form must be cheaper to be chosen.
-SERIAL_FAMILIES = ("xilinx", "ice40", "ecp5", "gowin")
 
 
 def _channel_vector(name: str, value, channels: int) -> np.ndarray:
@@ -258,6 +256,8 @@ LUT4_PER_BIT = {
 #: requantizers of the digits nets at 36,864 cycles (Σ estimate/yosys was 0.60 with ECP5's weights).
 LUT4_PER_BIT["gowin"] = {**LUT4_PER_BIT["ecp5"], "mul_const": 0.5, "mul_var": 3.76, "mul_var_rom": 6.97,
                          "add": 0.663, "rom": 2.166}
+#: The families the estimates cover (a serial mul-shift form is chosen only where it is cheaper on all).
+FAMILIES_ESTIMATED = ("xilinx", *LUT4_PER_BIT)
 
 
 def _popcount_bits(n: int) -> int:
@@ -774,7 +774,7 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         exists (``auto`` or ``mul_shift``), the cheapest
         :class:`~qhw.hw.requant_serial.SerialMulShiftRequantizer` whose ``interval`` fits is costed
         too (``SerialMulShiftRequantizer.for_interval``) and replaces the choice above only when its
-        LUT estimate is lower on every family of :data:`SERIAL_FAMILIES`; at 1 nothing changes.
+        LUT estimate is lower on every family of :data:`FAMILIES_ESTIMATED`; at 1 nothing changes.
 
     Returns
     -------
@@ -800,7 +800,7 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         builders["thresholds"] = ThresholdRequantizer.from_ir
     if isinstance(requant, MulShift) or requant.mul_shift is not None:
         builders["mul_shift"] = MulShiftRequantizer.from_ir
-    built, reasons, serial = [], [], None
+    built, reasons = [], []
     for name in (FORMS[1:] if form == "auto" else [form]):
         if name not in builders:
             what = "a MulShift" if isinstance(requant, MulShift) else (
@@ -811,24 +811,22 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
             built.append(builders[name](requant, **kw))
         except ValueError as exc:
             reasons.append(f"{name} form: {exc}")
-            continue
-        if name == "mul_shift" and interval > 1:
-            from .requant_serial import SerialMulShiftRequantizer  # imports this module
-
-            serial = SerialMulShiftRequantizer.for_interval(requant, **kw, interval=interval)
     if not built:
         raise ValueError(f"requant: no {'requantizer form' if form == 'auto' else form + ' form'} can be built "
                          f"({'; '.join(reasons)})")
     best = min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
-    if serial is not None:
+    parallel = next((b for b in built if isinstance(b, MulShiftRequantizer)), None)
+    if interval > 1 and parallel is not None:
+        from .requant_serial import SerialMulShiftRequantizer  # imports this module
+
+        serial = SerialMulShiftRequantizer.for_parallel(parallel, interval=interval)
         # The serial form is there for small boards: it replaces today's choice only where it is cheaper
         # on every family (iCE40 compares on its carry chains, so thresholds cheaper than it on Xilinx
         # can still be cheaper than it there).
-        if all(serial.estimate_resources(f)["lut"] < best.estimate_resources(f)["lut"] for f in SERIAL_FAMILIES):
+        if serial is not None:
             built.append(serial)
-            best = serial
-        else:
-            serial._MustUse__silence = True
+            if all(serial.estimate_resources(f)["lut"] < best.estimate_resources(f)["lut"] for f in FAMILIES_ESTIMATED):
+                best = serial
     for other in built:
         if other is not best:  # built only to be costed: no "never used" warning for it
             other._MustUse__silence = True

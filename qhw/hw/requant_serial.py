@@ -39,6 +39,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from qhw.hw.rom import rom_read
 from qhw.ir.intmath import check_bits, signed_width, unsigned_width
 
+from .array.cost import rom4_leaves
 from .pe.datapath import lanes_of, pairwise_reduce
 from .pe.params import check_positive
 from .requant import MulShiftRequantizer
@@ -70,12 +71,12 @@ def _serial_width(rq: MulShiftRequantizer) -> int:
 
 
 def _table_luts(words, width: int, used: int | None = None) -> float:
-    """LUT4 of a table: per output bit that varies, one per 16 of its ``used`` words (default all;
-    the digit tables' padding words are zeros synthesis folds away); a constant bit costs nothing."""
+    """LUT4 of a table: per output bit that varies, its 16-word leaves over the ``used`` words (default
+    all; the digit tables' padding words are zeros synthesis folds away); a constant bit costs nothing."""
     if len(set(words)) <= 1:
         return 0.0
     varying = sum(1 for b in range(width) if len({(w >> b) & 1 for w in words}) > 1)
-    return varying * math.ceil((len(words) if used is None else used) / 16)
+    return varying * rom4_leaves(len(words) if used is None else used)
 
 
 class SerialMulShiftRequantizer(MulShiftRequantizer):
@@ -150,6 +151,13 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         """
         interval = check_positive("interval", interval)
         base = MulShiftRequantizer.from_ir(rq_ir, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width, lanes=lanes)
+        return cls.for_parallel(base, interval=interval, family=family)
+
+    @classmethod
+    def for_parallel(cls, base: MulShiftRequantizer, *, interval: int,
+                     family: str = "xilinx") -> "SerialMulShiftRequantizer | None":
+        """:meth:`for_interval` from an already built parallel form (only read, never elaborated)."""
+        interval = check_positive("interval", interval)
         base._MustUse__silence = True
         width = _serial_width(base)
         # The narrowest digit for each digit count: wider ones of the same count only cost more.

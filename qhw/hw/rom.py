@@ -114,7 +114,7 @@ def bram_blocks(depth: int, width: int, family: str) -> int:
     depth, width = _check_size(depth, width)
     if family not in BRAM_GEOMETRY:
         raise ValueError(f"family must be one of {', '.join(BRAM_FAMILIES)}, not {family!r}")
-    return _bram_blocks(depth, width, family)
+    return _bram_plan(depth, width, family)[0]
 
 
 def bram_read_mux_luts(depth: int, width: int, family: str) -> int:
@@ -174,10 +174,6 @@ def _bram_plan(depth: int, width: int, family: str) -> tuple[int, tuple[tuple[in
 
 def _mux_bits(ways) -> int:
     return sum(bits * (k - 1) for bits, k in ways)
-
-
-def _bram_blocks(depth: int, width: int, family: str) -> int:
-    return _bram_plan(depth, width, family)[0]
 
 
 #: yosys ``memory_libmap`` cost of one block (share/<family>/brams*.txt; Xilinx: a RAMB18, HALF mode 129).
