@@ -55,7 +55,7 @@ def run_build(args, targets) -> Result:
     """A build directory: one synthesis per target, per layer unless ``--flat``."""
     from qhw.backends.synth import synthesize_build
     from qhw.net.build import load_build
-    from qhw.report.results import save_result
+    from qhw.report.results import save_result, synth_parts
 
     manifest = load_build(args.sources[0])
     if args.top is not None and args.top != manifest["top"]:
@@ -70,7 +70,7 @@ def run_build(args, targets) -> Result:
         results.append(synthesize_build(args.sources[0], target=t, work_dir=Path(args.work_dir) / top / t,
                                         dsp=not args.no_dsp, per_layer=not args.flat, progress=progress))
         # what 'qhw report' reads: one file per target and options, written as each target finishes
-        parts = (t, "flat" if args.flat else "", "nodsp" if args.no_dsp else "")
+        parts = synth_parts(t, flat=args.flat, dsp=not args.no_dsp)
         progress(f"saved {save_result(args.sources[0], 'synth', parts, {'ok': True, **results[-1]})}")
     text = "\n\n".join(format_breakdown(r) for r in results)
     # "reports": the totals per target, as for Verilog files; "breakdown": everything per target.

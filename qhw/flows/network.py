@@ -36,7 +36,7 @@ def run_network_flow(net_path: str | Path, out_dir: str | Path, *, target_cycles
     from qhw.net.folding import auto_folds
     from qhw.net.simulate import simulate_build
     from qhw.quant.data import load_dataset
-    from qhw.report.results import save_result
+    from qhw.report.results import save_result, synth_parts
 
     out = Path(out_dir)
     net = load_network(net_path)
@@ -55,7 +55,7 @@ def run_network_flow(net_path: str | Path, out_dir: str | Path, *, target_cycles
         # DSP inference off: the estimate counts multipliers in LUTs (as `qhw bench net` does by default),
         # so the two columns compare like with like. Engines kept as modules: the report's per-layer table.
         r = synthesize_build(res.out, target=target, work_dir=out / "synth" / target, dsp=False, per_layer=True)
-        save_result(res.out, "synth", (target, "", "nodsp"), {"ok": True, **r})
+        save_result(res.out, "synth", synth_parts(target, flat=False, dsp=False), {"ok": True, **r})
         progress(f"yosys {target}: done")
         t = r["total"]
         return {"target": target, "lut_sites": t["lut_sites"], "lut_est": r["estimate"]["lut"], "lut": t["lut"],

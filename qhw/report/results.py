@@ -41,6 +41,11 @@ def result_name(kind: str, *parts: str) -> str:
     return "_".join([kind, *clean]) + ".json"
 
 
+def synth_parts(target: str, *, flat: bool, dsp: bool) -> tuple[str, ...]:
+    """The ``parts`` of a synthesis result: target, ``flat`` or per layer, ``nodsp`` or DSP allowed."""
+    return (target, "flat" if flat else "", "" if dsp else "nodsp")
+
+
 def save_result(build_dir: str | os.PathLike, kind: str, parts: tuple[str, ...], data: dict) -> Path:
     """Write ``data`` (what the command's ``--json`` prints) to ``build_dir/results/``, atomically.
 
