@@ -99,11 +99,11 @@ class Accelerator(wiring.Component):
             edges = plan.streams.consumers(producer)
             if producer == net.output:
                 edges = edges + [None]  # the result path
-            if len(edges) == 1:
+            fork = parts.get(f"fork_{instance_name(producer)}")  # glue_parts: one where edges > 1
+            if fork is None:
                 branches = [stream_]
             else:
-                name = f"fork_{instance_name(producer)}"
-                m.submodules[name] = fork = parts[name]
+                m.submodules[f"fork_{instance_name(producer)}"] = fork
                 self._link(m, stream_, fork.i_stream)
                 branches = list(fork.o_streams)
             for edge, branch in zip(edges, branches):
