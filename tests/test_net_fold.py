@@ -1,14 +1,17 @@
-"""Fold: the requant style (validated, serialized only when not the default) and what it does to a conv
-engine (the serial requantizer only within the engine's SF: its cycles never change)."""
+"""Fold: the requant style and the weight memory (validated, serialized only when not the default) and what
+they do to a conv engine (the serial requantizer only within the engine's SF, the weights in block RAM
+with the same timing: its cycles never change)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 from qhw.backends.verilog import to_verilog
+from qhw.ir.graph import Conv, Dense
 from qhw.hw.requant import MulShiftRequantizer
 from qhw.hw.requant_serial import SerialMulShiftRequantizer
 from qhw.net.compile import parse_fold_config
@@ -63,25 +66,73 @@ def test_serial_engines_keep_their_cycles():
         assert to_verilog(ser, name="e") == to_verilog(par, name="e")
 
 
-def test_cli_requant_style_does_not_go_with_board(qhw_cli, tmp_path):
-    proc = qhw_cli("build", str(tmp_path / "net.json"), "--out", str(tmp_path / "b"), "--board", "icebreaker",
-                   "--requant-style", "serial")
-    assert proc.returncode != 0 and proc.stdout == ""
-    errors = [l for l in proc.stderr.splitlines() if "error" in l]
-    assert len(errors) == 1 and errors[0].startswith("qhw build: error: --requant-style serial does not go with")
-
-
-def test_requant_style_applies_to_every_conv_and_dense_fold():
-    from qhw.cli.build_cmd import with_requant_style
+def test_fold_options_apply_to_every_conv_and_dense_fold():
+    from qhw.net.folding import with_fold_options
     from qhw.ir.graph import Conv, Dense
     from qhw.net.compile import default_fold
 
     net, _ = tiny_resnet(np.random.default_rng(0))
     given = {"stem": Fold(rows=1, cols=1), "b.add": 2}
-    assert with_requant_style(net, given, "parallel") is given and with_requant_style(net, None, "parallel") is None
-    out = with_requant_style(net, given, "serial")
+    assert with_fold_options(net, given, requant="parallel", weights="auto") is given
+    assert with_fold_options(net, None, requant="parallel", weights="auto") is None
     mac = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
-    assert out["stem"] == Fold(rows=1, cols=1, requant="serial") and out["b.add"] == 2
-    for layer in mac[1:]:  # no fold given: the default one, serial
-        assert out[layer.name] == dataclasses.replace(default_fold(layer), requant="serial")
-    assert set(out) == {l.name for l in mac} | {"b.add"}
+    for options in ({"requant": "serial"}, {"weights": "block"}, {"requant": "serial", "weights": "block"}):
+        out = with_fold_options(net, given, **options)
+        assert out["stem"] == Fold(rows=1, cols=1, **options) and out["b.add"] == 2
+        for layer in mac[1:]:  # no fold given: the default one, changed
+            assert out[layer.name] == dataclasses.replace(default_fold(layer), **options)
+        assert set(out) == {l.name for l in mac} | {"b.add"}
+
+
+def test_weight_memory_round_trips_and_is_validated():
+    block = Fold(rows=1, cols=2, weights="block")
+    assert block.to_dict() == {"rows": 1, "cols": 2, "lanes": 1, "simd": 1, "weights": "block"}
+    assert Fold.from_dict(block.to_dict()) == block and Fold.from_dict({"rows": 1, "cols": 2}).weights == "auto"
+    for bad in ("lut", "BLOCK", None, 0):
+        with pytest.raises(ValueError, match="weights"):
+            Fold(rows=1, cols=1, weights=bad)
+    net, _ = tiny_resnet(np.random.default_rng(0))
+    from qhw.errors import InputError
+
+    with pytest.raises(InputError, match="stem.*weights"):
+        parse_fold_config({"layers": {"stem": {"rows": 1, "cols": 1, "weights": "spram"}}}, net)
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5", "xilinx", "gowin"])
+def test_block_weights_trade_luts_for_block_ram_at_the_same_cycles(family):
+    net, _ = tiny_resnet(np.random.default_rng(0))
+    slow = Fold(rows=1, cols=1, lanes=1)
+    for name in ("b.conv1", "b.conv2", "fc"):
+        auto = build_engine(net[name], fold=slow)
+        block = build_engine(net[name], fold=dataclasses.replace(slow, weights="block"))
+        assert auto.array.block_columns == () and block.array.block_columns == (0,)
+        a, b = auto.estimate_resources(family), block.estimate_resources(family)
+        assert b["bram"] - a["bram"] == block.array.estimate_resources(family)["bram"] > 0, (name, a, b)
+        assert b["lut"] < a["lut"], (name, a, b)
+        assert block.cycles_per_frame() == auto.cycles_per_frame()
+        assert block.estimate_cycles(2) == auto.estimate_cycles(2) and block.latency == auto.latency
+
+
+def test_fit_builds_every_candidate_with_the_fold_style(qhw_cli, tmp_path):
+    """``qhw fit`` / ``qhw build --board`` with --requant-style and --weight-memory: the fit searches folds
+    for engines built that way (the manifest records it per layer), and the estimate is the one of those engines."""
+    from qhw.ir.serialize import save_network
+
+    net, _ = tiny_resnet(np.random.default_rng(0))
+    path = save_network(net, tmp_path / "net.json")
+    docs = {}
+    for style in ([], ["--requant-style", "serial", "--weight-memory", "block"]):
+        r = qhw_cli("fit", str(path), "--board", "ulx3s_85f", "--no-confirm", "--json", *style)
+        assert r.returncode == 0, r.stderr
+        docs[bool(style)] = json.loads(r.stdout)["fit"]
+    plain, styled = docs[False], docs[True]
+    mac = {l.name for l in net.layers[1:] if isinstance(l, (Conv, Dense))}
+    assert all("weights" not in plain["folds"][n] and "requant" not in plain["folds"][n] for n in mac)
+    assert all(styled["folds"][n]["weights"] == "block" and styled["folds"][n]["requant"] == "serial" for n in mac)
+    assert styled["estimate"]["bram"] > plain["estimate"]["bram"]
+    r = qhw_cli("build", str(path), "--board", "ulx3s_85f", "--no-confirm", "--out", str(tmp_path / "b"),
+                "--requant-style", "serial", "--weight-memory", "block", "--json")
+    assert r.returncode == 0, r.stderr
+    man = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert man["fit"] == styled and [l["fold"] for l in man["layers"]] == [styled["folds"][l["name"]]
+                                                                            for l in man["layers"]]

@@ -229,6 +229,11 @@ def fit_problems(counts: dict, board: Board, manifest: dict) -> str | None:
     for key, label in (("lut", "LUT"), ("ff", "FF"), ("bram", "BRAM"), ("dsp", "DSP")):
         cap, used = res.get(key), counts.get(key, 0)
         if cap is not None and used > cap:
+            if key == "lut" and "logic_cells" in counts:  # iCE40: packed cells (qhw.net.fit.with_logic_cells)
+                short.append(f"logic cells {used} of {cap} (+{used - cap}, {used / cap:.0%}; nextpnr packs "
+                             f"{counts['lut_sites']} SB_LUT4, {counts.get('ff', 0)} flip-flops and "
+                             f"{counts.get('carry', 0)} carries into them)")
+                continue
             short.append(f"{label} {used} of {cap} (+{used - cap}, {used / cap:.0%})")
     if not short:
         return None
@@ -287,6 +292,7 @@ def flash_file(build_dir: str | os.PathLike, *, board: str | Board, baud: float 
     ""). ``work_dir`` replaces ``BUILD/board/<board>/`` (the bitstream then
     goes into it too): a build directory shared by several runs stays as it is.
     """
+    from qhw.backends.pnr import PACKED_FAMILIES, with_logic_cells
     from qhw.backends.synth import synthesize
     from qhw.backends.verilog import to_verilog
     from qhw.net.build import load_build
@@ -326,6 +332,9 @@ def flash_file(build_dir: str | os.PathLike, *, board: str | Board, baud: float 
     seconds["synth"] = round(time.monotonic() - t0, 1)
     counts = rep.counts()
     say("  yosys: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    if b.family in PACKED_FAMILIES:  # the board's LUTs are logic cells: packing says how many (seconds)
+        counts = with_logic_cells(counts, rep.netlist_json, b)
+        say(f"  nextpnr --pack-only: {counts['logic_cells']} logic cells of {b.resources['lut']}")
     problem = fit_problems(counts, b, manifest)
     if problem:
         atomic_write_json(work / "report.json", {"board": b.name, "fits": False, "synth": counts, "error": problem})

@@ -16,9 +16,9 @@ import re
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from qhw.backends.boards import resolve_device
+from qhw.backends.boards import Board, resolve_device
 from qhw.backends.synth import synthesize
 from qhw.backends.toolchain import require_program, tool_env
 from qhw.errors import InputError, ToolFailedError
@@ -141,3 +141,62 @@ def place_and_route(
     util = {k: {"used": int(v["used"]), "available": int(v["available"])}
             for k, v in sorted(data.get("utilization", {}).items())}
     return PnrReport(board.name, board.family, top, round(achieved, 2), constraint, util, harness, str(log))
+
+
+#: nextpnr's name for a logic cell per family (one LUT4 + one flip-flop + one carry on iCE40)
+LOGIC_CELL = {"ice40": "ICESTORM_LC"}
+
+
+def pack_logic_cells(netlist_json: str | os.PathLike, *, device: str, package: str,
+                     timeout: float | None = 600) -> dict[str, dict[str, int]]:
+    """nextpnr's utilization of a synthesized iCE40 netlist after packing only (about a second).
+
+    Why: an iCE40 logic cell holds one LUT4, one flip-flop and one carry, and
+    nextpnr gives a flip-flop or carry that cannot share a cell with the LUT
+    driving it (a register loaded from another register, a comparator's carry
+    chain) a cell of its own. A design can need far more ``ICESTORM_LC`` than
+    it has ``SB_LUT4`` (the digits ResNet-8 W4A4 at width 2, one lane per
+    layer: 6,058 SB_LUT4, 8,952 LCs), and only packing says how many. Runs
+    ``nextpnr-ice40 --pack-only`` next to the netlist; I/O cells are counted,
+    not placed, so an accelerator's wide ports do not matter. Returns
+    resource → ``{"used", "available"}`` (``ICESTORM_LC``, ``ICESTORM_RAM``, ...).
+    """
+    netlist = Path(netlist_json).resolve()
+    if not netlist.is_file():
+        raise InputError(f"netlist not found: {netlist}")
+    nextpnr = require_program(_NEXTPNR["ice40"])
+    work = netlist.parent
+    report, log = work / "pack.json", work / "pack.log"
+    report.unlink(missing_ok=True)
+    args = [nextpnr, f"--{device}", "--package", package, "--json", netlist.name, "--pack-only",
+            "--report", report.name, "-q", "-l", log.name]
+    try:
+        proc = subprocess.run(args, cwd=work, env=tool_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolFailedError(f"nextpnr --pack-only timed out after {timeout} s on {netlist}") from None
+    if proc.returncode != 0 or not report.exists():
+        text = (log.read_text(errors="replace") if log.exists() else "") + (proc.stderr or "")
+        errs = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
+        raise ToolFailedError(f"nextpnr --pack-only failed on {netlist}: {errs[-1] if errs else 'no message'} "
+                              f"(log: {log})")
+    data = json.loads(report.read_text())
+    return {k: {"used": int(v["used"]), "available": int(v["available"])}
+            for k, v in sorted(data.get("utilization", {}).items())}
+
+
+#: families whose board capacity counts logic cells that only packing gives (:data:`LOGIC_CELL`)
+PACKED_FAMILIES = ("ice40",)
+
+
+def with_logic_cells(counts: Mapping, netlist: str | os.PathLike, board: Board) -> dict:
+    """``counts`` with ``lut`` replaced by the logic cells nextpnr packs ``netlist`` into on ``board``.
+
+    On iCE40 a board's ``lut`` is its logic cells (one LUT4, one flip-flop and
+    one carry each): flip-flops and carries that cannot share a cell with a
+    LUT take cells of their own, so the SB_LUT4 count (kept as ``lut_sites``)
+    can be far below what placement needs. The check then uses the cells.
+    """
+    util = pack_logic_cells(netlist, device=board.device, package=board.package)
+    cells = util[LOGIC_CELL[board.family]]["used"]
+    return {**counts, "lut": cells, "lut_sites": counts["lut"], "logic_cells": cells}

@@ -390,7 +390,7 @@ def part_kind(instance: str) -> str:
 
 def synthesize_build(build_dir: str | os.PathLike, *, target: str, work_dir: str | os.PathLike, dsp: bool = True,
                      per_layer: bool = True, depth: int = 1, timeout: float | None = 3600,
-                     progress: Callable[[str], None] | None = None) -> dict:
+                     progress: Callable[[str], None] | None = None, write_netlist: bool = False) -> dict:
     """Synthesize a ``qhw build`` directory for ``target``: totals, and with ``per_layer`` the breakdown.
 
     With ``per_layer`` (the default) every direct child of the top module
@@ -399,7 +399,8 @@ def synthesize_build(build_dir: str | os.PathLike, *, target: str, work_dir: str
     array, requantizer, packer: ``stages`` per layer); without it the design
     is flattened as a whole and only totals come back. Returns
     :func:`breakdown`'s dictionary (``layers`` and ``glue`` empty when not
-    ``per_layer``).
+    ``per_layer``); with ``write_netlist`` its ``netlist`` is the path of the
+    JSON netlist (for :func:`qhw.backends.pnr.pack_logic_cells`).
     """
     from qhw.net.build import load_build
 
@@ -414,8 +415,11 @@ def synthesize_build(build_dir: str | os.PathLike, *, target: str, work_dir: str
             raise InputError(f"{verilog}: no module for layer instance(s) "
                              f"{', '.join(sorted(k.split('.', 1)[1] for k in known - set(keep)))}; rebuild it")
     report = synthesize([verilog], top=top, target=target, work_dir=work_dir, dsp=dsp, timeout=timeout,
-                        keep_hierarchy=keep, progress=progress)
-    return breakdown(report, manifest)
+                        keep_hierarchy=keep, progress=progress, write_netlist=write_netlist)
+    out = breakdown(report, manifest)
+    if write_netlist:
+        out["netlist"] = report.netlist_json
+    return out
 
 
 def _counts(d: Mapping, target: str | None = None) -> dict[str, int]:

@@ -96,18 +96,23 @@ def fps_figures(cycles: int, *, clock_mhz: float, fmax_mhz: float | None, lut: i
 
 def _confirm_with_bench_caches(spec, cfg, generators: str, builds: dict, progress):
     """A ``synthesize`` for :func:`qhw.net.fit.fit`: the candidate built and synthesized through the bench caches."""
+    from qhw.backends.pnr import PACKED_FAMILIES, with_logic_cells
+
     from .net import build_folds, synth_point
 
     def synthesize(net, cand, *, board, work, top, network_path, timeout, progress=progress):
         b = build_folds(net, spec, cand.folds, f"fit{cand.cycles}", cfg, generators=generators, progress=progress)
         builds[cand.cycles] = b
         man = b["manifest"]
-        s = synth_point(Path(b["dir"]) / man["verilog"], man["top"], board.family, cfg, progress=progress, dsp=False)
+        packs = board.family in PACKED_FAMILIES
+        s = synth_point(Path(b["dir"]) / man["verilog"], man["top"], board.family, cfg, progress=progress, dsp=False,
+                        write_netlist=packs)
         if "error" in s:
             raise ToolFailedError(f"yosys {board.family}: {s['error']}")
-        return {"lut": s["lut_sites"], "ff": s["ff"], "bram": s["bram"], "dsp": s["dsp"], "lut_cells": s["lut"],
-                "carry": s["carry"], "lutram": s["lutram"], "seconds": s["seconds"], "dsp_inference": False,
-                "cached": s["cached"]}
+        counts = {"lut": s["lut_sites"], "ff": s["ff"], "bram": s["bram"], "dsp": s["dsp"], "lut_cells": s["lut"],
+                  "carry": s["carry"], "lutram": s["lutram"], "seconds": s["seconds"], "dsp_inference": False,
+                  "cached": s["cached"]}
+        return with_logic_cells(counts, s["netlist"], board) if packs else counts
 
     return synthesize
 

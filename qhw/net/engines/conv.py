@@ -68,7 +68,8 @@ class ConvEngine(Engine):
     requant_form : {"auto", "thresholds", "mul_shift"}
         Which requantizer form to build where the IR gives both.
     weight_memory : {"auto", "lut", "block"}
-        Weight ROMs as LUTs or block RAM (see :class:`SystolicArray`).
+        Weight ROMs as LUTs or block RAM (see :class:`SystolicArray`); a
+        fold with ``weights="block"`` overrides it.
     buffer_memory : {"auto", "lut", "block"}
         The window generator's line buffer, likewise (see :class:`WindowGenerator`).
 
@@ -108,7 +109,8 @@ class ConvEngine(Engine):
         self.weights = weights
         self.array = SystolicArray(weights=weights, rows=fold.rows, cols=fold.cols, lanes=fold.lanes,
                                    weight_code=layer.weight_code.value, weight_bits=layer.weight_bits,
-                                   act_code=spec_in.code.value, act_bits=spec_in.bits, weight_memory=weight_memory)
+                                   act_code=spec_in.code.value, act_bits=spec_in.bits,
+                                   weight_memory=fold.weights if fold.weights != "auto" else weight_memory)
         acc_lo, acc_hi = layer.acc_lo, layer.acc_hi
         width = self.array.acc_width
         self.correction = None
