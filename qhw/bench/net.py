@@ -383,7 +383,7 @@ def synth_point(verilog: Path, top: str, target: str, cfg: NetBenchConfig, *,
     t0 = _now()
     try:
         r = synthesize([verilog], top=top, target=target, work_dir=work, dsp=dsp, timeout=cfg.synth_timeout,
-                       write_netlist=write_netlist)
+                       **({"write_netlist": True} if write_netlist else {}))
     except QhwError as exc:
         return {"error": str(exc), "seconds": round(_now() - t0, 1), "cached": False}
     result = {"lut": r.lut, "ff": r.ff, "carry": r.carry, "dsp": r.dsp, "lutram": r.lutram,
