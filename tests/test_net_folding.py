@@ -8,8 +8,8 @@ import pytest
 from qhw.errors import InputError
 from qhw.ir.graph import Conv, Dense
 from qhw.net.compile import compile_network
-from qhw.net.folding import (accelerator_luts, auto_folds, bottleneck_bound, candidates, conv_cycles,
-                             folds_for_target)
+from qhw.net.folding import (accelerator_luts, auto_folds, bottleneck_bound, candidate_targets, candidates,
+                             conv_cycles, folds_for_target)
 from qhw.net.top import Accelerator
 from net_layers import tiny_resnet
 
@@ -49,10 +49,24 @@ def test_lut_budget_gives_the_fastest_folds_the_engine_estimate_fits(net):
     folds = auto_folds(net, lut_budget=budget, progress=seen.append)
     assert accelerator_luts(net, folds) <= budget
     assert seen and all("cycles/frame ->" in s for s in seen)
-    # the next faster target that changes a fold no longer fits
+    # no faster target fits, not only the next one (the estimate is not monotone in the target)
     cycles = _engines_cycles(net, folds)
-    faster = folds_for_target(net, cycles - 1)
-    assert accelerator_luts(net, faster) > budget
+    faster = [t for t in candidate_targets(net) if t < cycles]
+    assert faster and all(accelerator_luts(net, folds_for_target(net, t)) > budget for t in faster)
+
+
+def test_lut_budget_scans_past_a_non_monotone_estimate(net, monkeypatch):
+    """A budget that the fastest and the slowest target fit but a middle one does not: a bisection
+    would settle on a slow target; the scan takes the fastest."""
+    import qhw.net.folding as folding
+
+    targets = candidate_targets(net)
+    assert len(targets) >= 3
+    fake = {repr(sorted(folds_for_target(net, t).items(), key=lambda kv: kv[0])): (
+        10 if t == targets[0] else 1000 if t == targets[(len(targets) - 1) // 2] else 12) for t in targets}
+    monkeypatch.setattr(folding, "accelerator_luts",
+                        lambda n, folds, family="xilinx": fake[repr(sorted(folds.items(), key=lambda kv: kv[0]))])
+    assert auto_folds(net, lut_budget=15) == folds_for_target(net, targets[0])
 
 
 def test_a_budget_below_the_smallest_fold_says_by_how_much(net):
