@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Sequence
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -238,6 +239,7 @@ LUTS_PER_BIT = {
     "mul_var_rom": 1.69,  # the same, the ROM having three words or more (not free on LUT4)
     "add": 0.35,        # bias adder bits above the product's zero low bits
     "clamp": 0.11,      # per clamp side that can act: y bits + output bits
+    "thr_table4": 0.0,  # LUT4 of a threshold table (lut4_table_luts): counted on TABLE4_FAMILIES only
 }
 
 
@@ -248,16 +250,47 @@ LUTS_PER_BIT = {
 #: 4 to 8 bits, 1 to 8 groups) and the requantizers of the tiny and digits w4a4 builds.
 LUT4_PER_BIT = {
     "ice40": {"cmp_const": 0.1, "cmp_var": 0.084, "rom": 2.206, "rom_small": 0.107, "count": 0.35,
-              "mul_const": 0.82, "mul_var": 1.545, "mul_var_rom": 2.228, "add": 1.407, "clamp": 0.0},
+              "mul_const": 0.82, "mul_var": 1.545, "mul_var_rom": 2.228, "add": 1.407, "clamp": 0.0,
+              "thr_table4": 1.0},
     "ecp5": {"cmp_const": 0.827, "cmp_var": 0.814, "rom": 2.527, "rom_small": 0.083, "count": 3.053,
-             "mul_const": 1.08, "mul_var": 2.301, "mul_var_rom": 4.265, "add": 0.248, "clamp": 0.996},
+             "mul_const": 1.08, "mul_var": 2.301, "mul_var_rom": 4.265, "add": 0.248, "clamp": 0.996,
+             "thr_table4": 0.0},
 }
 #: Gowin: ECP5's weights but for the multiplier, bias adder and tables, fitted on its own 26
 #: requantizers of the digits nets at 36,864 cycles (Σ estimate/yosys was 0.60 with ECP5's weights).
 LUT4_PER_BIT["gowin"] = {**LUT4_PER_BIT["ecp5"], "mul_const": 0.5, "mul_var": 3.76, "mul_var_rom": 6.97,
                          "add": 0.663, "rom": 2.166}
+#: Families whose threshold tables are estimated by their structure (lut4_table_luts, weight
+#: ``thr_table4``) instead of the LUT6 ROM model (``rom``, ``rom_small``). On iCE40 the LUT6 model
+#: put the 8- to 64-group thresholds of the digits ResNet-8 W4A4 at 36,864 cycles/frame at 0.31-0.49
+#: of yosys (s1.b1.conv1, s2.b1.conv1, s3.b1.conv1: 70, 257, 524 LUT against 226, 531, 1,075); the
+#: structural count at weight 1 (a least-squares fit of relative error gave 0.99) puts them and the
+#: 16-group stem at 0.93-1.10. ECP5 and Gowin keep the LUT6 model until measured the same way.
+TABLE4_FAMILIES = ("ice40",)
 #: The families the estimates cover (a serial mul-shift form is chosen only where it is cheaper on all).
 FAMILIES_ESTIMATED = ("xilinx", *LUT4_PER_BIT)
+
+
+def lut4_table_luts(words: Sequence[int], bits: int) -> int:
+    """LUT4 a ``len(words)``-word table of ``bits`` bits takes, bit column by bit column.
+
+    A column that is constant, or one address bit or its complement, needs no
+    LUT; equal columns are one. Each other column is one LUT4 up to 16 words,
+    and ``2·ceil(depth / 16) − 1`` past that (16-word leaves and a 2:1 mux LUT4
+    per pair: a LUT4 has no wide-mux primitive beside it). The exact structure
+    of the words, where :func:`qhw.hw.array.cost.rom_luts` is the LUT6 model.
+    """
+    depth = len(words)
+    if depth <= 1:
+        return 0
+    full = (1 << depth) - 1
+    trivial = {0, full}
+    for a in range((depth - 1).bit_length()):
+        col = sum(((g >> a) & 1) << g for g in range(depth))
+        trivial |= {col, col ^ full}
+    cols = {sum(((int(w) >> b) & 1) << g for g, w in enumerate(words)) for b in range(bits)}
+    per = 1 if depth <= 16 else 2 * math.ceil(depth / 16) - 1
+    return per * len(cols - trivial)
 
 
 def _popcount_bits(n: int) -> int:
@@ -514,6 +547,7 @@ class ThresholdRequantizer(_Requantizer):
                     f["rom"] += rom_luts(self.groups, len(cols) * cw + 1)
                 elif self.groups > 2:
                     f["rom_small"] += rom_luts(self.groups, len(cols) * cw + 1)
+                f["thr_table4"] += lut4_table_luts(words, len(cols) * cw + 1)
             f["count"] += _popcount_bits(len(cols)) + (self.out_bits if self.always[c] else 0)
         return f
 
@@ -529,7 +563,10 @@ class ThresholdRequantizer(_Requantizer):
         # features() walks every lane's ROM words, and the estimate is asked for once per family: walk once.
         if "_features" not in self.__dict__:
             self._features = self.features()
-        return self._estimate(self._features, family)
+        f = self._features
+        if family in TABLE4_FAMILIES:  # the threshold table counted structurally, not by the LUT6 model
+            f = {**f, "rom": 0.0, "rom_small": 0.0}
+        return self._estimate(f, family)
 
 
 class MulShiftRequantizer(_Requantizer):
@@ -746,7 +783,10 @@ class MulShiftRequantizer(_Requantizer):
         # features() walks every lane's ROM words, and the estimate is asked for once per family: walk once.
         if "_features" not in self.__dict__:
             self._features = self.features()
-        return self._estimate(self._features, family)
+        f = self._features
+        if family in TABLE4_FAMILIES:  # the threshold table counted structurally, not by the LUT6 model
+            f = {**f, "rom": 0.0, "rom_small": 0.0}
+        return self._estimate(f, family)
 
 
 def _lut_of(rq) -> int:
