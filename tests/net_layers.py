@@ -144,3 +144,19 @@ def tiny_resnet(rng, *, c_in=1, h=6, w=5, width=4, classes=3, n=16, projection=F
     add_layer_(Dense(**args, requant=logit_requant(rng.uniform(0.5, 1.5, classes) * 1e-3,
                                                     rng.normal(size=classes), probe.acc_lo, probe.acc_hi)))
     return Network(tuple(layers), output="fc"), x0
+
+
+def one_lane_tiny_net(root):
+    """The tiny residual network saved under ``root`` with a fold file putting every conv / dense layer at
+    one MAC lane: ``(net, net.json path, conv / dense layers, fold file path)``."""
+    import json
+
+    from qhw.ir.graph import Conv, Dense
+    from qhw.ir.serialize import save_network
+
+    net, _ = tiny_resnet(np.random.default_rng(0))
+    path = save_network(net, root / "net.json")
+    mac = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
+    fold_file = root / "folds.json"
+    fold_file.write_text(json.dumps({"layers": {l.name: {"rows": 1, "cols": 1, "lanes": 1} for l in mac}}))
+    return net, path, mac, fold_file

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from qhw.hw.requant_serial import SerialMulShiftRequantizer
-from qhw.ir.graph import Conv, Dense
-from qhw.ir.serialize import save_network
 from qhw.net.engines import build_engine
 from qhw.net.fold import Fold
 from qhw.net.simulate import simulate_build, synthetic_images
-from net_layers import tiny_resnet
+from net_layers import one_lane_tiny_net
 from sim_hw_support import require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
@@ -25,11 +22,7 @@ pytestmark = pytest.mark.hdl_sim
 def test_tiny_net_with_serial_requantizers_on_verilator(tmp_path_factory, qhw_cli):
     require_simulator("verilator")
     root = tmp_path_factory.mktemp("serial_net")
-    net, _ = tiny_resnet(np.random.default_rng(0))
-    path = save_network(net, root / "net.json")
-    mac = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
-    fold_file = root / "folds.json"
-    fold_file.write_text(json.dumps({"layers": {l.name: {"rows": 1, "cols": 1, "lanes": 1} for l in mac}}))
+    net, path, mac, fold_file = one_lane_tiny_net(root)
     out = root / "build"
     proc = qhw_cli("build", str(path), "--out", str(out), "--fold", str(fold_file), "--requant-style", "serial",
                    "--json")

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from qhw.ir.graph import Conv, Dense
-from qhw.ir.serialize import save_network
 from qhw.net.simulate import simulate_build, synthetic_images
-from net_layers import tiny_resnet
+from net_layers import one_lane_tiny_net
 from sim_hw_support import require_simulator, sim_cache
 
 pytestmark = pytest.mark.hdl_sim
@@ -22,11 +19,7 @@ pytestmark = pytest.mark.hdl_sim
 def test_tiny_net_with_block_weights_on_verilator(tmp_path_factory, qhw_cli):
     require_simulator("verilator")
     root = tmp_path_factory.mktemp("block_weights_net")
-    net, _ = tiny_resnet(np.random.default_rng(0))
-    path = save_network(net, root / "net.json")
-    mac = [l for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
-    fold_file = root / "folds.json"
-    fold_file.write_text(json.dumps({"layers": {l.name: {"rows": 1, "cols": 1, "lanes": 1} for l in mac}}))
+    net, path, mac, fold_file = one_lane_tiny_net(root)
     manifests = {}
     for memory in ("auto", "block"):
         out = root / memory
