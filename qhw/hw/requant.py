@@ -237,6 +237,7 @@ LUTS_PER_BIT = {
     "mul_const": 0.70,  # shift-add adder bits of a constant multiplier (CSD digits)
     "mul_var": 1.69,    # partial-product bits of a multiplier by a ROM word (its small ROMs fold in)
     "mul_var_rom": 1.69,  # the same, the ROM having three words or more (not free on LUT4)
+    "mul_var_rom4": 1.69,  # the same, the ROM of three or four words over at most four groups (see below)
     "add": 0.35,        # bias adder bits above the product's zero low bits
     "clamp": 0.11,      # per clamp side that can act: y bits + output bits
     "thr_table4": 0.0,  # LUT4 of a threshold table (lut4_table_luts): counted on TABLE4_FAMILIES only
@@ -248,18 +249,25 @@ LUTS_PER_BIT = {
 #: a two-word table costs almost no LUT4), ECP5 / Gowin count the LUT4 of their carry cells. Fitted
 #: like LUTS_PER_BIT on calibration requantizers (thresholds: 2 to 4 bits, 1 to 6 groups; mul-shift:
 #: 4 to 8 bits, 1 to 8 groups) and the requantizers of the tiny and digits w4a4 builds.
+#: ECP5 ``mul_var_rom4`` (tables over at most four groups), ``mul_const``, ``add`` and ``clamp`` were
+#: refitted on the requantizers of the digits w4a4 net at 2,304 and 36,864 cycles and resnet8-mlperf at
+#: 36,864 (each stage kept as a module, ``synthesize_build(depth=2)``, ``-nodsp``): a four-group table
+#: counted as ``mul_var_rom`` (4.265) put those 8-lane requantizers at 1.49-1.53 of yosys, ``mul_var_rom4``
+#: 2.77 at 0.98-1.01; the residual adders' requantizers went from 0.98-1.29 to 0.85-1.12.
 LUT4_PER_BIT = {
     "ice40": {"cmp_const": 0.1, "cmp_var": 0.084, "rom": 2.206, "rom_small": 0.107, "count": 0.35,
-              "mul_const": 0.82, "mul_var": 1.545, "mul_var_rom": 2.228, "add": 1.407, "clamp": 0.0,
-              "thr_table4": 1.0},
+              "mul_const": 0.82, "mul_var": 1.545, "mul_var_rom": 2.228, "mul_var_rom4": 2.228, "add": 1.407,
+              "clamp": 0.0, "thr_table4": 1.0},
     "ecp5": {"cmp_const": 0.827, "cmp_var": 0.814, "rom": 2.527, "rom_small": 0.083, "count": 3.053,
-             "mul_const": 1.08, "mul_var": 2.301, "mul_var_rom": 4.265, "add": 0.248, "clamp": 0.996,
-             "thr_table4": 0.0},
+             "mul_const": 0.815, "mul_var": 2.301, "mul_var_rom": 4.265, "mul_var_rom4": 2.77, "add": 0.294,
+             "clamp": 0.863, "thr_table4": 0.0},
 }
 #: Gowin: ECP5's weights but for the multiplier, bias adder and tables, fitted on its own 26
 #: requantizers of the digits nets at 36,864 cycles (Σ estimate/yosys was 0.60 with ECP5's weights).
-LUT4_PER_BIT["gowin"] = {**LUT4_PER_BIT["ecp5"], "mul_const": 0.5, "mul_var": 3.76, "mul_var_rom": 6.97,
-                         "add": 0.663, "rom": 2.166}
+#: (Spelled out, not derived from ECP5's: ECP5's ``mul_var_rom4`` was refitted on its own.)
+LUT4_PER_BIT["gowin"] = {"cmp_const": 0.827, "cmp_var": 0.814, "rom": 2.166, "rom_small": 0.083, "count": 3.053,
+                         "mul_const": 0.5, "mul_var": 3.76, "mul_var_rom": 6.97, "mul_var_rom4": 6.97,
+                         "add": 0.663, "clamp": 0.996, "thr_table4": 0.0}
 #: Families whose threshold tables are estimated by their structure (lut4_table_luts, weight
 #: ``thr_table4``) instead of the LUT6 ROM model (``rom``, ``rom_small``). On iCE40 the LUT6 model
 #: put the 8- to 64-group thresholds of the digits ResNet-8 W4A4 at 36,864 cycles/frame at 0.31-0.49
@@ -760,6 +768,11 @@ class MulShiftRequantizer(_Requantizer):
                 # doubling past 4 words on all three families).
                 if len(set(mwords)) <= 2:
                     f["mul_var"] += self.acc_width * mw
+                elif self.groups <= 4:
+                    # A table over at most four groups: each multiplier bit is a function of the group
+                    # counter's two bits (its own kind: on ECP5 it still fits the LUT4 of the carry cell
+                    # adding the partial product, with the accumulator bit and the running sum).
+                    f["mul_var_rom4"] += self.acc_width * mw
                 else:
                     f["mul_var_rom"] += self.acc_width * mw * (1 + DEEP_TABLE_STEP * math.log2(max(self.groups, 4) / 4))
                 zeros = 0
