@@ -796,10 +796,7 @@ class MulShiftRequantizer(_Requantizer):
         # features() walks every lane's ROM words, and the estimate is asked for once per family: walk once.
         if "_features" not in self.__dict__:
             self._features = self.features()
-        f = self._features
-        if family in TABLE4_FAMILIES:  # the threshold table counted structurally, not by the LUT6 model
-            f = {**f, "rom": 0.0, "rom_small": 0.0}
-        return self._estimate(f, family)
+        return self._estimate(self._features, family)
 
 
 def _lut_of(rq) -> int:
