@@ -292,7 +292,7 @@ def flash_file(build_dir: str | os.PathLike, *, board: str | Board, baud: float 
     ""). ``work_dir`` replaces ``BUILD/board/<board>/`` (the bitstream then
     goes into it too): a build directory shared by several runs stays as it is.
     """
-    from qhw.backends.pnr import PACKED_FAMILIES, with_logic_cells
+    from qhw.backends.pnr import utilization, with_logic_cells
     from qhw.backends.synth import synthesize
     from qhw.backends.verilog import to_verilog
     from qhw.net.build import load_build
@@ -332,8 +332,8 @@ def flash_file(build_dir: str | os.PathLike, *, board: str | Board, baud: float 
     seconds["synth"] = round(time.monotonic() - t0, 1)
     counts = rep.counts()
     say("  yosys: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
-    if b.family in PACKED_FAMILIES:  # the board's LUTs are logic cells: packing says how many (seconds)
-        counts = with_logic_cells(counts, rep.netlist_json, b)
+    counts = with_logic_cells(counts, rep.netlist_json, b)  # iCE40: the board's LUTs are packed logic cells
+    if "logic_cells" in counts:
         say(f"  nextpnr --pack-only: {counts['logic_cells']} logic cells of {b.resources['lut']}")
     problem = fit_problems(counts, b, manifest)
     if problem:
@@ -360,8 +360,7 @@ def flash_file(build_dir: str | os.PathLike, *, board: str | Board, baud: float 
     if not clocks:
         raise ToolFailedError(f"nextpnr reported no clock for {name} (log: {log})")
     fmax = min(c["achieved"] for c in clocks.values())
-    util = {k: {"used": int(v["used"]), "available": int(v["available"])}
-            for k, v in sorted(data.get("utilization", {}).items())}
+    util = utilization(data)
 
     out = ""
     if bitstream:

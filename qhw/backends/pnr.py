@@ -123,24 +123,35 @@ def place_and_route(
     args = [nextpnr, f"--{board.device}", "--package", board.package, "--json", "synth/netlist.json",
             "--report", report.name, "--freq", str(freq), "--seed", str(seed), "-q", "-l", log.name]
     args.append("--pcf-allow-unconstrained" if board.family == "ice40" else "--lpf-allow-unconstrained")
-    try:
-        proc = subprocess.run(args, cwd=work, env=tool_env(), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ToolFailedError(f"nextpnr timed out after {timeout} s on {top} for {device}") from None
-    if proc.returncode != 0 or not report.exists():
-        text = (log.read_text(errors="replace") if log.exists() else "") + (proc.stderr or "")
-        errs = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
-        raise ToolFailedError(f"nextpnr failed on {top} for {device}: {errs[-1] if errs else 'no message'} (log: {log})")
-    data = json.loads(report.read_text())
+    data = _run_nextpnr(args, work, report, log, tool="nextpnr", subject=f"{top} for {device}", timeout=timeout)
     clocks = data.get("fmax", {})
     if not clocks:
         raise ToolFailedError(f"nextpnr reported no clock for {top}: is the clock port named 'clk'? (log: {log})")
     achieved = min(c["achieved"] for c in clocks.values())
     constraint = min(c["constraint"] for c in clocks.values())
-    util = {k: {"used": int(v["used"]), "available": int(v["available"])}
-            for k, v in sorted(data.get("utilization", {}).items())}
-    return PnrReport(board.name, board.family, top, round(achieved, 2), constraint, util, harness, str(log))
+    return PnrReport(board.name, board.family, top, round(achieved, 2), constraint, utilization(data), harness,
+                     str(log))
+
+
+def _run_nextpnr(args: list[str], work: Path, report: Path, log: Path, *, tool: str, subject: str,
+                 timeout: float | None) -> dict:
+    """Run nextpnr in ``work`` (stdout discarded, ``log`` and ``report`` written) and read the report."""
+    try:
+        proc = subprocess.run(args, cwd=work, env=tool_env(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolFailedError(f"{tool} timed out after {timeout} s on {subject}") from None
+    if proc.returncode != 0 or not report.exists():
+        text = (log.read_text(errors="replace") if log.exists() else "") + (proc.stderr or "")
+        errs = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
+        raise ToolFailedError(f"{tool} failed on {subject}: {errs[-1] if errs else 'no message'} (log: {log})")
+    return json.loads(report.read_text())
+
+
+def utilization(report: Mapping) -> dict[str, dict[str, int]]:
+    """A nextpnr ``--report`` document's utilization: resource -> ``{"used", "available"}``."""
+    return {k: {"used": int(v["used"]), "available": int(v["available"])}
+            for k, v in sorted(report.get("utilization", {}).items())}
 
 
 #: nextpnr's name for a logic cell per family (one LUT4 + one flip-flop + one carry on iCE40)
@@ -170,33 +181,27 @@ def pack_logic_cells(netlist_json: str | os.PathLike, *, device: str, package: s
     report.unlink(missing_ok=True)
     args = [nextpnr, f"--{device}", "--package", package, "--json", netlist.name, "--pack-only",
             "--report", report.name, "-q", "-l", log.name]
-    try:
-        proc = subprocess.run(args, cwd=work, env=tool_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ToolFailedError(f"nextpnr --pack-only timed out after {timeout} s on {netlist}") from None
-    if proc.returncode != 0 or not report.exists():
-        text = (log.read_text(errors="replace") if log.exists() else "") + (proc.stderr or "")
-        errs = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
-        raise ToolFailedError(f"nextpnr --pack-only failed on {netlist}: {errs[-1] if errs else 'no message'} "
-                              f"(log: {log})")
-    data = json.loads(report.read_text())
-    return {k: {"used": int(v["used"]), "available": int(v["available"])}
-            for k, v in sorted(data.get("utilization", {}).items())}
+    return utilization(_run_nextpnr(args, work, report, log, tool="nextpnr --pack-only", subject=str(netlist),
+                                    timeout=timeout))
 
 
 #: families whose board capacity counts logic cells that only packing gives (:data:`LOGIC_CELL`)
 PACKED_FAMILIES = ("ice40",)
 
 
-def with_logic_cells(counts: Mapping, netlist: str | os.PathLike, board: Board) -> dict:
+def with_logic_cells(counts: Mapping, netlist: str | os.PathLike | None, board: Board) -> dict:
     """``counts`` with ``lut`` replaced by the logic cells nextpnr packs ``netlist`` into on ``board``.
 
     On iCE40 a board's ``lut`` is its logic cells (one LUT4, one flip-flop and
     one carry each): flip-flops and carries that cannot share a cell with a
     LUT take cells of their own, so the SB_LUT4 count (kept as ``lut_sites``)
     can be far below what placement needs. The check then uses the cells.
+    Off :data:`PACKED_FAMILIES` ``counts`` come back as they are (and no
+    netlist is needed: synthesize with ``write_netlist=board.family in
+    PACKED_FAMILIES``).
     """
+    if board.family not in PACKED_FAMILIES:
+        return dict(counts)
     util = pack_logic_cells(netlist, device=board.device, package=board.package)
     cells = util[LOGIC_CELL[board.family]]["used"]
     return {**counts, "lut": cells, "lut_sites": counts["lut"], "logic_cells": cells}

@@ -104,15 +104,14 @@ def _confirm_with_bench_caches(spec, cfg, generators: str, builds: dict, progres
         b = build_folds(net, spec, cand.folds, f"fit{cand.cycles}", cfg, generators=generators, progress=progress)
         builds[cand.cycles] = b
         man = b["manifest"]
-        packs = board.family in PACKED_FAMILIES
         s = synth_point(Path(b["dir"]) / man["verilog"], man["top"], board.family, cfg, progress=progress, dsp=False,
-                        write_netlist=packs)
+                        write_netlist=board.family in PACKED_FAMILIES)
         if "error" in s:
             raise ToolFailedError(f"yosys {board.family}: {s['error']}")
         counts = {"lut": s["lut_sites"], "ff": s["ff"], "bram": s["bram"], "dsp": s["dsp"], "lut_cells": s["lut"],
                   "carry": s["carry"], "lutram": s["lutram"], "seconds": s["seconds"], "dsp_inference": False,
                   "cached": s["cached"]}
-        return with_logic_cells(counts, s["netlist"], board) if packs else counts
+        return with_logic_cells(counts, s.get("netlist"), board)
 
     return synthesize
 

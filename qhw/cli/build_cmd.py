@@ -32,6 +32,7 @@ def run(args):
     from qhw.errors import InputError
     from qhw.ir.serialize import load_network
     from qhw.net.build import build, load_folds
+    from qhw.cli.fit_cmd import fold_style_of
     from qhw.net.folding import auto_folds, with_fold_options
 
     board_opts = [o for o, v in (("--lut-margin", args.lut_margin), ("--bram-margin", args.bram_margin),
@@ -52,7 +53,7 @@ def run(args):
         raise InputError("--target-cycles and --lut-budget go with --fold auto")
     else:
         folds = load_folds(args.fold, net) if args.fold else None
-    folds = with_fold_options(net, folds, requant=args.requant_style, weights=args.weight_memory)
+    folds = with_fold_options(net, folds, **fold_style_of(args))
     res = build(net, args.out, folds=folds, top=args.top, network_path=str(Path(args.network).resolve()),
                 keep=args.keep, progress=progress)
     return _result(res)

@@ -317,14 +317,14 @@ def _synthesize(net, cand: Candidate, *, board: Board, work: Path, top: str, net
 
     res = build(net, work / f"c{cand.cycles}", folds=cand.folds, top=top, network_path=network_path)
     progress(f"fit: confirming {_n(cand.cycles)} cycles/frame with yosys ({board.family}, flat, DSP off) ...")
-    packs = board.family in PACKED_FAMILIES
     r = synthesize_build(res.out, target=board.family, work_dir=work / f"synth{cand.cycles}", dsp=False,
-                         per_layer=False, timeout=timeout, progress=progress, write_netlist=packs)
+                         per_layer=False, timeout=timeout, progress=progress,
+                         write_netlist=board.family in PACKED_FAMILIES)
     t = r["total"]
     # lut: LUT sites (CCU2C = 2 LUT4, RAM32M = 4 LUT6), what a device's LUT capacity counts
     counts = {"lut": t["lut_sites"], "ff": t["ff"], "bram": t["bram"], "dsp": t["dsp"], "lut_cells": t["lut"],
               "carry": t["carry"], "lutram": t["lutram"], "seconds": r["seconds"], "dsp_inference": False}
-    return with_logic_cells(counts, r["netlist"], board) if packs else counts
+    return with_logic_cells(counts, r.get("netlist"), board)
 
 
 def fit(net: Network, *, board: Board, margins: Margins = Margins(), confirm: bool = True,
