@@ -208,11 +208,11 @@ def test_choose_requantizer_takes_the_serial_form_only_where_it_fits_and_is_chea
     serial = choose_requantizer(th, **kw, interval=9)
     assert type(serial) is SerialMulShiftRequantizer and serial.interval <= 9
     assert serial.estimate_resources()["lut"] < today.estimate_resources()["lut"]
-    assert type(choose_requantizer(th, **kw, interval=9, form="thresholds")) is ThresholdRequantizer
-    # no mul-shift form: exactly today's thresholds, whatever the interval
+    assert isinstance(choose_requantizer(th, **kw, interval=9, form="thresholds"), ThresholdRequantizer)
+    # no mul-shift form: never the serial one, whatever the interval (thresholds, searched or not:
+    # test_hw_requant_search)
     th2, lo2, hi2, w2 = ir_problem(6, 12, "unsigned", 2, seed=4, with_mul_shift=False)
     kw2 = dict(acc_lo=lo2, acc_hi=hi2, acc_width=w2, lanes=2)
-    assert (to_verilog(choose_requantizer(th2, **kw2, interval=36), name="rq")
-            == to_verilog(choose_requantizer(th2, **kw2), name="rq"))
+    assert isinstance(choose_requantizer(th2, **kw2, interval=36), ThresholdRequantizer)
     with pytest.raises(ValueError, match="interval"):
         choose_requantizer(th, **kw, interval=0)

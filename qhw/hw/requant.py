@@ -559,6 +559,11 @@ class ThresholdRequantizer(_Requantizer):
             f["count"] += _popcount_bits(len(cols)) + (self.out_bits if self.always[c] else 0)
         return f
 
+    def comparator_bits(self) -> int:
+        """Comparator bits built: ``cmp_width`` per active threshold column of each lane. On iCE40 each
+        is a carry cell with no LUT beside it (a whole logic cell), which the LUT estimate leaves out."""
+        return sum(len(cols) for cols in self.active) * self.cmp_width
+
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         """Xilinx 7-series LUT / FF figures without DSPs (see :data:`LUTS_PER_BIT` for the fit).
 
@@ -803,6 +808,15 @@ def _lut_of(rq) -> int:
     return rq.estimate_resources()["lut"]
 
 
+def _cost(rq, family: str) -> int:
+    """What choosing a form saves on ``family``: its LUTs, plus on iCE40 the threshold comparators'
+    carry cells (:meth:`ThresholdRequantizer.comparator_bits`), which take a logic cell each."""
+    lut = rq.estimate_resources(family)["lut"]
+    if family == "ice40" and isinstance(rq, ThresholdRequantizer):
+        lut += rq.comparator_bits()
+    return lut
+
+
 def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, form: str = "auto",
                        interval: int = 1):
     """Build the hardware requantizer of an IR requantizer, the cheaper form where both exist.
@@ -866,6 +880,17 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
                          f"({'; '.join(reasons)})")
     best = min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
     parallel = next((b for b in built if isinstance(b, MulShiftRequantizer)), None)
+    thresholds = next((b for b in built if isinstance(b, ThresholdRequantizer)), None)
+    if interval > 1 and thresholds is not None:
+        from .requant_search import SearchThresholdRequantizer  # imports this module
+
+        search = SearchThresholdRequantizer.for_parallel(thresholds, interval=interval)
+        # Like the serial mul-shift form below: only where it is cheaper on every family, counting the
+        # iCE40 comparators' carry cells (one logic cell a bit, no LUT beside them) on both sides.
+        if search is not None:
+            built.append(search)
+            if all(_cost(search, f) < _cost(best, f) for f in FAMILIES_ESTIMATED):
+                best = search
     if interval > 1 and parallel is not None:
         from .requant_serial import SerialMulShiftRequantizer  # imports this module
 
@@ -875,7 +900,7 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         # can still be cheaper than it there).
         if serial is not None:
             built.append(serial)
-            if all(serial.estimate_resources(f)["lut"] < best.estimate_resources(f)["lut"] for f in FAMILIES_ESTIMATED):
+            if all(_cost(serial, f) < _cost(best, f) for f in FAMILIES_ESTIMATED):
                 best = serial
     for other in built:
         if other is not best:  # built only to be costed: no "never used" warning for it
