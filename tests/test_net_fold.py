@@ -12,7 +12,7 @@ import pytest
 
 from qhw.backends.verilog import to_verilog
 from qhw.ir.graph import Conv, Dense
-from qhw.hw.requant import MulShiftRequantizer
+from qhw.hw.requant import MulShiftRequantizer, ThresholdRequantizer
 from qhw.hw.requant_serial import SerialMulShiftRequantizer
 from qhw.net.compile import parse_fold_config
 from qhw.net.engines import build_engine
@@ -57,12 +57,25 @@ def test_serial_engines_keep_their_cycles():
         assert ser.estimate_cycles(2) == par.estimate_cycles(2) + ser.requant.latency - 1
         for family in ("xilinx", "ice40", "ecp5", "gowin"):
             assert ser.estimate_resources(family)["lut"] < par.estimate_resources(family)["lut"]
-    # what the serial form does not beat on every family stays exactly as it was: the 4-bit stem's
-    # thresholds (cheaper on iCE40's carry chains), one group of constant multipliers (shift-adds)
-    for fold in (slow, Fold(rows=1, cols=4, lanes=1)):
+    # the 4-bit stem's thresholds become a binary search (one comparator a lane, a few of its 9 cycles a beat),
+    # both where parallel thresholds and where parallel multipliers were chosen; cycles per frame kept
+    from qhw.hw.requant import _cost
+    from qhw.hw.requant_search import SearchThresholdRequantizer
+
+    for fold, kind in ((slow, ThresholdRequantizer), (Fold(rows=1, cols=4, lanes=1), MulShiftRequantizer)):
         par = build_engine(net["stem"], fold=fold)
         ser = build_engine(net["stem"], fold=dataclasses.replace(fold, requant="serial"))
-        assert type(ser.requant) is type(par.requant) is not SerialMulShiftRequantizer
+        assert type(par.requant) is kind and type(ser.requant) is SearchThresholdRequantizer
+        assert 1 < ser.requant.steps <= ser.requant.interval <= ser.window.sf
+        assert ser.cycles_per_frame() == par.cycles_per_frame()
+        for family in ("xilinx", "ice40", "ecp5", "gowin"):
+            assert _cost(ser.requant, family) < _cost(par.requant, family)
+    # what no serial form fits or beats on every family stays exactly as it was: the fc's multipliers
+    # at one beat a cycle (SF 1) and at 4 lanes (the serial form costs the same or more there)
+    for fold in (Fold(rows=9, cols=1, lanes=1), Fold(rows=1, cols=4, lanes=1)):
+        par = build_engine(net["fc"], fold=fold)
+        ser = build_engine(net["fc"], fold=dataclasses.replace(fold, requant="serial"))
+        assert type(ser.requant) is type(par.requant) is MulShiftRequantizer
         assert to_verilog(ser, name="e") == to_verilog(par, name="e")
 
 

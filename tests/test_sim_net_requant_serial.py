@@ -1,6 +1,7 @@
 """``qhw build --requant-style serial``: the tiny residual network with every conv / dense layer at one MAC
-lane (rows = cols = lanes = 1) and serial requantizers, run on Verilator with stalls: every layer bit-exact
-against the golden model, cycles per frame equal to the manifest's (the serial form's interval fits each
+lane (rows = cols = lanes = 1) and serial requantizers (digit-serial multiply-shift, binary-search
+thresholds), run on Verilator with stalls: every layer bit-exact
+against the golden model, cycles per frame equal to the manifest's (each serial form's interval fits its
 engine's SF, so it costs no cycle)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 
 import pytest
 
+from qhw.hw.requant_search import SearchThresholdRequantizer
 from qhw.hw.requant_serial import SerialMulShiftRequantizer
 from qhw.net.engines import build_engine
 from qhw.net.fold import Fold
@@ -30,12 +32,13 @@ def test_tiny_net_with_serial_requantizers_on_verilator(tmp_path_factory, qhw_cl
     man = json.loads((out / "manifest.json").read_text())
     folds = {l["name"]: l["fold"] for l in man["layers"]}
     assert all(folds[l.name] == {"rows": 1, "cols": 1, "lanes": 1, "simd": 1, "requant": "serial"} for l in mac)
-    # the 7-bit signed residual arm and the logits layer build the serial form, at an interval within
-    # their SF (the 4-bit stem and conv1 keep thresholds: cheaper on iCE40)
+    # the 7-bit signed residual arm and the logits layer build the digit-serial multiply-shift form, the
+    # 4-bit stem and conv1 the binary-search thresholds, each at an interval within its SF
     engines = {l.name: build_engine(l, fold=Fold(rows=1, cols=1, lanes=1, requant="serial")) for l in mac}
-    serial = {n for n, e in engines.items() if type(e.requant) is SerialMulShiftRequantizer}
-    assert serial == {"b.conv2", "fc"}
-    assert all(1 < engines[n].requant.interval <= engines[n].window.sf for n in serial)
+    forms = {n: type(e.requant) for n, e in engines.items()}
+    assert forms == {"stem": SearchThresholdRequantizer, "b.conv1": SearchThresholdRequantizer,
+                     "b.conv2": SerialMulShiftRequantizer, "fc": SerialMulShiftRequantizer}
+    assert all(1 < e.requant.interval <= e.window.sf for e in engines.values())
     images = synthetic_images(net.input.out, 3, seed=5)
     rep = simulate_build(out, images=images, simulator="verilator", stall=0.2, seed=2,
                          cache_dir=sim_cache(tmp_path_factory), throughput_frames=2, progress=lambda _: None)

@@ -21,9 +21,10 @@ def add_fit_options(p, *, board_required: bool) -> None:
 def add_fold_style_options(p) -> None:
     """How every conv / dense engine is built, whatever its fold (``qhw build`` and ``qhw fit``)."""
     p.add_argument("--requant-style", choices=("parallel", "serial"), default="parallel",
-                   help="serial: every conv / dense layer may build its multiply-shift requantizer digit-serially "
-                        "where that fits its SF cycles per output beat and costs fewer LUTs (the layer's cycles do "
-                        "not change; recorded per layer in the manifest's fold); default parallel")
+                   help="serial: every conv / dense layer may build its requantizer over several cycles a beat "
+                        "(multiply-shift digit-serially, thresholds by binary search) where that fits its SF cycles "
+                        "per output beat and costs fewer LUTs (the layer's cycles do not change; recorded per layer "
+                        "in the manifest's fold); default parallel")
     p.add_argument("--weight-memory", choices=("auto", "block"), default="auto",
                    help="block: every conv / dense layer keeps its weight ROMs in block RAM (LUTs traded for block "
                         "RAM, same cycles; recorded per layer in the manifest's fold); default auto (by table size)")

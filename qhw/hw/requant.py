@@ -24,10 +24,14 @@ Two exact forms of :mod:`qhw.ir.intmath`, built from the IR's
   over the constant's canonical signed digits (:func:`csd`); a clamp side the
   exact bounds never reach is left out.
 
-A third, :class:`qhw.hw.requant_serial.SerialMulShiftRequantizer`, is the mul-shift form with the
-product formed a few multiplier bits per cycle (one adder per lane instead of a multiplier), for
-layers whose array emits a beat only every SF cycles; :func:`choose_requantizer` considers it when
-given an ``interval`` above 1.
+Two more are the same functions spread over several cycles a beat, for layers whose array emits a
+beat only every SF cycles; :func:`choose_requantizer` considers them when given an ``interval`` above 1:
+
+* :class:`qhw.hw.requant_serial.SerialMulShiftRequantizer` — the mul-shift form with the product
+  formed a few multiplier bits per cycle (one adder per lane instead of a multiplier);
+* :class:`qhw.hw.requant_search.SearchThresholdRequantizer` — the threshold form as a binary search
+  over each channel's sorted thresholds, one comparator per lane and ``levels.bit_length()`` cycles
+  a beat instead of ``levels`` comparators.
 
 All emit the same raw codes for the same IR requantizer; ``reference()``
 gives those codes, ``reference_values()`` the IR values (what
@@ -834,15 +838,17 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
         the lower ``estimate_resources()["lut"]`` (thresholds on a tie);
         the others force one form.
     interval : int
-        Cycles the requantizer may take per beat (the engine's SF). Above 1, where the mul-shift form
-        exists (``auto`` or ``mul_shift``), the cheapest
-        :class:`~qhw.hw.requant_serial.SerialMulShiftRequantizer` whose ``interval`` fits is costed
-        too (``SerialMulShiftRequantizer.for_interval``) and replaces the choice above only when its
-        LUT estimate is lower on every family of :data:`FAMILIES_ESTIMATED`; at 1 nothing changes.
+        Cycles the requantizer may take per beat (the engine's SF). Above 1, where the threshold form
+        was built, its :class:`~qhw.hw.requant_search.SearchThresholdRequantizer` (when its ``steps``
+        fit) is costed; then, where the mul-shift form exists (``auto`` or ``mul_shift``), the
+        cheapest :class:`~qhw.hw.requant_serial.SerialMulShiftRequantizer` whose ``interval`` fits
+        (``SerialMulShiftRequantizer.for_interval``). Each replaces the choice so far only when its
+        cost is lower on every family of :data:`FAMILIES_ESTIMATED` (the LUT estimate, plus on iCE40
+        the threshold comparators' carry cells: ``_cost``); at 1 nothing changes.
 
     Returns
     -------
-    ThresholdRequantizer, MulShiftRequantizer or SerialMulShiftRequantizer
+    ThresholdRequantizer, SearchThresholdRequantizer, MulShiftRequantizer or SerialMulShiftRequantizer
         All emit the same raw IR codes (``reference`` agrees).
 
     Raises

@@ -44,17 +44,18 @@ from .requant import ThresholdRequantizer, lut4_table_luts
 
 #: LUTs per counted unit per family (features of :meth:`SearchThresholdRequantizer.features`):
 #: non-negative least squares of the relative error against yosys 0.70 LUT sites (flat, no DSP) of the
-#: ten calibration requantizers of ``scripts/fit_requant_search.py`` (exporter-style thresholds of 2- to
-#: 5-bit codes, unsigned and signed, 2 to 16 groups, 10- to 16-bit accumulators, 1 and 2 lanes).
+#: fourteen calibration requantizers of ``scripts/fit_requant_search.py`` (exporter-style thresholds of 2- to
+#: 5-bit codes, unsigned and signed, 2 to 16 groups, 10- to 16-bit accumulators, 1 to 3 lanes).
 #: Estimate / yosys on them (:data:`SEARCH_FIT_RANGE`). Xilinx counts the table by the LUT6 model.
 SEARCH_LUTS_PER_BIT = {
-    "ice40": {"cmp": 0.18, "table": 0.92, "ctrl": 3.896, "invert": 1.423},
-    "ecp5": {"cmp": 0.249, "table": 0.546, "ctrl": 9.676, "invert": 0.0},
-    "xilinx": {"cmp": 1.495, "table": 0.877, "ctrl": 1.859, "invert": 0.0},
-    "gowin": {"cmp": 0.0, "table": 0.571, "ctrl": 8.548, "invert": 1.046},
+    "ice40": {"cmp": 0.585, "table": 0.892, "ctrl": 4.293},
+    "ecp5": {"cmp": 2.606, "table": 0.655, "ctrl": 1.77},
+    "xilinx": {"cmp": 2.11, "table": 0.942, "ctrl": 0.091},
+    "gowin": {"cmp": 1.612, "table": 0.554, "ctrl": 5.977},
 }
 #: (min, max) of estimate / yosys per family on the fit set above.
-SEARCH_FIT_RANGE = {"ice40": (0.92, 1.07), "ecp5": (0.83, 1.13), "xilinx": (0.85, 1.15), "gowin": (0.83, 1.10)}
+SEARCH_FIT_RANGE = {"ice40": (0.841, 1.135), "ecp5": (0.823, 1.224), "xilinx": (0.837, 1.176),
+                    "gowin": (0.859, 1.081)}
 
 
 class SearchThresholdRequantizer(ThresholdRequantizer):
@@ -187,7 +188,8 @@ class SearchThresholdRequantizer(ThresholdRequantizer):
         ``cmp``: comparator bits (``cmp_width`` a lane); ``table``: LUTs of the sorted-threshold table
         (LUT4 families: :func:`~qhw.hw.requant.lut4_table_luts`, its exact column structure; Xilinx: the
         LUT6 model :func:`~qhw.hw.array.cost.rom_luts`); ``ctrl``: probe and level logic, ``steps`` bits a
-        lane, and one for the handshake; ``invert``: the ``levels - k`` of lanes with a negative channel.
+        lane, and one for the handshake; ``invert``: the ``levels - k`` of lanes with a negative channel
+        (counted, not weighted in :data:`SEARCH_LUTS_PER_BIT`: yosys's count does not follow it).
         """
         f = {"cmp": 0.0, "table": 0.0, "table6": 0.0, "ctrl": 1.0, "invert": 0.0}
         for c in range(self.lanes):
@@ -216,11 +218,8 @@ class SearchThresholdRequantizer(ThresholdRequantizer):
             raise ValueError(f"family must be one of {', '.join(SEARCH_LUTS_PER_BIT)}, not {family!r}")
         if "_features" not in self.__dict__:
             self._features = self.features()
-        f = dict(self._features)
-        table = f.pop("table6") if family == "xilinx" else f["table"]
-        f.pop("table6", None)
-        f["table"] = table
-        lut = sum(weights[k] * v for k, v in f.items())
+        f = dict(self._features, table=self._features["table6" if family == "xilinx" else "table"])
+        lut = sum(w * f[k] for k, w in weights.items())
         return {"lut": int(round(lut)), "ff": int(self._ff()), "dsp": 0, "bram": 0}
 
 

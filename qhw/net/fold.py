@@ -14,10 +14,12 @@ array beat), so
 Folds are JSON-serializable (``to_dict`` / ``from_dict``), so a build can
 take a hand-written fold file.
 
-``requant="serial"`` lets the engine build its multiply-shift requantizer
-digit-serially (:class:`qhw.hw.requant_serial.SerialMulShiftRequantizer`)
-where that form's interval fits the engine's own SF and it is cheaper, so
-the engine's cycles do not change; the default ``"parallel"`` builds today's.
+``requant="serial"`` lets the engine build its requantizer over several
+cycles a beat where that form's interval fits the engine's own SF and it is
+cheaper, so the engine's cycles do not change: multiply-shift digit-serially
+(:class:`qhw.hw.requant_serial.SerialMulShiftRequantizer`), thresholds by
+binary search (:class:`qhw.hw.requant_search.SearchThresholdRequantizer`).
+The default ``"parallel"`` builds today's.
 
 ``weights="block"`` puts every weight ROM of the layer's array in block RAM
 (:class:`qhw.hw.array.SystolicArray` ``weight_memory="block"``) instead of
