@@ -76,16 +76,37 @@ LUT4_PER_BIT["gowin"] = LUT4_PER_BIT["ecp5"]  # until fitted on its own
 FAMILIES = ("xilinx", *LUT4_PER_BIT)
 
 #: (family, PE kind) -> (LUT, FF) added to each array's structural count: what the per-bit fit above
-#: leaves out of small arrays (1-2 lanes, 1 row, 1-2 columns at 36,864 cycles per frame: the digits
+#: leaves out of small arrays (1-2 lanes, 1 row, 1-2 columns at 36,864 cycles per frame: the odd-coded digits
 #: nets of ``qhw bench estimates --target-cycles 36864 --depth 2``, 22 MAC and 8 XNOR arrays per
 #: family). MAC arrays: yosys had 30 FF more in every one of them (sd 7, whatever the fold: the Booth
 #: digit decode and weight-address registers the FF count does not name) and 20-75 LUT more; XNOR
 #: arrays came out 15-80 LUT smaller than counted (the popcount of 1-2 lanes shares more than
-#: counted). A constant, so large arrays, where the per-bit terms were fitted, keep their figures.
+#: counted). For MAC arrays this is the ceiling of :data:`MAC_OFFSET`; large arrays, where the
+#: per-bit terms were fitted, get the ceiling and keep their figures.
 ARRAY_OFFSET: dict[tuple[str, str], tuple[int, int]] = {
     ("xilinx", "mac"): (37, 30), ("ice40", "mac"): (75, 30), ("ecp5", "mac"): (18, 30), ("gowin", "mac"): (18, 30),
     ("xilinx", "xnor"): (-20, 0), ("ice40", "xnor"): (-15, 0), ("ecp5", "xnor"): (-80, 0), ("gowin", "xnor"): (-80, 0),
 }
+#: family -> (LUT constant, per Booth bit, per ctrl bit) of a MAC array's offset, capped at its
+#: :data:`ARRAY_OFFSET` LUTs; FF: ``MAC_FF_OFFSET`` likewise (constant, per Booth bit), capped at
+#: its FFs. A constant overstated the narrowest arrays: the 1-lane 4-bit, block-weight arrays of
+#: the width-2 digits ResNet-8 at 2,304 cycles came out 1.27-1.71 of yosys on every family (the
+#: decode and address logic the constant stood for grows with the Booth digits and the fold
+#: counters). Fitted (least squares of the relative error) to 44 odd-coded MAC arrays per family synthesized
+#: one by one: the four digits nets at 36,864 cycles and that net's 20 (block and LUT weights),
+#: by ``scripts/fit_array_offset.py``.
+MAC_OFFSET: dict[str, tuple[float, float, float]] = {
+    "xilinx": (-10.7, 0.736, 0.309), "ice40": (-34.7, 1.424, 1.025),
+    "ecp5": (-35.7, 1.055, -0.16), "gowin": (-30.1, 1.035, -0.38),
+}
+MAC_FF_OFFSET = (15.2, 0.34)
+#: family -> LUTs per :func:`q_path_bits` LUT bit, and FFs per FF bit (all families): what an
+#: int-coded MAC array saves against an odd-coded one of the same shape. Fitted on six yosys pairs
+#: (int against odd, block weights, 1-2 lanes, 1-2 columns, W4A4 to W8A10): the LUT terms predict
+#: the measured differences within 9 LUTs; without them int-coded 1-PE arrays came out 1.11-1.46
+#: of yosys (QONNX imports are int-coded).
+Q_PATH_LUTS_PER_BIT = {"ice40": 1.602, "ecp5": 1.778, "gowin": 1.763, "xilinx": 0.902}
+Q_PATH_FFS_PER_BIT = 0.89
 
 
 def mux_luts(inputs: int) -> int:
@@ -202,9 +223,39 @@ def luts_of(features, family: str = "xilinx") -> int:
     return int(round(sum(weights.get(k, 0.0) * v for k, v in features.items())))
 
 
-def array_offset(array, family: str = "xilinx") -> tuple[int, int]:
-    """(LUT, FF) :data:`ARRAY_OFFSET` adds to ``array``'s structural count on ``family``."""
-    return ARRAY_OFFSET.get((family, array.spec.kind.value), (0, 0))
+def q_path_bits(array) -> tuple[int, int]:
+    """(LUT, FF) bits of the activation-sum path of an odd-coded (``beta``) array: the Q fold
+    accumulator and each column's ``beta·Q`` finishing add; its FFs are Q's control-line stages
+    and accumulator. :data:`ARRAY_OFFSET` and :data:`MAC_OFFSET` were fitted on odd-coded arrays,
+    so they hold this path; an int-coded array has none and has it taken off
+    (:data:`Q_PATH_LUTS_PER_BIT`)."""
+    mp = array.mapping
+    q_width = shape_for(*mp.q_bounds).width
+    beat_width = shape_for(0, mp.beat_features * ((1 << array.spec.act_bits) - 1)).width
+    acc = q_width if mp.sf > 1 else 0
+    return acc + array.cols * array.acc_width, beat_width * (array.rows + array.cols) + acc
+
+
+def array_offset(array, family: str = "xilinx", features=None) -> tuple[int, int]:
+    """(LUT, FF) added to ``array``'s structural count on ``family``: :data:`ARRAY_OFFSET`, for MAC
+    arrays capped linear terms in their Booth and control bits (:data:`MAC_OFFSET`), less the
+    activation-sum path an int-coded array does not have (:func:`q_path_bits`); may be negative.
+    ``features``: :func:`array_features` for ``family``, computed when not given."""
+    cap = ARRAY_OFFSET.get((family, array.spec.kind.value), (0, 0))
+    if array.spec.kind is not PEKind.MAC or family not in MAC_OFFSET:
+        return cap
+    feats = array_features(array, family) if features is None else features
+    booth, ctrl = feats.get("booth", 0), feats.get("ctrl", 0)
+    c0, per_booth, per_ctrl = MAC_OFFSET[family]
+    lut = c0 + per_booth * booth + per_ctrl * ctrl
+    ff = MAC_FF_OFFSET[0] + MAC_FF_OFFSET[1] * booth
+    if not array.spec.beta:  # int-coded: no activation-sum path
+        q_lut, q_ff = q_path_bits(array)
+        lut -= Q_PATH_LUTS_PER_BIT[family] * q_lut
+        ff -= Q_PATH_FFS_PER_BIT * q_ff
+    # The cap keeps large arrays (where the per-bit weights were fitted, on int-coded arrays) at
+    # the figures they had.
+    return int(round(min(cap[0], lut))), int(round(min(cap[1], ff)))
 
 
 def array_luts(array, family: str = "xilinx", features=None) -> int:
@@ -216,4 +267,4 @@ def array_luts(array, family: str = "xilinx", features=None) -> int:
 
     feats = array_features(array, family) if features is None else features
     mux = sum(bram_read_mux_luts(*array.column_rom_shape(c), family) for c in array.block_columns)
-    return max(luts_of(feats, family) + mux + array_offset(array, family)[0], 0)
+    return max(luts_of(feats, family) + mux + array_offset(array, family, feats)[0], 0)

@@ -350,5 +350,5 @@ class SystolicArray(wiring.Component):
         kind = "xilinx" if family == "xilinx" else "lut4"
         if kind not in walks:
             walks[kind] = cost.array_features(self, family)
-        return {"lut": cost.array_luts(self, family, walks[kind]), "ff": int(ff) + cost.array_offset(self, family)[1],
+        return {"lut": cost.array_luts(self, family, walks[kind]), "ff": int(ff) + cost.array_offset(self, family, walks[kind])[1],
                 "dsp": 0, "bram": int(bram)}
