@@ -5,18 +5,15 @@ always met (the bug its first pysim run found) must fail."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from qhw.bench.simcache import simulate
 from qhw.errors import SimulationMismatch
 from qhw.hw.requant_search import SearchThresholdRequantizer
-from sim_hw_support import Harness, require_simulator, sim_cache
-from test_sim_hw_requant import threshold_params, unit_params
+from sim_hw_support import require_simulator, sim_cache
+from test_sim_hw_requant import threshold_params
+from test_sim_hw_requant_serial import TESTS, run_units
 
 pytestmark = pytest.mark.hdl_sim
-MODULE = "hw.test_requant_serial"  # the serial harness: any requantizer that takes a beat every interval
-TESTS = ("codes_with_stalls", "full_rate_without_stalls")
 
 #: 15 levels in 3 groups of 2 lanes (one padded), signed 5-bit codes over 3 lanes, 2 levels in 4 groups
 #: (probes padded with "never"), 7 levels of a 20-bit accumulator, all channels positive
@@ -47,10 +44,7 @@ def cache(tmp_path_factory):
 def _run(cache, simulator, units, *, cls=SearchThresholdRequantizer, name="requant_search", beats=120):
     require_simulator(simulator)
     hw = {f"u{k}": build(p, cls) for k, p in enumerate(units)}
-    views = [unit_params(n, {**p, "pad_full_range": True}, h) for n, p, h in zip(hw, units, hw.values())]
-    params = {"units": views, "beats": beats, "long_beats": 60, "valid_prob": 0.6, "ready_prob": 0.5, "seed": 5}
-    return simulate(Harness(hw), name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
-                    parameters=params), hw
+    return run_units(cache, simulator, hw, units, name=name, beats=beats, seed=5)
 
 
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])

@@ -44,13 +44,19 @@ def cache(tmp_path_factory):
     return sim_cache(tmp_path_factory)
 
 
+def run_units(cache, simulator, hw: dict, unit_dicts: list, *, name: str, beats: int, seed: int):
+    """Simulate the requantizers ``hw`` (built from ``unit_dicts``) in this module's harness, which takes
+    any requantizer that accepts a beat every interval; returns the result and ``hw``."""
+    views = [unit_params(n, {**p, "pad_full_range": True}, h) for n, p, h in zip(hw, unit_dicts, hw.values())]
+    params = {"units": views, "beats": beats, "long_beats": 60, "valid_prob": 0.6, "ready_prob": 0.5, "seed": seed}
+    return simulate(Harness(hw), name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
+                    parameters=params), hw
+
+
 def _run(cache, simulator, units, *, cls=SerialMulShiftRequantizer, name="requant_serial", beats=120):
     require_simulator(simulator)
     hw = {f"u{k}": build(p, d, cls) for k, (p, d) in enumerate(units)}
-    views = [unit_params(n, {**p, "pad_full_range": True}, h) for n, (p, _), h in zip(hw, units, hw.values())]
-    params = {"units": views, "beats": beats, "long_beats": 60, "valid_prob": 0.6, "ready_prob": 0.5, "seed": 3}
-    return simulate(Harness(hw), name=name, test_module=MODULE, cache_dir=cache, simulator=simulator,
-                    parameters=params), hw
+    return run_units(cache, simulator, hw, [p for p, _ in units], name=name, beats=beats, seed=3)
 
 
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])

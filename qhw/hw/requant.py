@@ -887,27 +887,25 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
     best = min(built, key=_lut_of)  # stable: thresholds first, so it wins a tie
     parallel = next((b for b in built if isinstance(b, MulShiftRequantizer)), None)
     thresholds = next((b for b in built if isinstance(b, ThresholdRequantizer)), None)
+    # The sequential forms are there for small boards: each replaces the choice so far only where it is
+    # cheaper on every family, counting the iCE40 comparators' carry cells (one logic cell a bit, no LUT
+    # beside them) on both sides, so thresholds cheaper than the serial mul-shift form on Xilinx can
+    # still lose to it there. The search form is tried first.
+    sequential = []
     if interval > 1 and thresholds is not None:
         from .requant_search import SearchThresholdRequantizer  # imports this module
 
-        search = SearchThresholdRequantizer.for_parallel(thresholds, interval=interval)
-        # Like the serial mul-shift form below: only where it is cheaper on every family, counting the
-        # iCE40 comparators' carry cells (one logic cell a bit, no LUT beside them) on both sides.
-        if search is not None:
-            built.append(search)
-            if all(_cost(search, f) < _cost(best, f) for f in FAMILIES_ESTIMATED):
-                best = search
+        sequential.append(lambda: SearchThresholdRequantizer.for_parallel(thresholds, interval=interval))
     if interval > 1 and parallel is not None:
         from .requant_serial import SerialMulShiftRequantizer  # imports this module
 
-        serial = SerialMulShiftRequantizer.for_parallel(parallel, interval=interval)
-        # The serial form is there for small boards: it replaces today's choice only where it is cheaper
-        # on every family (iCE40 compares on its carry chains, so thresholds cheaper than it on Xilinx
-        # can still be cheaper than it there).
-        if serial is not None:
-            built.append(serial)
-            if all(_cost(serial, f) < _cost(best, f) for f in FAMILIES_ESTIMATED):
-                best = serial
+        sequential.append(lambda: SerialMulShiftRequantizer.for_parallel(parallel, interval=interval))
+    for make in sequential:
+        candidate = make()
+        if candidate is not None:
+            built.append(candidate)
+            if all(_cost(candidate, f) < _cost(best, f) for f in FAMILIES_ESTIMATED):
+                best = candidate
     for other in built:
         if other is not best:  # built only to be costed: no "never used" warning for it
             other._MustUse__silence = True
