@@ -205,7 +205,9 @@ def test_a_too_small_board_is_one_line_with_the_shortfall_and_writes_nothing(qhw
     top3 = sorted(layers.items(), key=lambda kv: (-kv[1]["lut"], kv[0]))[:3]
     assert line == (f"board smallboard too small: LUT {cap:,} needed at the smallest fold, {limit:,} available "
                     f"(85 % of {cap:,}): short by {cap - limit:,} ({(cap - limit) / limit * 100:.0f} %); most LUT in "
-                    + ", ".join(f"{n} ({e['lut']:,})" for n, e in top3))
+                    + ", ".join(f"{n} ({e['lut']:,})" for n, e in top3)
+                    + f"; as logic cells up to {cap + total['ff']:,} (LUT + FF: a flip-flop sharing no LUT takes "
+                    "its own cell)")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["small.json"]
 
 
