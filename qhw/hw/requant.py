@@ -268,10 +268,17 @@ LUT4_PER_BIT = {
 }
 #: Gowin: ECP5's weights but for the multiplier, bias adder and tables, fitted on its own 26
 #: requantizers of the digits nets at 36,864 cycles (Σ estimate/yosys was 0.60 with ECP5's weights).
-#: (Spelled out, not derived from ECP5's: ECP5's ``mul_var_rom4`` was refitted on its own.)
+#: Three of them refitted (non-negative least squares of the relative error, the threshold weights
+#: and tables held) on 44 multiply-shift requantizers: those four nets re-synthesized and the
+#: width-2 digits ResNet-8, all at 36,864 cycles (``qhw bench estimates --target-cycles 36864
+#: --depth 2``). ``mul_var_rom4`` (tables over at most four groups, which the four nets hardly have)
+#: had been ``mul_var_rom``'s 6.97, and the width-2 net's two four-group multipliers measured 1.45
+#: and 1.46 of yosys; both give 4.74, 0.68 of ``mul_var_rom`` (ECP5's own pair is 0.65).
+#: ``mul_const`` and ``clamp`` (0.5 and 1.0 before): the residual adders' small requantizers went
+#: from up to 1.60 to 1.08. The per-net requantizer sums of the four nets moved by at most 0.01.
 LUT4_PER_BIT["gowin"] = {"cmp_const": 0.827, "cmp_var": 0.814, "rom": 2.166, "rom_small": 0.083, "count": 3.053,
-                         "mul_const": 0.5, "mul_var": 3.76, "mul_var_rom": 6.97, "mul_var_rom4": 6.97,
-                         "add": 0.663, "clamp": 0.996, "thr_table4": 0.0}
+                         "mul_const": 0.96, "mul_var": 3.76, "mul_var_rom": 6.97, "mul_var_rom4": 4.74,
+                         "add": 0.663, "clamp": 0.59, "thr_table4": 0.0}
 #: Families whose threshold tables are estimated by their structure (lut4_table_luts, weight
 #: ``thr_table4``) instead of the LUT6 ROM model (``rom``, ``rom_small``). On iCE40 the LUT6 model
 #: put the 8- to 64-group thresholds of the digits ResNet-8 W4A4 at 36,864 cycles/frame at 0.31-0.49
