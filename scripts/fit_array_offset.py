@@ -29,7 +29,8 @@ from scipy.optimize import minimize
 
 from qhw.backends.synth import synthesize
 from qhw.backends.verilog import write_verilog
-from qhw.hw.array import cost
+from qhw.hw.array import SystolicArray, cost
+from qhw.ir.intmath import PEKind
 from qhw.ir.serialize import load_network
 from qhw.net.compile import compile_network
 from qhw.net.folding import folds_for_target, with_fold_options
@@ -40,13 +41,10 @@ FAMILIES = ("ice40", "ecp5", "gowin", "xilinx")
 
 def mac_arrays(acc):
     """(engine name, SystolicArray) of every MAC engine of ``acc``."""
-    for attr in vars(acc).values():
-        if not isinstance(attr, dict):
-            continue
-        for name, engine in attr.items():
-            for stage in getattr(engine, "stages", ()):
-                if type(stage).__name__ == "SystolicArray" and stage.spec.kind.value == "mac":
-                    yield name, stage
+    for name, engine in acc.engines.items():
+        for stage in getattr(engine, "stages", ()):
+            if isinstance(stage, SystolicArray) and stage.spec.kind is PEKind.MAC:
+                yield name, stage
 
 
 def measure(spec: str, families, work: Path, rows_file: Path) -> None:

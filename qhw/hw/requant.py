@@ -902,17 +902,15 @@ def choose_requantizer(requant, *, acc_lo, acc_hi, acc_width: int, lanes: int, f
     if interval > 1 and thresholds is not None:
         from .requant_search import SearchThresholdRequantizer  # imports this module
 
-        sequential.append(lambda: SearchThresholdRequantizer.for_parallel(thresholds, interval=interval))
+        sequential.append(SearchThresholdRequantizer.for_parallel(thresholds, interval=interval))
     if interval > 1 and parallel is not None:
         from .requant_serial import SerialMulShiftRequantizer  # imports this module
 
-        sequential.append(lambda: SerialMulShiftRequantizer.for_parallel(parallel, interval=interval))
-    for make in sequential:
-        candidate = make()
-        if candidate is not None:
-            built.append(candidate)
-            if all(_cost(candidate, f) < _cost(best, f) for f in FAMILIES_ESTIMATED):
-                best = candidate
+        sequential.append(SerialMulShiftRequantizer.for_parallel(parallel, interval=interval))
+    for candidate in filter(None, sequential):  # None: that form cannot take this interval
+        built.append(candidate)
+        if all(_cost(candidate, f) < _cost(best, f) for f in FAMILIES_ESTIMATED):
+            best = candidate
     for other in built:
         if other is not best:  # built only to be costed: no "never used" warning for it
             other._MustUse__silence = True

@@ -231,7 +231,8 @@ def q_path_bits(array) -> tuple[int, int]:
     (:data:`Q_PATH_LUTS_PER_BIT`)."""
     mp = array.mapping
     q_width = shape_for(*mp.q_bounds).width
-    beat_width = shape_for(0, mp.beat_features * ((1 << array.spec.act_bits) - 1)).width
+    alo, ahi = array.spec.act_range
+    beat_width = shape_for(min(0, mp.beat_features * alo), max(0, mp.beat_features * ahi)).width
     acc = q_width if mp.sf > 1 else 0
     return acc + array.cols * array.acc_width, beat_width * (array.rows + array.cols) + acc
 
