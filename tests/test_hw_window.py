@@ -267,8 +267,11 @@ def test_default_ring_is_full_rate_and_minimal(name):
     gen = make(*SHAPES[name])
     for frames in (1, 3):  # the schedule of an unbounded buffer ...
         assert gen.schedule(frames) == gen.schedule(frames, ring=None)
-    if gen.ring > gen.min_ring:  # ... and one pixel less is slower
-        assert gen.schedule(3, ring=gen.ring - 1) != gen.schedule(3, ring=None)
+    full = full_rate_ring(gen.geometry, groups=gen.groups, beats=gen.beats_per_window)
+    # the default is the smallest full-rate ring, or the power-of-two depth above it (_pow2_ring)
+    assert gen.ring == full or (gen.ring > full and gen.mem_depth & (gen.mem_depth - 1) == 0)
+    if full > gen.min_ring:  # ... and one pixel less is slower
+        assert gen.schedule(3, ring=full - 1) != gen.schedule(3, ring=None)
     assert gen.cycles_per_frame() == max(_rates(gen))  # the slower side never waits
     ends = gen.schedule(6)
     n = gen.out_height * gen.out_width
@@ -276,18 +279,22 @@ def test_default_ring_is_full_rate_and_minimal(name):
     assert per == {gen.cycles_per_frame()}
 
 
+def _full(gen):
+    return full_rate_ring(gen.geometry, groups=gen.groups, beats=gen.beats_per_window)
+
+
 def test_ring_rule():
     g = make(64, 32, 32, 8, 8, 3, 1, 1)
-    assert (g.ring, g.min_ring) == (2 * 32 + 4, 2 * 32 + 3)
-    assert make(16, 32, 32, 4, 4, 3, 2, 1, replays=2).ring == 3 * 32 + 5
+    assert (_full(g), g.min_ring) == (2 * 32 + 4, 2 * 32 + 3)
+    assert _full(make(16, 32, 32, 4, 4, 3, 2, 1, replays=2)) == 3 * 32 + 5
     # reader-bound: the lookahead span
     for shape in [(16, 8, 8, 4, 4, 3, 1, 1, 2), (16, 12, 9, 4, 4, 5, 1, 2, 1), (4, 9, 7, 2, 3, 3, 2, 0, 1)]:
         gen = make(*shape)
         assert _rates(gen)[0] > _rates(gen)[1]
-        assert gen.ring == gen.geometry.lookahead_span()
+        assert _full(gen) == gen.geometry.lookahead_span()
     # writer-bound 1x1 stride 2: the reader waits for data anyway; 2 pixels do
     proj = make(16, 32, 32, 4, 4, 1, 2, 0)
-    assert proj.ring == 2 < proj.geometry.lookahead_span()
+    assert _full(proj) == 2 < proj.geometry.lookahead_span()
     assert full_rate_ring(proj.geometry, groups=proj.groups, beats=proj.beats_per_window) == 2
 
 
@@ -538,3 +545,28 @@ def test_rows_that_are_not_a_power_of_two_cost_more_window_logic(shape):
                            stride=(s, s), padding=(1, 1), replays=replays)
     pow2._MustUse__silence = True
     assert pow2.estimate_resources("xilinx")["lut"] < gen.estimate_resources("xilinx")["lut"]
+
+
+# -- the power-of-two ring ----------------------------------------------------------------------------
+
+def test_default_ring_rounds_to_a_power_of_two_depth_where_it_costs_no_block_ram():
+    from qhw.hw.rom import BRAM_FAMILIES, bram_blocks, ram_mapping
+    from qhw.hw.window import _pow2_ring
+
+    # the width-2 digits ResNet-8's s1 line buffer: 20 pixels × 2 groups of 4 bits -> 64 words
+    gen = WindowGenerator(channels=2, height=8, width=8, simd=1, bits=4, kernel=3, padding=1, replays=2)
+    assert (gen.ring, gen.mem_depth) == (32, 64)
+    assert gen.schedule(3) == gen.schedule(3, ring=None)  # still the unbounded buffer's schedule
+    for family in BRAM_FAMILIES:
+        assert ram_mapping(64, 4, family, sync_read=True)["bram"] == ram_mapping(40, 4, family, sync_read=True)["bram"]
+    # where it would take more LUT-RAM than one address step saves (Gowin: 68 -> 128 words), it stays
+    assert _pow2_ring(17, groups=4, width=4, memory="auto") == 17
+    # a forced LUT ring is registers: a larger one costs flip-flops, so it never grows
+    assert _pow2_ring(20, groups=2, width=4, memory="lut") == 20
+    # a block ring grows only while its blocks hold the larger depth too
+    assert _pow2_ring(20, groups=2, width=4, memory="block") == 32
+    big = 600  # 600 x 16 bits -> 1024 words: more blocks on some family
+    assert any(bram_blocks(1024, 16, f) != bram_blocks(600, 16, f) for f in BRAM_FAMILIES)
+    assert _pow2_ring(big, groups=1, width=16, memory="block") == big
+    # three groups never give a power-of-two depth
+    assert _pow2_ring(20, groups=3, width=4, memory="block") == 20

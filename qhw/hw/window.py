@@ -271,6 +271,33 @@ POW2_WRAP_FAMILIES = frozenset({"ecp5"})
 IRREGULAR_ROW_FACTOR = 1.8
 
 
+def _pow2_ring(ring: int, *, groups: int, width: int, memory: str) -> int:
+    """``ring``, or the next larger ring whose memory depth ``ring·groups`` is a power of two, when
+    that costs no block RAM and no flip-flops on any family (the same placement, as
+    :func:`qhw.hw.rom.ram_mapping` or a forced ``ram_style`` puts it). Then every address step
+    wraps by dropping its carry out instead of an add, a compare and a subtract (``_add_mod``):
+    about 3 LUT per address bit for each of five steps, against at most one step's worth of LUT-RAM
+    (iCE40, the width-2 digits ResNet-8: the line buffers took 1,433 logic cells). A larger ring
+    never slows the schedule (the writer may only run further ahead), so no cycle count changes."""
+    from .rom import BRAM_FAMILIES, bram_blocks, ram_mapping, use_block_ram
+
+    depth = ring * groups
+    bigger = 1 << (depth - 1).bit_length()
+    if bigger == depth or bigger % groups or memory == "lut":
+        return ring
+    for family in BRAM_FAMILIES:
+        if memory == "block" or use_block_ram(depth, width):
+            if not (memory == "block" or use_block_ram(bigger, width)) or \
+                    bram_blocks(bigger, width, family) != bram_blocks(depth, width, family):
+                return ring
+            continue
+        now, then = (ram_mapping(d, width, family, sync_read=True) for d in (depth, bigger))
+        if use_block_ram(bigger, width) or (now["kind"], now["bram"]) != (then["kind"], then["bram"]) \
+                or now["kind"] == "logic" or then["lut"] - now["lut"] > 3 * (bigger - 1).bit_length():
+            return ring
+    return bigger // groups
+
+
 class WindowGenerator(wiring.Component):
     """Line buffer → im2col beats (one window vector per output pixel, ``replays`` times).
 
@@ -363,7 +390,8 @@ class WindowGenerator(wiring.Component):
             self.beats_per_window = self.replays * self.sf
             self.min_ring = geom.span()
             if ring is None:
-                ring = full_rate_ring(geom, groups=self.groups, beats=self.beats_per_window)
+                ring = _pow2_ring(full_rate_ring(geom, groups=self.groups, beats=self.beats_per_window),
+                                  groups=self.groups, width=self.simd * self.bits, memory=memory)
             else:
                 ring = check_positive("ring", ring)
                 if ring < self.min_ring:
