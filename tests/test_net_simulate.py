@@ -105,13 +105,15 @@ def test_stimulus_is_the_golden_model_beat_for_beat(tiny):
     m = stim["m_axis"]
     logits = values[net.output].numpy()
     predicted = GoldenModel(net).predict(frames).numpy()
-    assert m["predicted"] == predicted.tolist() and m["stalled_results"] == 6
-    lg, ci = manifest["ports"]["m_axis"]["logits"], manifest["ports"]["m_axis"]["class_index"]
-    for word, row, k in zip(m["expected"], logits, predicted):
-        got = [((word >> (c * lg["bits"])) & ((1 << lg["bits"]) - 1)) for c in range(lg["channels"])]
-        got = [v - (1 << lg["bits"]) if v >> (lg["bits"] - 1) else v for v in got]
-        assert got == row.tolist()
-        assert word >> ci["lsb"] == k
+    lg, width = manifest["ports"]["m_axis"]["logits"], manifest["ports"]["m_axis"]["width"]
+    assert m["predicted"] == predicted.tolist() and m["stalled_beats"] == 6 * (lg["channels"] + 1)
+    assert manifest["ports"]["m_axis"]["beats"] == lg["channels"] + 1
+    for beats, row, k in zip(m["expected"], logits, predicted):
+        assert len(beats) == lg["channels"] + 1 and beats[-1] == k
+        # each logit beat is the code extended to the port's width: read back as a width-bit signed value
+        signed = lg["extended"] == "sign"
+        got = [v - (1 << width) if signed and v >> (width - 1) else v for v in beats[:-1]]
+        assert got == row.tolist() and all(0 <= v < 1 << width for v in beats)
     assert stim["fifos"] == [{"dst": f["dst"], "port": f["port"], "depth": f["depth"]} for f in manifest["fifos"]]
 
 

@@ -38,12 +38,13 @@ def manifest(shape=(3, 2, 2), bits=8, code="unsigned", simd=2, channels=3, logit
              logit_code="signed", top="qhw_fake"):
     """A build manifest's port map (what the UART wrapper reads), without a build."""
     fmt = FrameFormat(shape, code, bits, simd)
-    raw = channels * logit_bits + index_bits
+    width = 8 * max(-(-logit_bits // 8), -(-index_bits // 8))
     return {"top": top, "network": {"digest": "0123456789abcdef" * 4},
             "ports": {"s_axis": {"width": fmt.data_width, "format": fmt.to_dict()},
-                      "m_axis": {"width": -(-raw // 8) * 8,
-                                 "logits": {"channels": channels, "bits": logit_bits, "code": logit_code, "lsb": 0},
-                                 "class_index": {"bits": index_bits, "lsb": channels * logit_bits}}}}
+                      "m_axis": {"width": width, "beats": channels + 1,
+                                 "logits": {"channels": channels, "bits": logit_bits, "code": logit_code, "lsb": 0,
+                                            "extended": "sign" if logit_code == "signed" else "zero"},
+                                 "class_index": {"bits": index_bits, "lsb": 0}}}}
 
 
 def run(dut, testbenches):
@@ -77,7 +78,7 @@ def test_protocol_encodes_codes_in_hwc_order_little_endian():
 def test_protocol_reply_round_trip_signed_logits_and_error_header():
     p = UartProtocol.from_manifest(manifest(channels=3, logit_bits=12, index_bits=2))
     assert (p.logit_bytes, p.index_bytes, p.reply_length) == (2, 1, 8)
-    word = p.result_word([-2048, 7, 2047], 2)
+    word = p.result_beats([-2048, 7, 2047], 2)
     data = p.reply_bytes(word)
     assert data == bytes([HEADER_OK, 0x00, 0xF8, 0x07, 0x00, 0xFF, 0x07, 0x02])  # -2048 = 0xF800 sign-extended
     assert p.decode_reply(data) == Reply(True, 0, (-2048, 7, 2047), 2)
@@ -233,15 +234,21 @@ class ModelAccelerator:
             self.last_beat_cycle.append(cycle - 1)
             await ctx.tick().repeat(self.latency - 1)
             cycle += self.latency - 1
-            ctx.set(f.m_axis.payload, word)
-            ctx.set(f.m_axis.valid, 1)
             self.result_cycle.append(cycle)
-            while True:
-                _, _, ready = await ctx.tick().sample(f.m_axis.ready)
-                cycle += 1
-                assert cycle < 100_000, f"result {len(self.result_cycle)} not taken after {cycle} cycles"
-                if ready:
-                    break
+            for k, beat in enumerate(word):  # the image's result beats, a logit each, then the class
+                if k and self.rng.random() < 0.5:  # sometimes a gap between beats, garbage on the data
+                    ctx.set(f.m_axis.valid, 0)
+                    ctx.set(f.m_axis.payload, self.rng.getrandbits(len(f.m_axis.payload)))
+                    await ctx.tick().repeat(3)
+                    cycle += 3
+                ctx.set(f.m_axis.payload, beat)
+                ctx.set(f.m_axis.valid, 1)
+                while True:
+                    _, _, ready = await ctx.tick().sample(f.m_axis.ready)
+                    cycle += 1
+                    assert cycle < 100_000, f"result {len(self.result_cycle)} beat {k} not taken after {cycle} cycles"
+                    if ready:
+                        break
             ctx.set(f.m_axis.valid, 0)
             ctx.set(f.m_axis.payload, 0)
 
@@ -310,7 +317,7 @@ def test_framer_beats_and_replies_match_the_protocol(shape, bits, code, simd):
     fmt = p.in_format
     images = images_for(fmt, 3)
     rng = np.random.default_rng(5)
-    words = [p.result_word(rng.integers(-2048, 2048, size=3), int(rng.integers(0, 3))) for _ in images]
+    words = [p.result_beats(rng.integers(-2048, 2048, size=3), int(rng.integers(0, 3))) for _ in images]
     # junk before the first request (not a request byte) and between requests is ignored
     requests = [[0x00, 0x42], *[list(p.encode_image(x)) + [0x17] for x in images]]
     host = Host(fr, requests, [0] + [p.reply_length] * len(images))
@@ -320,14 +327,14 @@ def test_framer_beats_and_replies_match_the_protocol(shape, bits, code, simd):
     want = b"".join(p.reply_bytes(w) for w in words)
     assert bytes(host.got) == want
     assert [p.decode_reply(bytes(host.got[k:k + p.reply_length])).index for k in range(0, len(want), p.reply_length)] \
-        == [(w >> p.index_lsb) & 3 for w in words]
+        == [w[-1] for w in words]
 
 
 def test_framer_turnaround_is_exact():
     p = UartProtocol.from_manifest(manifest(shape=(1, 2, 2), simd=1))
     fr = UartFramer(protocol=p, divisor=4)
     images = images_for(p.in_format, 2)
-    words = [p.result_word([1, 2, 3], 1), p.result_word([-1, -2, -3], 0)]
+    words = [p.result_beats([1, 2, 3], 1), p.result_beats([-1, -2, -3], 0)]
     host = Host(fr, [list(p.encode_image(x)) for x in images], [p.reply_length] * 2, ready=1.0)
     acc = ModelAccelerator(fr, p.in_format, words, latency=9, ready=1.0)
     run(fr, [host.recv, host.send, acc.serve])
@@ -343,7 +350,7 @@ def test_framer_error_replies_keep_the_length_and_the_next_request_works():
     fr = UartFramer(protocol=p, divisor=2, timeout_bits=40)  # 80 cycles without a byte: timeout
     fmt = p.in_format
     images = images_for(fmt, 4, seed=3)
-    words = [p.result_word([k, -k, 2 * k], k % 3) for k in range(4)]
+    words = [p.result_beats([k, -k, 2 * k], k % 3) for k in range(4)]
     req = [list(p.encode_image(x)) for x in images]
     framing = list(req[0])
     framing[3] = (framing[3], 1)              # a byte with a bad stop bit: counted, flagged
@@ -371,7 +378,7 @@ def test_framer_overrun_drops_bytes_flags_them_and_completes_the_frame():
     p = UartProtocol.from_manifest(manifest(shape=(1, 4, 4), simd=1))
     fr = UartFramer(protocol=p, divisor=4, fifo_depth=2)
     images = images_for(p.in_format, 2, seed=9)
-    words = [p.result_word([5, 6, 7], 2), p.result_word([1, 0, 0], 0)]
+    words = [p.result_beats([5, 6, 7], 2), p.result_beats([1, 0, 0], 0)]
     host = Host(fr, [list(p.encode_image(x)) for x in images], [p.reply_length] * 2, gap=3)
     # the accelerator takes no input for its first 40 cycles: bytes pile up past the two-byte buffer
     acc = ModelAccelerator(fr, p.in_format, words, latency=4, ready=1.0, hold=40)

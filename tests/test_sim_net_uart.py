@@ -93,17 +93,17 @@ def transactions(net, res, images) -> list[dict]:
         out.append({"name": f"image {k}", "send": list(p.encode_image(x)), "expect": list(want[k]),
                     "max_cycles": wait, "error_after": 0})
     x = images[0]
-    word = p.result_word(golden(x[None]).numpy().reshape(-1), int(golden.predict(x[None])[0]))
+    beats = p.result_beats(golden(x[None]).numpy().reshape(-1), int(golden.predict(x[None])[0]))
     out.append({"name": "framing error", "send": list(p.encode_image(x)), "bad_stop": [5],
-                "expect": list(p.reply_bytes(word, ERR_FRAMING)), "max_cycles": wait, "error_after": 1})
+                "expect": list(p.reply_bytes(beats, ERR_FRAMING)), "max_cycles": wait, "error_after": 1})
     out.append({"name": "after the framing error", "send": list(p.encode_image(images[1])),
                 "expect": list(want[1]), "max_cycles": wait, "error_after": 0})
     cut = 1 + 10 * p.code_bytes
     request = p.encode_image(images[2])
     padded = p.decode_request(request[1:cut] + bytes(len(request) - cut))
-    word = p.result_word(golden(padded[None]).numpy().reshape(-1), int(golden.predict(padded[None])[0]))
+    beats = p.result_beats(golden(padded[None]).numpy().reshape(-1), int(golden.predict(padded[None])[0]))
     out.append({"name": "timeout", "send": list(request[:cut]), "idle_after": TIMEOUT_BITS + 20,
-                "expect": list(p.reply_bytes(word, ERR_TIMEOUT)), "max_cycles": wait, "error_after": 1})
+                "expect": list(p.reply_bytes(beats, ERR_TIMEOUT)), "max_cycles": wait, "error_after": 1})
     out.append({"name": "after the timeout", "send": list(request), "expect": list(want[2]), "max_cycles": wait})
     return out
 
@@ -150,8 +150,8 @@ def test_a_wrong_class_from_the_accelerator_fails_naming_the_image_and_byte(tiny
     top, m = res.manifest["top"], res.manifest["ports"]
     text = res.verilog.read_text()
     assert text.count(f"module {top}(") == 1
-    # the real accelerator renamed, and a shim in its place that flips the class index's lowest bit
-    sw, rw, lsb = m["s_axis"]["width"], m["m_axis"]["width"], m["m_axis"]["class_index"]["lsb"]
+    # the real accelerator renamed, and a shim in its place that flips the lowest bit of the class beat (tlast)
+    sw, rw = m["s_axis"]["width"], m["m_axis"]["width"]
     shim = "\n".join([
         f"module {top}(clk, rst, s_axis_tdata, s_axis_tvalid, s_axis_tready, s_axis_tlast, m_axis_tdata, "
         "m_axis_tvalid, m_axis_tready, m_axis_tlast);",
@@ -161,7 +161,7 @@ def test_a_wrong_class_from_the_accelerator_fails_naming_the_image_and_byte(tiny
         f"  {top}__real acc(.clk(clk), .rst(rst), .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid),",
         "    .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast), .m_axis_tdata(d),",
         "    .m_axis_tvalid(m_axis_tvalid), .m_axis_tready(m_axis_tready), .m_axis_tlast(m_axis_tlast));",
-        f"  assign m_axis_tdata = d ^ ({rw}'d1 << {lsb});",
+        f"  assign m_axis_tdata = d ^ {{{rw - 1}'d0, m_axis_tlast}};",
         "endmodule", ""])
     broken = text.replace(f"module {top}(", f"module {top}__real(") + "\n" + shim
     images = synthetic_images(net.input.out, 3, seed=4)

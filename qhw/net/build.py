@@ -31,7 +31,7 @@ from .fold import Fold
 
 MANIFEST = "manifest.json"
 BUILD_FORMAT = "qhw-build"
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: m_axis streams one logit a beat, then the class
 FAMILIES = ("xilinx", "ecp5", "ice40", "gowin")
 
 
@@ -73,11 +73,12 @@ def manifest_for(compiled: Compiled, acc, *, top: str, network_path: str | None)
             "s_axis": {"tdata": "s_axis_tdata", "tvalid": "s_axis_tvalid", "tready": "s_axis_tready",
                        "tlast": "s_axis_tlast", "width": acc.in_format.data_width,
                        "format": acc.in_format.to_dict()},
+            # channels + 1 beats an image: each logit, then the class index (tlast); see qhw.net.top
             "m_axis": {"tdata": "m_axis_tdata", "tvalid": "m_axis_tvalid", "tready": "m_axis_tready",
-                       "tlast": "m_axis_tlast", "width": acc.result_width,
+                       "tlast": "m_axis_tlast", "width": acc.result_width, "beats": out.out.channels + 1,
                        "logits": {"channels": out.out.channels, "bits": acc.logit_bits, "code": out.out.code.value,
-                                  "lsb": 0},
-                       "class_index": {"bits": acc.index_bits, "lsb": out.out.channels * acc.logit_bits}},
+                                  "lsb": 0, "extended": "sign" if acc.logit_signed else "zero"},
+                       "class_index": {"bits": acc.index_bits, "lsb": 0}},
         },
         "layers": layers,
         "fifos": plan.to_dict()["fifos"],

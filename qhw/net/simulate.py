@@ -7,8 +7,8 @@ and runs the cocotb testbench ``sim/net/test_accelerator.py`` on the
 build's Verilog (Icarus or Verilator, builds cached by Verilog digest):
 
 * the images go into ``s_axis`` (``tlast`` on each image's last beat) and
-  one beat per image comes out of ``m_axis`` (logits, then the class
-  index, as the manifest lays them out); both ports stall at random with
+  ``channels + 1`` beats per image come out of ``m_axis`` (each logit, then
+  the class index, tlast, as :mod:`qhw.net.top` and the manifest lay them out); both ports stall at random with
   probability ``stall``;
 * every engine's output stream is compared, bit for bit, with the golden
   model's output of that layer; the first mismatch in simulated time (the
@@ -49,13 +49,13 @@ Figures (:class:`SimReport`)
 ----------------------------
 ``cycles_per_frame``
     Steady state, frames back to back with no stalls: the mean interval
-    between consecutive ``m_axis`` beats. With ``stall > 0`` the run
+    between consecutive images' class beats on ``m_axis``. With ``stall > 0`` the run
     appends ``throughput_frames`` images (the first ones again, checked
     like every other) sent and taken without stalls, and the intervals
-    between their result beats are measured; with ``stall == 0`` every
+    between their class beats are measured; with ``stall == 0`` every
     interval after the first beat is. Compare ``manifest_cycles_per_frame``.
 ``latency``
-    Cycles from the first ``s_axis`` transfer to the first ``m_axis`` beat.
+    Cycles from the first ``s_axis`` transfer to the first image's class beat on ``m_axis``.
 busy %
     Per layer: cycles in which its output stream transfers, divided by the
     cycles from the first ``s_axis`` transfer to the last ``m_axis`` beat;
@@ -364,27 +364,32 @@ def load_build_network(manifest: dict, build_dir: Path):
 
 # -- stimulus ------------------------------------------------------------------------------
 
-def _result_words(manifest: dict, logits: np.ndarray, index: np.ndarray) -> list[int]:
-    """The ``m_axis_tdata`` of each frame: logit codes from bit 0, then the class index."""
+def result_beats(manifest: dict, logits: np.ndarray, index: np.ndarray) -> list[list[int]]:
+    """The ``m_axis_tdata`` beats of each frame: every logit's code, extended to the port's width as the
+    manifest says (sign or zero), then the class index (:mod:`qhw.net.top`)."""
     from qhw.ir import intmath
 
     m = manifest["ports"]["m_axis"]
-    lg, ci = m["logits"], m["class_index"]
+    lg, width = m["logits"], int(m["width"])
     codes = intmath.encode_acts(intmath.ActCode(lg["code"]), lg["bits"], np.asarray(logits, dtype=np.int64))
-    words = []
+    sign = lg.get("extended") == "sign"
+    frames = []
     for row, k in zip(codes.reshape(len(codes), -1).tolist(), np.asarray(index).tolist()):
-        w = 0
-        for c, code in enumerate(row):
-            w |= int(code) << (lg["lsb"] + c * lg["bits"])
-        words.append(w | (int(k) << ci["lsb"]))
-    return words
+        beats = []
+        for code in row:
+            code = int(code)
+            if sign and code >> (lg["bits"] - 1) & 1:
+                code |= ((1 << width) - 1) & ~((1 << lg["bits"]) - 1)
+            beats.append(code)
+        frames.append(beats + [int(k)])
+    return frames
 
 
 def stimulus(manifest: dict, net, images: np.ndarray, *, tail: int = 0) -> dict:
     """The testbench's stimulus: input beats, every layer's expected beats, the expected results.
 
     ``tail`` frames (the first images again) are appended for the throughput
-    measurement; ``stalled_beats`` / ``stalled_results`` say where they start.
+    measurement; the two ports' ``stalled_beats`` say where they start.
     """
     from qhw.ir.golden import GoldenModel
 
@@ -408,11 +413,11 @@ def stimulus(manifest: dict, net, images: np.ndarray, *, tail: int = 0) -> dict:
     return {
         "s_axis": {"width": manifest["ports"]["s_axis"]["width"], "beats": s_fmt.encode(frames),
                    "stalled_beats": len(images) * s_fmt.beats},
-        "m_axis": {"expected": _result_words(manifest, out.numpy(), predicted.numpy()),
+        "m_axis": {"expected": result_beats(manifest, out.numpy(), predicted.numpy()),
                    "predicted": [int(v) for v in predicted.tolist()],
                    "logit_bits": m["logits"]["bits"], "channels": m["logits"]["channels"],
-                   "index_bits": m["class_index"]["bits"], "index_lsb": m["class_index"]["lsb"],
-                   "width": m["width"], "stalled_results": len(images)},
+                   "index_bits": m["class_index"]["bits"], "width": m["width"],
+                   "stalled_beats": len(images) * (m["logits"]["channels"] + 1)},
         "layers": layers,
         "fifos": [{"dst": f["dst"], "port": f["port"], "depth": f["depth"]} for f in manifest["fifos"]],
         "frames": len(frames),
@@ -628,7 +633,7 @@ def format_report(report: SimReport) -> str:
              f"{report.simulator}, stall {report.stall}: {report.values_compared} values compared, "
              f"{report.mismatches} mismatches"
              f"\ncycles/frame {cpf}; manifest {report.manifest_cycles_per_frame}"
-             f"\nlatency {report.latency} cycles (first s_axis transfer to first m_axis beat); "
+             f"\nlatency {report.latency} cycles (first s_axis transfer to the first class beat on m_axis); "
              f"{report.total_cycles} cycles simulated in {report.wall_seconds:.0f} s"
              f"\nclass agreement {report.class_agreement:.1f} % ({report.classes_agree} of {report.frames}); "
              f"logits wrong on {report.logits_wrong} frames")

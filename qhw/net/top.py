@@ -6,12 +6,17 @@ Ports (the ecosystem's convention, one clock, synchronous active-high reset)::
     s_axis_tdata  [in_format.data_width]   pixels in the stream format of the input layer
     s_axis_tvalid, s_axis_tready           (raster order, ``simd`` channels per beat)
     s_axis_tlast                           on the last beat of every image
-    m_axis_tdata  [result_width]           one beat per image: the logits, then the class index
-    m_axis_tvalid, m_axis_tready, m_axis_tlast (always 1: one beat is one image)
+    m_axis_tdata  [result_width]           ``channels + 1`` beats per image: the logits, then the class
+    m_axis_tvalid, m_axis_tready, m_axis_tlast (on the class beat: one packet is one image)
 
-``m_axis_tdata`` holds logit ``c`` (two's complement, ``logit_bits``) at
-bits ``[c·logit_bits, (c+1)·logit_bits)``, then the class index
-(``index_bits``), zero-padded to whole bytes.
+Beat ``c < channels`` holds logit ``c``'s code (``logit_bits``), sign-extended
+when the logits are signed (zero-extended otherwise) to ``result_width =
+8·max(logit_bytes, index_bytes)`` bits; the last beat holds the class index
+(the argmax, first index on ties), zero-extended. So a byte-serial sink (the
+UART wrapper) sends each beat's low bytes as they are. Streaming the logits,
+rather than gathering one beat of all of them, keeps no result register:
+the width-2 digits ResNet-8's gathered 184-bit word and the UART's byte
+multiplexer over it took 323 of the iCE40 UP5K's 5,280 logic cells.
 
 Inside: one engine per layer (Verilog instance ``l_<layer name, dots as
 _>``, its output stream ``o_stream``, which ``qhw sim`` monitors to compare
@@ -24,7 +29,7 @@ wherever a producer's ``simd`` differs from its consumer's; a
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,8 +56,10 @@ class Accelerator(wiring.Component):
         Layer name → engine.
     in_format : FrameFormat
         The ``s_axis`` stream.
-    logit_bits, index_bits, result_width : int
-        Layout of ``m_axis_tdata``.
+    channels, logit_bits, index_bits, result_width : int
+        The ``m_axis`` beats (see the module docstring).
+    logit_signed : bool
+        Logit beats are sign-extended (signed logits), else zero-extended.
     """
 
     def __init__(self, *, plan: BuildPlan):
@@ -71,9 +78,10 @@ class Accelerator(wiring.Component):
         self.out_format = self.engines[out.name].out_format
         self.head = ArgmaxHead(spec=out.out, simd=self.out_format.simd)
         self.logit_bits = out.out.bits
+        self.logit_signed = out.out.code.value == "signed"
         self.index_bits = self.head.index_bits
-        raw = out.out.channels * self.logit_bits + self.index_bits
-        self.result_width = -(-raw // 8) * 8
+        self.channels = out.out.channels
+        self.result_width = 8 * max(-(-self.logit_bits // 8), -(-self.index_bits // 8))
         super().__init__({
             "s_axis_tdata": In(self.in_format.data_width), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
@@ -149,7 +157,7 @@ class Accelerator(wiring.Component):
         each call): a ``Fork`` per producer with several consumers (``fork_<producer>``), per edge a
         ``Regroup`` adapter (``adapt_<src>_to_<dst>_<port>``) and a skip ``StreamFIFO``
         (``fifo_<...>``) where the plan has them, and the result head's ``result_fork`` and
-        ``result_gather`` (the argmax is :attr:`head`). :meth:`estimate_resources` counts these same
+        ``result_split`` (one logit a beat, where the output has ``simd > 1``; the argmax is :attr:`head`). :meth:`estimate_resources` counts these same
         objects, so the estimate and the netlist cannot drift apart."""
         plan, net = self.plan, self.plan.net
         widths = {net.input.name: self.in_format.payload_width}
@@ -171,8 +179,9 @@ class Accelerator(wiring.Component):
                     parts[f"fifo_{tag}"] = StreamFIFO(shape=edge.consumed.payload_width, depth=edge.fifo_depth)
         fmt = self.out_format
         parts["result_fork"] = Fork(shape=fmt.payload_width, count=2)
-        parts["result_gather"] = Regroup(channels=fmt.channels, pixels=1, in_simd=fmt.simd, out_simd=fmt.channels,
-                                         bits=fmt.bits, in_last=True, out_last=False)
+        if fmt.simd > 1:  # one logit a beat on m_axis
+            parts["result_split"] = Regroup(channels=fmt.channels, pixels=1, in_simd=fmt.simd, out_simd=1,
+                                            bits=fmt.bits, in_last=True, out_last=True)
         return parts
 
     @staticmethod
@@ -181,20 +190,30 @@ class Accelerator(wiring.Component):
         m.d.comb += [dst.payload.eq(src.payload), dst.valid.eq(src.valid), src.ready.eq(dst.ready)]
 
     def _result(self, m, logits, parts) -> None:
-        """Logits → (all channels in one beat) and → argmax; both joined into one m_axis beat."""
+        """Logits → m_axis one a beat (extended to ``result_width``), then the argmax's class beat (tlast)."""
         m.submodules.result_fork = fork = parts["result_fork"]
         self._link(m, logits, fork.i_stream)
-        m.submodules.result_gather = gather = parts["result_gather"]
         m.submodules.argmax = self.head
-        self._link(m, fork.o_streams[0], gather.i_stream)
         self._link(m, fork.o_streams[1], self.head.i_stream)
-        g, h = gather.o_stream, self.head.o_stream
-        both = g.valid & h.valid
+        lg = fork.o_streams[0]
+        if "result_split" in parts:
+            m.submodules.result_split = split = parts["result_split"]
+            self._link(m, lg, split.i_stream)
+            lg = split.o_stream
+        bits, h = self.logit_bits, self.head.o_stream
+        code, last = lg.payload[:bits], lg.payload[-1]  # FrameFormat payload: codes, then last on top
+        pad = self.result_width - bits
+        ext = Cat(code, code[-1].replicate(pad)) if self.logit_signed and pad else Cat(code, Const(0, pad))
+        phase = Signal(name="result_class")  # 0: the logits of an image, 1: its class beat
+        # Muxes rather than an If: Icarus evaluates no ``always @*`` block before one of its inputs
+        # changes, and phase does not change at time 0 (continuous assigns are evaluated at once).
         m.d.comb += [
-            self.m_axis_tdata.eq(Cat(g.payload, h.payload[:self.index_bits])),
-            self.m_axis_tvalid.eq(both), self.m_axis_tlast.eq(1),
-            g.ready.eq(both & self.m_axis_tready), h.ready.eq(both & self.m_axis_tready),
+            self.m_axis_tdata.eq(Mux(phase, h.payload[:self.index_bits], ext)),
+            self.m_axis_tvalid.eq(Mux(phase, h.valid, lg.valid)), self.m_axis_tlast.eq(phase),
+            lg.ready.eq(~phase & self.m_axis_tready), h.ready.eq(phase & self.m_axis_tready),
         ]
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += phase.eq(Mux(phase, 0, last))
 
     # -- models ------------------------------------------------------------------------------
 
@@ -218,5 +237,8 @@ class Accelerator(wiring.Component):
             part._MustUse__silence = True  # estimated here; elaborate() builds its own instances
             glue[name] = stage_resources(part, family)
         glue["argmax"] = stage_resources(self.head, family)
+        # _result's m_axis multiplexer: per data bit a 2:1 LUT (the class beat or the extended logit),
+        # valid / ready / phase-update LUTs and the phase flop
+        glue["result"] = {"lut": self.result_width + 3, "ff": 1, "bram": 0, "dsp": 0}
         return {"layers": per, "glue": glue, "total": add_resources(list(per.values()) + list(glue.values()))}
 

@@ -165,9 +165,10 @@ class UartProtocol:
     in_format : FrameFormat
         The accelerator's ``s_axis`` stream.
     channels, logit_bits, logit_code : int, int, str
-        The logits (``m_axis`` bits ``[logit_lsb + c·logit_bits, ...)``).
-    index_bits, index_lsb, logit_lsb, result_width : int
-        The rest of the ``m_axis_tdata`` layout.
+        The logits: ``m_axis`` beats ``0 .. channels-1`` (:mod:`qhw.net.top`), each the logit's code
+        sign-extended (signed logits) or zero-extended to ``result_width`` bits.
+    index_bits, result_width : int
+        The class beat (the last of an image) and the width of every ``m_axis_tdata`` beat.
     digest : bytes
         First four bytes of the network digest.
     """
@@ -177,8 +178,6 @@ class UartProtocol:
     logit_bits: int
     logit_code: str
     index_bits: int
-    index_lsb: int
-    logit_lsb: int
     result_width: int
     digest: bytes
 
@@ -189,9 +188,11 @@ class UartProtocol:
             f = s["format"]
             fmt = FrameFormat(tuple(f["shape"]), f["code"], f["bits"], f["simd"])
             lg, ci = m["logits"], m["class_index"]
+            if int(m["beats"]) != int(lg["channels"]) + 1:
+                raise ValueError(f"m_axis has {m['beats']} beats an image, not a logit each and the class")
             digest = bytes.fromhex(manifest["network"]["digest"][:8])
-            return cls(fmt, int(lg["channels"]), int(lg["bits"]), str(lg["code"]), int(ci["bits"]), int(ci["lsb"]),
-                       int(lg["lsb"]), int(m["width"]), digest)
+            return cls(fmt, int(lg["channels"]), int(lg["bits"]), str(lg["code"]), int(ci["bits"]), int(m["width"]),
+                       digest)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"the build manifest's port map is incomplete for the UART wrapper: {exc}") from None
 
@@ -203,7 +204,7 @@ class UartProtocol:
             raise InputError(f"the board takes {info['codes']} codes of {info['code_bytes']} byte(s), not "
                              f"{in_format.channels * in_format.pixels} of {_nbytes(in_format.bits)}")
         lb, ib, k = 8 * info["logit_bytes"], 8 * info["index_bytes"], info["channels"]
-        return cls(in_format, k, lb, "signed" if info["signed_logits"] else "unsigned", ib, k * lb, 0, k * lb + ib,
+        return cls(in_format, k, lb, "signed" if info["signed_logits"] else "unsigned", ib, max(lb, ib),
                    bytes.fromhex(info["digest"]))
 
     # -- sizes --------------------------------------------------------------------------------
@@ -264,24 +265,26 @@ class UartProtocol:
 
     # -- board → host -------------------------------------------------------------------------
 
-    def result_word(self, logits, index: int) -> int:
-        """The ``m_axis_tdata`` word for logit values ``logits`` and class ``index``."""
+    def result_beats(self, logits, index: int) -> list[int]:
+        """The ``m_axis_tdata`` beats of one image for logit values ``logits`` and class ``index``."""
         codes = intmath.encode_acts(self.logit_code, self.logit_bits, np.asarray(logits, dtype=np.int64))
-        word = 0
-        for c, code in enumerate(codes.reshape(-1).tolist()):
-            word |= int(code) << (self.logit_lsb + c * self.logit_bits)
-        return word | (int(index) << self.index_lsb)
+        beats = []
+        for code in codes.reshape(-1).tolist():
+            code = int(code)
+            if self.signed_logits and code >> (self.logit_bits - 1) & 1:
+                code |= ((1 << self.result_width) - 1) & ~((1 << self.logit_bits) - 1)
+            beats.append(code)
+        return beats + [int(index)]
 
-    def reply_bytes(self, word: int, flags: int = 0) -> bytes:
-        """The reply the board sends for ``m_axis_tdata`` = ``word`` (what :class:`UartFramer` serializes)."""
+    def reply_bytes(self, beats: Sequence[int], flags: int = 0) -> bytes:
+        """The reply the board sends for one image's ``m_axis`` beats (what :class:`UartFramer` serializes:
+        the header, then each logit beat's low ``logit_bytes`` bytes and the class beat's ``index_bytes``)."""
+        if len(beats) != self.channels + 1:
+            raise ValueError(f"an image has {self.channels + 1} result beats, not {len(beats)}")
         out = bytearray([HEADER_ERROR | flags if flags else HEADER_OK])
-        mask = (1 << self.logit_bits) - 1
-        for c in range(self.channels):
-            raw = (word >> (self.logit_lsb + c * self.logit_bits)) & mask
-            value = int(intmath.decode_acts(self.logit_code, self.logit_bits, raw)) if self.signed_logits else raw
-            out += value.to_bytes(self.logit_bytes, "little", signed=self.signed_logits)
-        index = (word >> self.index_lsb) & ((1 << self.index_bits) - 1)
-        out += index.to_bytes(self.index_bytes, "little")
+        for beat in beats[:-1]:
+            out += (int(beat) & ((1 << 8 * self.logit_bytes) - 1)).to_bytes(self.logit_bytes, "little")
+        out += (int(beats[-1]) & ((1 << 8 * self.index_bytes) - 1)).to_bytes(self.index_bytes, "little")
         return bytes(out)
 
     def decode_reply(self, data: bytes) -> Reply:
@@ -327,7 +330,7 @@ class UartProtocol:
         x = np.asarray(images, dtype=np.int64)
         logits = golden(x).numpy().reshape(len(x), -1)
         index = golden.predict(x).numpy()
-        return [self.reply_bytes(self.result_word(lg, k)) for lg, k in zip(logits, index)]
+        return [self.reply_bytes(self.result_beats(lg, k)) for lg, k in zip(logits, index)]
 
 
 class BoardModel:
@@ -577,10 +580,10 @@ class UartFramer(wiring.Component):
         final beat), exactly ``{s_axis_tlast, s_axis_tdata}``. A beat is offered
         one cycle after its last code's byte is taken from the buffer.
     m_axis : In(stream.Signature(unsigned(result_width)))
-        The accelerator's result. ``ready`` rises only in the cycle the
-        reply's last byte is taken by ``tx_stream``: the payload is read in
-        place while it is held (the stream rule keeps it stable), so the
-        result is never copied into a register.
+        The accelerator's result beats (a logit each, then the class). A beat's
+        ``ready`` rises only in the cycle its last reply byte is taken by
+        ``tx_stream``: the payload is read in place while it is held (the
+        stream rule keeps it stable), so no result is copied into a register.
     busy : Out(1)
         A request is being received, computed or answered.
     error : Out(1)
@@ -619,35 +622,20 @@ class UartFramer(wiring.Component):
         return 3 + latency
 
     def estimate_resources(self) -> dict[str, int]:
-        """LUT4 and flip-flops, structurally: the reply multiplexer dominates (each of the 8 bits selects one of
-        ``reply_length`` payload bytes, about one LUT4 per input, plus the identify constants), then the
-        buffer (flip-flops and its read multiplexer on iCE40) and the counters. yosys on iCE40 for the digits
-        w4a4 build's wrapper (42-byte replies, 8-byte buffer): framer 483 LUT + buffer 81 LUT, 130 FF."""
+        """LUT4 and flip-flops, structurally: the reply multiplexer (each of the 8 bits selects one of a
+        beat's bytes or the header, about one LUT4 per input, plus the identify constants), the buffer
+        (flip-flops and its read multiplexer on iCE40) and the counters."""
         p, fmt = self.protocol, self.protocol.in_format
         counters = sum((max(2, n) - 1).bit_length() for n in (p.codes * p.code_bytes + 1, self.timeout_cycles + 1,
                                                              p.code_bytes, fmt.simd, fmt.groups * fmt.simd,
-                                                             fmt.pixels, max(p.reply_length, IDENT_LENGTH)))
+                                                             fmt.pixels, IDENT_LENGTH, p.channels + 1,
+                                                             p.result_width // 8))
         ptr = max(1, (self.fifo_depth - 1).bit_length())
         fifo_ff, fifo_lut = 8 * self.fifo_depth + 3 * ptr + 1, 8 * (self.fifo_depth - 1) + 6 * ptr + 4
         ff = counters + 8 * (p.code_bytes - 1) + fmt.data_width + 1 + 3 + 3 + 3 + fifo_ff
-        mux = 8 * (p.reply_length + IDENT_LENGTH // 2)
+        mux = 8 * (p.result_width // 8 + 1 + IDENT_LENGTH // 2)
         lut = mux + fifo_lut + 2 * counters + fmt.data_width + 20
         return {"lut": lut, "ff": ff, "bram": 0, "dsp": 0}
-
-    def _reply_bytes(self):
-        """The reply's bytes 1.. as values of the held ``m_axis`` payload (sign/zero extended, little-endian)."""
-        p = self.protocol
-        word = self.m_axis.payload
-        out = []
-        for c in range(p.channels):
-            lo = p.logit_lsb + c * p.logit_bits
-            field = word[lo:lo + p.logit_bits]
-            pad = 8 * p.logit_bytes - p.logit_bits
-            ext = Cat(field, field[-1].replicate(pad)) if (p.signed_logits and pad) else Cat(field, Const(0, pad))
-            out += [ext[8 * b:8 * b + 8] for b in range(p.logit_bytes)]
-        idx = Cat(word[p.index_lsb:p.index_lsb + p.index_bits], Const(0, 8 * p.index_bytes - p.index_bits))
-        out += [idx[8 * b:8 * b + 8] for b in range(p.index_bytes)]
-        return out
 
     def elaborate(self, platform):
         m = Module()
@@ -680,10 +668,17 @@ class UartFramer(wiring.Component):
             m.d.sync += beat_valid.eq(0)
 
         # reply side (init 1, set to 0 in START: see START below)
-        index = Signal(range(max(p.reply_length, IDENT_LENGTH)), init=1)
+        index = Signal(range(IDENT_LENGTH), init=1)
         header = Mux(flags != 0, Cat(flags, Const(HEADER_ERROR >> 3, 5)), Const(HEADER_OK, 8))
-        reply = Array([header, *self._reply_bytes()])
         ident = Array([Const(b, 8) for b in p.ident_bytes()])
+        # the result beats: byte ``rb`` of beat ``rk`` (logits 0 .. channels-1, then the class)
+        beat_bytes = p.result_width // 8
+        rk = Signal(range(p.channels + 1), name="reply_beat")
+        rb = Signal(range(max(2, beat_bytes)), name="reply_byte")
+        is_class = rk == p.channels
+        beat_end = Mux(is_class, rb == p.index_bytes - 1, rb == p.logit_bytes - 1)
+        beat_byte = Array([self.m_axis.payload[8 * b:8 * b + 8] for b in range(beat_bytes)])[rb] \
+            if beat_bytes > 1 else self.m_axis.payload[:8]
 
         with m.FSM(init="START"):
             with m.State("START"):
@@ -753,17 +748,26 @@ class UartFramer(wiring.Component):
             with m.State("RESULT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.m_axis.valid):
-                    m.d.sync += index.eq(0)
+                    m.d.sync += [rk.eq(0), rb.eq(0)]
+                    m.next = "HEADER"
+
+            with m.State("HEADER"):
+                m.d.comb += [self.busy.eq(1), self.tx_stream.valid.eq(1), self.tx_stream.payload.eq(header)]
+                with m.If(self.tx_stream.ready):
                     m.next = "REPLY"
 
             with m.State("REPLY"):
-                m.d.comb += [self.busy.eq(1), self.tx_stream.valid.eq(1), self.tx_stream.payload.eq(reply[index])]
-                with m.If(self.tx_stream.ready):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == p.reply_length - 1):
-                        m.d.comb += self.m_axis.ready.eq(1)  # valid is high: the result is taken now
-                        m.d.sync += error.eq(flags != 0)
-                        m.next = "HUNT"
+                # a beat's bytes while it is held; it is taken with its last byte
+                m.d.comb += [self.busy.eq(1), self.tx_stream.valid.eq(self.m_axis.valid),
+                             self.tx_stream.payload.eq(beat_byte)]
+                with m.If(self.m_axis.valid & self.tx_stream.ready):
+                    m.d.sync += rb.eq(rb + 1)
+                    with m.If(beat_end):
+                        m.d.comb += self.m_axis.ready.eq(1)
+                        m.d.sync += [rb.eq(0), rk.eq(rk + 1)]
+                        with m.If(is_class):
+                            m.d.sync += error.eq(flags != 0)
+                            m.next = "HUNT"
 
             with m.State("IDENT"):
                 m.d.comb += [self.busy.eq(1), self.tx_stream.valid.eq(1), self.tx_stream.payload.eq(ident[index])]

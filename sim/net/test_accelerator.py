@@ -3,8 +3,9 @@
 The design under test is a ``qhw build`` top level (:mod:`qhw.net.top`)
 inside the event wrapper of :func:`qhw.net.simulate.wrapper_verilog`,
 which passes the AXI ports through and only observes. Images go into
-``s_axis`` (``tlast`` on each image's last beat), one result beat per image
-comes out of ``m_axis``; both ports stall at random. Every engine's output
+``s_axis`` (``tlast`` on each image's last beat), ``channels + 1`` beats per
+image come out of ``m_axis`` (each logit, then the class, tlast); both ports
+stall at random. Every engine's output
 stream (read through its named copy at the accelerator's top level,
 ``<instance>__o_stream__*``) is compared, transfer by transfer, with the
 golden model's beat; the results with the golden logits and
@@ -28,13 +29,13 @@ Parameters (``tb_params``)
 stimulus : path of a JSON file (written by :func:`qhw.net.simulate.simulate_build`)::
 
     {"s_axis": {"width", "beats": [int], "stalled_beats": int},
-     "m_axis": {"expected": [int], "predicted": [int], "logit_bits", "channels", "index_bits",
-                "index_lsb", "stalled_results": int},
+     "m_axis": {"expected": [[int]] (a frame's beats), "predicted": [int], "logit_bits", "channels",
+                "index_bits", "width", "stalled_beats": int},
      "layers": [{"name", "instance", "inputs": [str], "in_ports": [str],
                  "out_format": FrameFormat.to_dict(), "expected": [int]}]}
 
 status : path of a JSON file rewritten with progress and, on failure, the one-line reason and the figures
-stall : probability that a port stalls in a cycle (until ``stalled_beats`` / ``stalled_results``)
+stall : probability that a port stalls in a cycle (until each port's ``stalled_beats``)
 seed : random seed of the stalls
 watchdog : cycles without any transfer that count as a deadlock
 """
@@ -96,7 +97,8 @@ class Bench:
         self.frames = len(self.expected)
         self.s_first: int | None = None
         self.s_count = 0
-        self.m_cycles: list[int] = []
+        self.m_cycles: list[int] = []  # cycle of each image's class beat
+        self.m_beats: list[int] = []   # the current image's beats so far
         self.agree = 0
         self.logit_frames_wrong = 0
         self.first_failure: str | None = None  # the earliest mismatch in simulated time
@@ -128,13 +130,13 @@ class Bench:
         dut.s_axis_tvalid.value = 0
 
     async def drain(self) -> None:
-        """``m_axis``: ready drawn anew every cycle while a result waits (held while none does).
+        """``m_axis``: ready drawn anew every cycle while a beat waits (held while none does).
 
-        Stalls stop once ``stalled_results`` results are taken (counted here,
+        Stalls stop once ``stalled_beats`` beats are taken (counted here,
         so the throughput tail starts on the very next cycle).
         """
         dut = self.dut
-        stalled, taken = self.stim["m_axis"]["stalled_results"], 0
+        stalled, taken = self.stim["m_axis"]["stalled_beats"], 0
         ready = self.m_rng.random() < self.keep
         dut.m_axis_tready.value = int(ready)
         while True:
@@ -195,29 +197,37 @@ class Bench:
                 self.status.write(self._progress())
 
     def _result(self, cycle: int, word: int) -> None:
+        """One ``m_axis`` beat; an image's beats are checked when its class beat (tlast) is in."""
         m = self.stim["m_axis"]
-        f = len(self.m_cycles)
-        self.m_cycles.append(cycle)
         width = m["width"]
         data, last = word & ((1 << width) - 1), word >> width
+        f = len(self.m_cycles)
         if f >= self.frames:
-            self._fail(f"m_axis: unexpected result beat #{f}")
+            self._fail("m_axis: unexpected beat after the last image's class beat")
             return
-        bits, want = m["logit_bits"], self.expected[f]
-        index = (data >> m["index_lsb"]) & ((1 << m["index_bits"]) - 1)
+        self.m_beats.append(data)
+        want = self.expected[f]
+        if not last and len(self.m_beats) < len(want):
+            return
+        beats, self.m_beats = self.m_beats, []
+        self.m_cycles.append(cycle)
+        message = None
+        if len(beats) != len(want):
+            message = f"m_axis: frame {f}: tlast on beat {len(beats)}, expected {len(want)} beats (logits, class)"
+        elif not last:
+            message = f"m_axis: frame {f}: tlast is 0 on the class beat"
+        index = beats[-1] & ((1 << m["index_bits"]) - 1)
         if index == self.predicted[f]:
             self.agree += 1
-        message = None
-        for c in range(m["channels"]):
-            g, w = to_signed(data >> (c * bits), bits), to_signed(want >> (c * bits), bits)
-            if g != w:
-                self.logit_frames_wrong += 1
-                message = f"m_axis: frame {f}: logit {c} expected {w}, got {g}"
-                break
-        if message is None and index != self.predicted[f]:
-            message = f"m_axis: frame {f}: class index expected {self.predicted[f]}, got {index}"
-        if message is None and last != 1:
-            message = f"m_axis: frame {f}: tlast is 0 (every result beat is one image)"
+        if message is None:
+            for c, (g, w) in enumerate(zip(beats[:-1], want[:-1])):
+                if g != w:
+                    self.logit_frames_wrong += 1
+                    message = (f"m_axis: frame {f}: logit {c} expected {to_signed(w, width)}, "
+                               f"got {to_signed(g, width)} (beat 0x{g:x})")
+                    break
+        if message is None and beats[-1] != want[-1]:
+            message = f"m_axis: frame {f}: class index expected {self.predicted[f]}, got {beats[-1]}"
         if message is not None:
             self._fail(message)
 
