@@ -43,7 +43,7 @@ def test_build_writes_verilog_and_manifest_identically_twice(qhw_cli, net_file, 
         assert man["ports"]["s_axis"]["width"] == 8 and man["ports"]["m_axis"]["width"] % 8 == 0
         assert {f["dst"] for f in man["fifos"]} == {"b.add"}
         assert sorted(p.name for p in (out / "passes").iterdir()) == [
-            "assign_folds.json", "plan_streams.json", "size_fifos.json"]
+            "assign_folds.json", "pace_requantizers.json", "plan_streams.json", "size_fifos.json"]
         outs.append(out)
     for name in ("qhw_tiny.v", "manifest.json"):
         assert _digest(outs[0] / name) == _digest(outs[1] / name)

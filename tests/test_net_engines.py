@@ -55,6 +55,10 @@ CONV_CASES = {
     "3x3_stride2_odd_size": (dict(c_in=3, h=7, w=7, c_out=4, stride=2, weight_bits=2), Fold(3, 2), 2),
     "3x3_signed_in_no_requant": (dict(c_in=2, h=3, w=4, c_out=3, in_code="signed", in_bits=3, out_code=None),
                                  Fold(1, 2), 3),
+    # a serial requantizer paced slower than the array (SF 4, up to 11 cycles a beat): the engine's
+    # output interval is the requantizer's, and its estimate_cycles says so exactly
+    "1x1_paced_serial_requant": (dict(c_in=4, h=5, w=4, c_out=3, kernel=1, padding=0, out_code="signed", out_bits=8),
+                                 Fold(1, 1, requant="serial", requant_interval=11), 1),
 }
 
 
@@ -63,7 +67,12 @@ def test_conv_engine_matches_golden(case):
     kwargs, fold, out_simd = CONV_CASES[case]
     rng = np.random.default_rng(len(case))
     layer, x = conv_layer(rng, n=2, **kwargs)
-    check_engine(ConvEngine(layer=layer, fold=fold, out_simd=out_simd), [x], seed=len(case))
+    engine = ConvEngine(layer=layer, fold=fold, out_simd=out_simd)
+    if fold.requant_interval:  # the case is what it says: paced past SF
+        assert engine.window.sf < engine.requant.interval <= fold.requant_interval
+        assert engine.beat_interval == engine.requant.interval
+        assert engine.cycles_per_frame() == engine.requant.interval * 5 * 4 * 3
+    check_engine(engine, [x], seed=len(case))
 
 
 def test_bipolar_padding_is_exact_where_every_tap_is_padding_or_real():

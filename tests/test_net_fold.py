@@ -147,5 +147,48 @@ def test_fit_builds_every_candidate_with_the_fold_style(qhw_cli, tmp_path):
                 "--requant-style", "serial", "--weight-memory", "block", "--json")
     assert r.returncode == 0, r.stderr
     man = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert man["fit"] == styled and [l["fold"] for l in man["layers"]] == [styled["folds"][l["name"]]
-                                                                            for l in man["layers"]]
+    # the layers' folds are fit's, each serial one paced by compile's pace_requantizers where it can be
+    built = [l["fold"] for l in man["layers"]]
+    assert man["fit"] == styled and [{k: v for k, v in f.items() if k != "requant_interval"} for f in built] == \
+        [styled["folds"][l["name"]] for l in man["layers"]]
+    assert any(f.get("requant_interval", 0) > 1 for f in built)
+
+
+def test_requant_interval_is_validated_and_serialized_only_when_set():
+    paced = Fold(rows=1, cols=2, requant="serial", requant_interval=40)
+    assert paced.to_dict() == {"rows": 1, "cols": 2, "lanes": 1, "simd": 1, "requant": "serial", "requant_interval": 40}
+    assert Fold.from_dict(paced.to_dict()) == paced
+    assert "requant_interval" not in Fold(rows=1, cols=2, requant="serial").to_dict()
+    for bad in (-1, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="requant_interval"):
+            Fold(rows=1, cols=1, requant="serial", requant_interval=bad)
+    with pytest.raises(ValueError, match="requant_interval 8 needs requant 'serial'"):
+        Fold(rows=1, cols=1, requant_interval=8)
+
+
+def test_pace_requantizers_slows_serial_requantizers_to_the_bottleneck_and_keeps_the_frame_rate():
+    from qhw.net.compile import compile_network
+    from qhw.net.folding import conv_cycles
+    from qhw.net.top import Accelerator
+
+    net, _ = tiny_resnet(np.random.default_rng(0))
+    mac = [l.name for l in net.layers[1:] if isinstance(l, (Conv, Dense))]
+    serial = {n: Fold(rows=1, cols=1, requant="serial") for n in mac}
+    compiled = compile_network(net, serial)
+    budget = max(conv_cycles(net[n], serial[n]) for n in mac)
+    assert budget == 6 * 5 * 4 * 36  # b.conv1 / b.conv2: 30 pixels × 4 groups × SF 36
+    got = {n: compiled.folded.folds[n].requant_interval for n in mac}
+    # the stem (SF 9, 120 beats) and the fc (SF 4, 3 beats) may take budget / beats; the bottleneck convs stay
+    assert got == {"stem": budget // 120, "b.conv1": 0, "b.conv2": 0, "fc": budget // 3}
+    assert compiled.assigned.folds["stem"].requant_interval == 0  # assign_folds' result is kept as it was
+    assert set(compiled.intermediates()) == {"assign_folds", "pace_requantizers", "plan_streams", "size_fifos"}
+    paced = Accelerator(plan=compiled.plan)
+    cycles = {n: e.cycles_per_frame() for n, e in paced.engines.items()}
+    assert max(cycles.values()) == budget and all(c <= budget for c in cycles.values())
+    fc = paced.engines["fc"]  # its serial multiplier takes more cycles than the array gives
+    assert fc.beat_interval == fc.requant.interval > fc.window.sf
+    # an interval given by hand is kept, parallel folds are never paced
+    hand = dict(serial, stem=Fold(rows=1, cols=1, requant="serial", requant_interval=12))
+    assert compile_network(net, hand).folded.folds["stem"].requant_interval == 12
+    parallel = {n: Fold(rows=1, cols=1) for n in mac}
+    assert compile_network(net, parallel).folded.folds == parallel

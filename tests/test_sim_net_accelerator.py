@@ -114,8 +114,9 @@ def test_w4a4_on_icarus_every_layer_bit_exact_at_the_manifest_rate(root, cache):
     assert rep.cycles_per_frame_min == rep.cycles_per_frame_max == 576 and rep.measured_intervals == tail - 1
     assert all(l.interval == 576 for l in rep.layers)
     assert 0 < rep.latency < 4 * 576
-    # the ports stalled: the stem's output waited for its consumers, results waited for m_axis
-    assert max(l.stalled for l in rep.layers) > 0
+    # the sink stalled: result beats waited on m_axis (the fork ahead of it absorbs most of that, so
+    # the engines' outputs, one logit every SF cycles, rarely see it)
+    assert rep.m_axis_stalled > 0
     assert all(0 < l.busy <= l.ideal_busy for l in rep.layers)
 
 

@@ -110,8 +110,9 @@ def build(net: Network, out: str | os.PathLike, *, folds: Mapping[str, Fold | in
 
     out = Path(out)
     top = top or top_name(Path(network_path).stem if network_path else "net")
-    progress("compiling: " + ", ".join(name for name in ("check_supported", "assign_folds", "plan_streams",
-                                                              "size_fifos")))
+    from .compile import PASSES
+
+    progress("compiling: " + ", ".join(name for name, _ in PASSES))
     compiled = compile_network(net, folds, fifo_scale=fifo_scale)
     try:
         acc = Accelerator(plan=compiled.plan)

@@ -206,9 +206,12 @@ def stage_buffer(layer: Layer, *, simd: int, fold=None, out_simd: int | None = N
     (``⌈4 / NF⌉ + 1``); and the packer (:data:`REGROUP_PIXELS`). An upper
     bound: stalls can compress the pipeline that far, a flowing one holds less.
     ``latency``: two windows of ``replays·SF`` reader cycles (the one queued
-    and its own), the window generator's 2, the array's ``rows + cols + 1``,
-    one each for the output FIFO, correction, requantizer and packer, and the
-    packer's ``⌈C_out / out_simd⌉`` output beats.
+    and its own; ``replays·max(SF, requant_interval)`` for a serial
+    requantizer, which may pace the reader), the window generator's 2, the
+    array's ``rows + cols + 1``, one each for the output FIFO, correction,
+    requantizer and packer (a serial requantizer: up to ``max(SF,
+    requant_interval)`` more), and the packer's ``⌈C_out / out_simd⌉`` output
+    beats.
     """
     spec = layer.in_specs[0]
     px = spec.shape[1] * spec.shape[2] if spec.is_map else 1
@@ -230,10 +233,20 @@ def stage_buffer(layer: Layer, *, simd: int, fold=None, out_simd: int | None = N
     geom = WindowGeometry(h, w, kernel, stride, padding)
     beats = nf * kernel[0] * kernel[1] * groups  # the window generator's beats_per_window
     ring = full_rate_ring(geom, groups=groups, beats=beats)
+    window_cycles = beats  # reader cycles a window takes at full rate
     if fold is not None:  # conv / dense: array, output FIFO, correction, requantizer
         pipe = _ceil(fold.rows + fold.cols + 1, beats) + 1 + _ceil(4, nf) + 1
         lat = (fold.rows + fold.cols + 1) + 4
+        if fold.requant == "serial":
+            # a serial requantizer takes up to max(SF, requant_interval) cycles a beat (its latency is
+            # that plus one), and one paced slower than SF paces the window's reader with it
+            interval = max(beats // nf, fold.requant_interval)
+            lat += interval
+            window_cycles = nf * interval
     else:                 # max pool: one register stage
         pipe, lat = 1, 2
+    # period, the fewest cycles between two output pixels, stays the array's (a paced requantizer
+    # may take fewer cycles than its bound); latency takes the bound
     return StageBuffer(geom.keep.copy(), ring=ring, in_pixels=h * w, ahead=1 + pipe + REGROUP_PIXELS,
-                       latency=2 * beats + WindowGenerator.latency + lat + out_beats, period=max(beats, out_beats))
+                       latency=2 * window_cycles + WindowGenerator.latency + lat + out_beats,
+                       period=max(beats, out_beats))

@@ -19,7 +19,14 @@ cycles a beat where that form's interval fits the engine's own SF and it is
 cheaper, so the engine's cycles do not change: multiply-shift digit-serially
 (:class:`qhw.hw.requant_serial.SerialMulShiftRequantizer`), thresholds by
 binary search (:class:`qhw.hw.requant_search.SearchThresholdRequantizer`).
-The default ``"parallel"`` builds today's.
+The default ``"parallel"`` builds today's. ``requant_interval`` lets a
+serial requantizer take more cycles a beat than SF: the engine then emits
+one output beat every ``max(SF, requant_interval)`` cycles. The compile pass
+:func:`qhw.net.compile.pace_requantizers` sets it on every serial fold that
+leaves it 0, to the most cycles a beat that keep the engine within the
+network's slowest conv / dense engine, so the frame rate does not change
+while a layer far from the bottleneck (a ResNet's 1×1 shortcut, SF = C_in)
+gets a requantizer of one multiplier bit a cycle instead of several.
 
 ``weights="block"`` puts every weight ROM of the layer's array in block RAM
 (:class:`qhw.hw.array.SystolicArray` ``weight_memory="block"``) instead of
@@ -59,6 +66,9 @@ class Fold:
     weights : {"auto", "block"}
         Where the weight ROMs go (see the module docstring); written only when
         not ``"auto"``.
+    requant_interval : int
+        ``requant="serial"`` only: the most cycles the requantizer may take a
+        beat; 0 (the default, not written) means the engine's SF.
 
     Attributes
     ----------
@@ -71,6 +81,7 @@ class Fold:
     lanes: int = 1
     requant: str = "parallel"
     weights: str = "auto"
+    requant_interval: int = 0
 
     def __post_init__(self):
         for name in ("rows", "cols", "lanes"):
@@ -79,6 +90,11 @@ class Fold:
             raise ValueError(f"requant must be one of {', '.join(REQUANT_STYLES)}, not {self.requant!r}")
         if not isinstance(self.weights, str) or self.weights not in WEIGHT_MEMORIES:
             raise ValueError(f"weights must be one of {', '.join(WEIGHT_MEMORIES)}, not {self.weights!r}")
+        ri = self.requant_interval
+        if isinstance(ri, bool) or not isinstance(ri, int) or ri < 0:
+            raise ValueError(f"requant_interval must be an integer >= 0, not {ri!r}")
+        if ri and self.requant != "serial":
+            raise ValueError(f"requant_interval {ri} needs requant 'serial', not {self.requant!r}")
 
     @property
     def simd(self) -> int:
@@ -90,18 +106,20 @@ class Fold:
             d["requant"] = self.requant
         if self.weights != "auto":
             d["weights"] = self.weights
+        if self.requant_interval:
+            d["requant_interval"] = self.requant_interval
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Fold":
         if not isinstance(d, Mapping):
             raise TypeError(f"a fold must be an object with rows, cols, lanes, not {d!r}")
-        unknown = set(d) - {"rows", "cols", "lanes", "simd", "requant", "weights"}
+        unknown = set(d) - {"rows", "cols", "lanes", "simd", "requant", "weights", "requant_interval"}
         if unknown:
             raise ValueError(f"unknown fold field(s) {sorted(unknown)}")
         try:
             fold = cls(rows=d["rows"], cols=d["cols"], lanes=d.get("lanes", 1), requant=d.get("requant", "parallel"),
-                       weights=d.get("weights", "auto"))
+                       weights=d.get("weights", "auto"), requant_interval=d.get("requant_interval", 0))
         except KeyError as exc:
             raise ValueError(f"a fold needs {exc.args[0]!r}") from None
         if "simd" in d and d["simd"] != fold.simd:

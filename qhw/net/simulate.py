@@ -145,6 +145,7 @@ class SimReport:
     watchdog: int
     wall_seconds: float
     failure: str | None = None
+    m_axis_stalled: float = 0.0  # cycles an m_axis beat waited for the sink / run cycles
 
     @property
     def ok(self) -> bool:
@@ -473,7 +474,7 @@ def summarize(manifest: dict, stim: dict, result: dict, *, build: str, simulator
         measured_intervals=int(measured.size), manifest_cycles_per_frame=cpf,
         latency=(m_cycles[0] - s_first) if m_cycles and s_first is not None else None,
         total_cycles=result.get("cycles", 0), watchdog=watchdog, wall_seconds=round(wall_seconds, 2),
-        failure=failure)
+        failure=failure, m_axis_stalled=result.get("m_waits", 0) / window)
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -631,7 +632,7 @@ def format_report(report: SimReport) -> str:
         f"{report.measured_intervals} intervals)")
     text += (f"\n\n{report.frames} frames ({report.images} images) x {len(report.layers)} layers on "
              f"{report.simulator}, stall {report.stall}: {report.values_compared} values compared, "
-             f"{report.mismatches} mismatches"
+             f"{report.mismatches} mismatches; m_axis beats waited {100 * report.m_axis_stalled:.1f} % of cycles"
              f"\ncycles/frame {cpf}; manifest {report.manifest_cycles_per_frame}"
              f"\nlatency {report.latency} cycles (first s_axis transfer to the first class beat on m_axis); "
              f"{report.total_cycles} cycles simulated in {report.wall_seconds:.0f} s"

@@ -98,6 +98,7 @@ class Bench:
         self.s_first: int | None = None
         self.s_count = 0
         self.m_cycles: list[int] = []  # cycle of each image's class beat
+        self.m_waits = 0  # cycles an m_axis beat was offered and the sink was not ready
         self.m_beats: list[int] = []   # the current image's beats so far
         self.agree = 0
         self.logit_frames_wrong = 0
@@ -145,6 +146,7 @@ class Bench:
                 await RisingEdge(dut.m_axis_tvalid)
             await RisingEdge(dut.clk)  # closes a cycle with a result offered: taken if we were ready
             taken += ready
+            self.m_waits += not ready
             keep = self.keep if taken < stalled else 1.0
             ready = keep >= 1.0 or self.m_rng.random() < keep
             dut.m_axis_tready.value = int(ready)
@@ -316,6 +318,7 @@ class Bench:
         stalls = int(self.dut.stalls.value)
         return {
             "cycles": self.cycle + 1, "s_first": self.s_first, "s_beats": self.s_count, "m_cycles": self.m_cycles,
+            "m_waits": self.m_waits,
             "agree": self.agree, "logit_frames_wrong": self.logit_frames_wrong, "first_failure": self.first_failure,
             "layers": {d["name"]: {"beats": c.seen, "transfers": t, "stalls": stalls >> (32 * k) & 0xFFFFFFFF,
                                    "mismatched_beats": c.mismatched_beats, "mismatched_codes": c.mismatched_codes,

@@ -149,8 +149,9 @@ class ConvEngine(Engine):
             self.requant = Truncate(lanes=fold.cols, in_width=width, out_width=spec_out.bits)
         else:
             # fold.requant "serial": the requantizer may take up to SF cycles a beat, the cycles between
-            # two of the array's output beats, so the engine's cycles do not change.
-            interval = self.window.sf if fold.requant == "serial" else 1
+            # two of the array's output beats, so the engine's cycles do not change; or up to
+            # fold.requant_interval (qhw.net.compile.pace_requantizers), the engine then paced by it.
+            interval = max(self.window.sf, fold.requant_interval) if fold.requant == "serial" else 1
             self.requant = choose_requantizer(layer.requant, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=width,
                                               lanes=fold.cols, form=requant_form, interval=interval)
         self.packer = Regroup(channels=C, pixels=oh * ow, in_simd=fold.cols, out_simd=self.out_format.simd,
@@ -207,12 +208,26 @@ class ConvEngine(Engine):
         return self.array.latency + sum(getattr(s, "latency", 0) for s in (self.correction, self.requant)
                                         if s is not None)
 
+    @property
+    def beat_interval(self) -> int:
+        """Cycles between two of the requantizer's input beats at full rate: SF, or more when the
+        requantizer is paced slower than the array (``Fold.requant_interval``)."""
+        return max(self.window.sf, getattr(self.requant, "interval", 1))
+
     def estimate_cycles(self, frames: int = 1) -> int:
-        """First input transfer to last output transfer, ideal source and sink (the window bound)."""
-        return self.window.estimate_cycles(frames) + self.latency + packer_tail(self.packer)
+        """First input transfer to last output transfer, ideal source and sink: the window bound, or
+        with a paced requantizer, its first beat's time plus one interval per further beat."""
+        tail = self.latency + packer_tail(self.packer)
+        window = self.window.estimate_cycles(frames) + tail
+        if self.beat_interval == self.window.sf:
+            return window
+        beats = frames * self.window.out_height * self.window.out_width * self.window.replays
+        first = self.window.schedule(frames)[0] - self.window.beats_per_window + self.window.sf + 2
+        return max(window, first + (beats - 1) * self.beat_interval + tail)
 
     def cycles_per_frame(self) -> int:
-        return max(self.window.cycles_per_frame(), self.packer.cycles_per_frame())
+        paced = self.window.out_height * self.window.out_width * self.window.replays * self.beat_interval
+        return max(self.window.cycles_per_frame(), self.packer.cycles_per_frame(), paced)
 
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         """Sum of the stages' estimates; block RAM in ``family``'s own blocks (Xilinx: RAMB18)."""
