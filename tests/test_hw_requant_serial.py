@@ -48,14 +48,16 @@ def problem(lanes, groups, out_signed, clamped, seed, acc_width=12, mult_bits=8)
     return {**kw, "lo": lo, "hi": hi, "out_code": "signed" if out_signed else "unsigned"}
 
 
+@pytest.mark.parametrize("order", ["lsb", "msb"])
 @pytest.mark.parametrize("clamped", [False, True])
 @pytest.mark.parametrize("out_signed", [False, True])
 @pytest.mark.parametrize("digit_bits", [1, 2, 4])
 @pytest.mark.parametrize("groups", [1, 3])
 @pytest.mark.parametrize("lanes", [1, 2])
-def test_serial_equals_the_parallel_reference(lanes, groups, digit_bits, out_signed, clamped):
+def test_serial_equals_the_parallel_reference(lanes, groups, digit_bits, out_signed, clamped, order):
     kw = problem(lanes, groups, out_signed, clamped, seed=lanes * 100 + groups * 10 + digit_bits)
-    rq = SerialMulShiftRequantizer(digit_bits=digit_bits, **kw)
+    rq = SerialMulShiftRequantizer(digit_bits=digit_bits, order=order, **kw)
+    assert rq.order == order
     par = MulShiftRequantizer(**kw)
     par._MustUse__silence = True
     assert (rq.prod_width, rq.clamps, rq.out_bits, rq.out_code) == (par.prod_width, par.clamps, par.out_bits,
@@ -69,14 +71,17 @@ def test_serial_equals_the_parallel_reference(lanes, groups, digit_bits, out_sig
     assert len(set(got.ravel().tolist())) > 3  # the codes really vary
 
 
+@pytest.mark.parametrize("shift", [3, 8, 11])  # MSB-first (3 < 8 digit bits); LSB-first, 0 and 3 bits left
 @pytest.mark.parametrize("digit_bits", [1, 2, 3, 4, 8])
-def test_sign_digit_zero_and_most_negative_multiplier_at_the_bounds(digit_bits):
+def test_sign_digit_zero_and_most_negative_multiplier_at_the_bounds(digit_bits, shift):
     """m = -2^(w-1), -1, 0, 1, 2^(w-1)-1 and others, every accumulator at its exact bounds and next to them."""
     mult = [-128, 127, 0, -1, 1, -77, 64, 93]
     lo, hi = np.array([-2048, -1, 0, -2048, -1000, -5, -2048, -300]), np.array([2047, 0, 1, 2047, 3, 2047, 2047, 301])
-    kw = dict(mult=mult, bias=[5, -3, 7, 0, 100, -100, 1, 0], shift=3, lo=-(1 << 16), hi=(1 << 16) - 1,
+    kw = dict(mult=mult, bias=[5, -3, 7, 0, 100, -100, 1, 0], shift=shift, lo=-(1 << 16), hi=(1 << 16) - 1,
               acc_lo=lo, acc_hi=hi, acc_width=12, lanes=2)
     rq = SerialMulShiftRequantizer(digit_bits=digit_bits, **kw)
+    nd = rq.digits * digit_bits
+    assert rq.order == ("lsb" if shift >= nd else "msb")
     assert rq.negative and rq.serial_width == 8 and rq.m_width == 8
     assert rq.clamps == [(False, False)] * 2  # nothing hides a wrong product
     groups = rq.groups
@@ -89,10 +94,11 @@ def test_sign_digit_zero_and_most_negative_multiplier_at_the_bounds(digit_bits):
     np.testing.assert_array_equal(got, rq.reference(acc))
     values = rq.reference_values(acc)
     ch = rq._channels_of(len(acc))
-    want = (acc * np.asarray(mult)[ch] + np.asarray(kw["bias"])[ch] + 4) >> 3
+    half = 1 << (shift - 1)
+    want = (acc * np.asarray(mult)[ch] + np.asarray(kw["bias"])[ch] + half) >> shift
     np.testing.assert_array_equal(values, want)
     # m = -2^7 on channel 0 at both ends of its accumulator range: the extremes of the whole layer
-    assert (values.min(), values.max()) == ((2047 * -128 + 5 + 4) >> 3, (-2048 * -128 + 5 + 4) >> 3)
+    assert (values.min(), values.max()) == ((2047 * -128 + 5 + half) >> shift, (-2048 * -128 + 5 + half) >> shift)
 
 
 def test_unsigned_multipliers_need_no_sign_digit():
@@ -105,13 +111,14 @@ def test_unsigned_multipliers_need_no_sign_digit():
     np.testing.assert_array_equal(got, rq.reference(acc))
 
 
+@pytest.mark.parametrize("order", ["lsb", "msb"])
 @pytest.mark.parametrize("digit_bits", [1, 3])
-def test_stalls_interval_and_latency_are_measured(digit_bits):
+def test_stalls_interval_and_latency_are_measured(digit_bits, order):
     """A few hundred beats with random valid / ready stalls equal reference(); at full rate one beat is
     accepted every ``interval`` cycles and the first code is valid ``latency`` cycles after the first
     input transfer; estimate_cycles is the measured window."""
     kw = problem(2, 3, True, True, seed=7, acc_width=14)
-    rq = SerialMulShiftRequantizer(digit_bits=digit_bits, **kw)
+    rq = SerialMulShiftRequantizer(digit_bits=digit_bits, order=order, **kw)
     acc = random_accs(rq, 300, np.random.default_rng(digit_bits), pad_full_range=True)
     got, run = simulate(rq, acc, valid_prob=0.5, ready_prob=0.4, seed=11)
     np.testing.assert_array_equal(got, rq.reference(acc))
@@ -143,6 +150,8 @@ def test_parallel_latency_convention_is_the_same():
     (dict(digit_bits=1, shift=0), ValueError, "shift"),  # the parallel form's checks, reused
     (dict(digit_bits=1, bias=[1]), ValueError, "bias"),
     (dict(digit_bits=1, lanes=0), ValueError, "lanes"),
+    (dict(digit_bits=1, order="lsb"), ValueError, "order"),  # shift 2 < 4 digit bits: LSB-first is not exact
+    (dict(digit_bits=1, order="middle"), ValueError, "order"),
 ])
 def test_invalid_parameters(kwargs, exc, word):
     args = dict(mult=[3, -4], bias=[0, 1], shift=2, lo=0, hi=15, acc_lo=[-10] * 2, acc_hi=[10] * 2,
@@ -216,3 +225,23 @@ def test_choose_requantizer_takes_the_serial_form_only_where_it_fits_and_is_chea
     assert isinstance(choose_requantizer(th2, **kw2, interval=36), ThresholdRequantizer)
     with pytest.raises(ValueError, match="interval"):
         choose_requantizer(th, **kw, interval=0)
+
+
+@pytest.mark.parametrize("digit_bits", [1, 2, 3])
+def test_lsb_first_adders_are_about_the_accumulator_wide_and_bounds_are_reached(digit_bits):
+    """LSB-first step sums need acc_width + d + 1 bits or fewer where MSB-first needs prod_width; the
+    exact tail bound is reached at the accumulator's ends (a too-narrow width would wrap there)."""
+    kw = problem(1, 4, True, False, seed=3, acc_width=12, mult_bits=8)
+    lsb = SerialMulShiftRequantizer(digit_bits=digit_bits, order="lsb", **kw)
+    msb = SerialMulShiftRequantizer(digit_bits=digit_bits, order="msb", **kw)
+    assert msb.step_width == msb.prod_width == 19
+    assert lsb.step_width <= lsb.acc_width + digit_bits + 1 < msb.step_width
+    assert lsb._ff() < msb._ff()
+    if digit_bits == 1:  # B_k is the carry-in; wider digits add it as an operand (yosys: 91 against 90 at d = 2)
+        assert lsb.estimate_resources("ice40")["lut"] < msb.estimate_resources("ice40")["lut"]
+    ends = np.array([[a] for g in range(lsb.groups) for a in (kw["acc_lo"][g], kw["acc_hi"][g])])
+    acc = np.concatenate([ends[0::2], ends[1::2]])  # every group at its low end, then at its high end
+    got, _ = simulate(lsb, acc)
+    np.testing.assert_array_equal(got, lsb.reference(acc))
+    for rq in (lsb, msb):
+        rq._MustUse__silence = True

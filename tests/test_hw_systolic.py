@@ -227,6 +227,37 @@ def test_utilization_with_a_slow_sink():
     assert utilization >= 0.95
 
 
+@pytest.mark.parametrize("kind", ["int4", "xnor", "pow2", "odd3"])  # gammas; odd3 also a Q line
+def test_held_output_is_exact_under_stalls_and_full_rate_into_a_ready_sink(kind):
+    """No output FIFO (hold_output): the accumulators are the output register. Exact under random
+    valid / ready stalls (with gammas where the kind has them, indexed by the group leaving); one
+    beat a cycle and the same latency and cycle estimate into an always-ready sink; fewer FFs."""
+    arr = make_array(kind, 6, 24, 3, 2, 2, seed=6)  # SF = 4, NF = 3
+    fifo = make_array(kind, 6, 24, 3, 2, 2, seed=6)
+    arr.hold_output()
+    assert arr.out_fifo_depth == 0 and fifo.out_fifo_depth == 1
+    x = np.random.default_rng(4).integers(0, arr.spec.code_max + 1, size=(30, 24))
+    got, expected, run = simulate(arr, x, valid_prob=0.7, ready_prob=0.4, seed=3)
+    np.testing.assert_array_equal(got, expected)
+    got, expected, run = simulate(arr, x)
+    np.testing.assert_array_equal(got, expected)
+    assert run.in_cycles == list(range(len(x) * arr.mapping.steps))
+    assert run.out_cycles[0] - run.in_cycles[arr.mapping.sf - 1] == arr.latency
+    assert run.out_cycles[-1] + 1 == arr.estimate_cycles(len(x))
+    for family in ("ice40", "xilinx"):
+        held, kept = arr.estimate_resources(family), fifo.estimate_resources(family)
+        assert held["ff"] == kept["ff"] - arr.out_layout.size and held["lut"] < kept["lut"]
+    one = make_array("int4", 3, 4, 1, 1, 4)  # SF = 1: no accumulators to hold a result
+    with pytest.raises(ValueError, match="SF"):
+        one.hold_output()
+    with pytest.raises(ValueError, match="out_fifo_depth"):
+        make_array("int4", 3, 4, 1, 1, 4).__class__(weights=np.ones((3, 4), dtype=np.int64), rows=1, cols=1,
+                                                     lanes=4, weight_code="int", weight_bits=4, act_bits=4,
+                                                     out_fifo_depth=0)
+    for a in (fifo, one):
+        a._MustUse__silence = True
+
+
 def test_mapping_layout():
     w = np.arange(-6, 6).reshape(3, 4)  # C = 3, K = 4
     mp = ArrayMapping(weights=w, rows=1, cols=2, spec=make_array("int4", 3, 4, 1, 2, 3).spec)

@@ -102,10 +102,17 @@ def test_add_engine_identity_and_projection():
     check_engine(AddEngine(layer=layer, simd=3), xs)
 
 
-def test_global_pool_engine():
+@pytest.mark.parametrize("simd", [1, 2, 3, 7])  # 7, 4, 3 groups: sums in a RAM (one word a group); 1: a register
+def test_global_pool_engine(simd):
     rng = np.random.default_rng(4)
     layer, x = gap_layer(rng, c=7, h=3, w=3, n=3)
-    check_engine(GlobalPoolEngine(layer=layer, simd=3), [x])
+    engine = GlobalPoolEngine(layer=layer, simd=simd)
+    check_engine(engine, [x], seed=simd)
+    groups = -(-7 // simd)
+    if groups > 1:  # the sums' RAM is estimated where yosys' cost model puts it
+        from qhw.hw.rom import ram_mapping
+        placed = ram_mapping(groups, simd * engine.sum_shape.width, "ice40", sync_read=True)
+        assert engine.estimate_resources("ice40")["bram"] >= placed["bram"]
 
 
 @pytest.mark.parametrize("kernel, stride, padding, shape", [(2, 2, 0, (3, 6, 4)), (3, 2, 1, (2, 7, 5)),

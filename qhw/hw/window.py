@@ -605,6 +605,12 @@ class WindowGenerator(wiring.Component):
         # forced LUT ring is "logic": iCE40 has no LUT-RAM for "distributed".
         style = {"ram_style": "block"} if self.in_block_ram else \
             {"ram_style": "logic"} if self.memory == "lut" else {}
+        # ``no_rw_check``: the reader never reads the word being written in the same cycle (it reads
+        # pixels below ``wr``, the writer writes pixel ``wr`` or later into a slot whose old pixel is
+        # below ``keep``; a padding tap's read may collide, but its data is replaced by 0), so yosys
+        # builds no old-data read logic around the block (on iCE40: the last write's address and
+        # data and the read data registered again, 2·width + 4 flip-flops that share no logic cell).
+        style["no_rw_check"] = 1
         m.submodules.ring = mem = Memory(shape=unsigned(self.mem_width), depth=self.mem_depth, init=[], attrs=style)
         keep = Signal(self._counter_bits, name="keep")  # the reader's, for the writer
         wr = self._writer(m, mem, keep)

@@ -102,7 +102,7 @@ IDENT_LENGTH = 15
 #: gap a USB serial adapter leaves inside one write).
 DEFAULT_TIMEOUT_BITS = 8192
 #: Bytes the framer buffers while the accelerator does not take input, at least (:func:`default_fifo_depth`).
-DEFAULT_FIFO_DEPTH = 8
+DEFAULT_FIFO_DEPTH = 4
 #: Largest baud-rate error accepted between the divisor's rate and the one asked for.
 MAX_BAUD_ERROR = 0.02
 
@@ -132,12 +132,13 @@ def default_fifo_depth(manifest: dict, divisor: int) -> int:
     One request at a time, so the accelerator is empty when an image starts
     and has it all within about ``cycles_per_frame`` (its slowest engine's
     frame time) of being offered it; ``cycles_per_frame / (10·divisor)``
-    bytes arrive meanwhile. At least :data:`DEFAULT_FIFO_DEPTH`. (At a real
-    baud rate that is the minimum: the digits w4a4 build takes 2304 cycles a
-    frame, 2.2 bytes at 115 200 baud and 12 MHz. A byte period close to the
-    accelerator's time per input beat needs the deeper buffer: at 40 cycles a
-    byte the 8-byte default overran on that build.) An overrun is still
-    caught and flagged, never silent.
+    bytes arrive meanwhile, plus two. At least :data:`DEFAULT_FIFO_DEPTH`. (The
+    digits w4a4 build takes 2304 cycles a frame, 2.2 bytes at 115 200 baud and
+    12 MHz: 5 bytes, where a fixed 8 cost the iCEBreaker top 24 flip-flops that
+    share no logic cell. A byte period close to the accelerator's time per
+    input beat needs the deeper buffer: at 40 cycles a byte a fixed 8-byte
+    buffer overran on that build.) An overrun is still caught and flagged,
+    never silent.
     """
     check_positive("divisor", divisor)
     cpf = int(manifest.get("cycles_per_frame", 0))

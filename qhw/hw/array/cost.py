@@ -292,5 +292,7 @@ def array_luts(array, family: str = "xilinx", features=None) -> int:
 
     feats = array_features(array, family) if features is None else features
     mux = sum(bram_read_mux_luts(*array.column_rom_shape(c), family) for c in array.block_columns)
-    fifo = out_fifo_saving(array.out_layout.size, family)[0] if array.out_fifo_depth == 1 else 0
+    fifo = out_fifo_saving(array.out_layout.size, family)[0] if array.out_fifo_depth <= 1 else 0
+    if array.out_fifo_depth == 0:  # no one-entry FIFO's 3 LUTs (2 on Xilinx); a pending flag's 1 instead
+        fifo += 1 if family == "xilinx" else 2
     return max(luts_of(feats, family) + mux + array_offset(array, family, feats)[0] - fifo, 0)

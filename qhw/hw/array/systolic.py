@@ -54,19 +54,33 @@ Flow control: one global enable ``en`` advances every pipeline register;
 empty cycles travel as bubbles (a valid bit in the control line), so a slow
 source costs no more than its own gaps. ``en`` drops only when a result is
 ready to leave the pipeline and the output FIFO is full; the FIFO's
-``w_rdy`` depends on its level register only, so ``o_stream.ready`` never
-reaches the enable combinationally, and with a continuously ready sink the
-array takes one beat every cycle.
+``w_rdy`` depends on its level register only, so with a FIFO
+``o_stream.ready`` never reaches the enable combinationally (without one,
+below, it does), and with a continuously ready sink the array takes one
+beat every cycle.
 
 Output FIFO depth: a result leaves the FIFO (asynchronous read) one cycle
 after it is written, at the earliest, so it is empty again two cycles after
 the write. Results are written ``SF`` cycles apart at full rate, so with
 ``SF ≥ 2`` one entry (a result register and a full bit) keeps full rate
-and two entries are needed only for ``SF = 1``: the default takes the
-smaller. On iCE40, where a FIFO's words are flip-flops, the second entry
-cost ``9 + width`` LUTs and ``3 + width`` flip-flops per array (yosys,
+and two entries are needed only for ``SF = 1``. On iCE40, where a FIFO's
+words are flip-flops, the second entry cost ``9 + width`` LUTs and
+``3 + width`` flip-flops per array (yosys,
 :func:`qhw.hw.array.cost.out_fifo_saving`): 360 of the 6,758 logic cells
 of the width-2 digits ResNet-8 in its iCEBreaker UART top.
+
+With ``SF ≥ 2`` there may be no FIFO at all (``out_fifo_depth=0``; what a
+conv engine builds in front of a sequential requantizer, idle whenever a
+result is offered, see :class:`qhw.net.engines.conv.ConvEngine`): the fold
+accumulators hold the finished group and are the output register
+(``valid`` a flag set by the group's last beat); only the next group's first
+beat would overwrite them, so ``en`` drops while a result waits and
+``o_stream.ready`` is low. That makes ``ready`` reach the enable
+combinationally (a result is taken in the cycle it is offered, or the
+pipeline waits), and saves, per array, the register the one-entry FIFO
+copied the result into and lets each accumulator bit share an iCE40 logic
+cell with its adder's LUT (the sum had two readers, so neither flip-flop
+could): 12 + 12 logic cells for a 12-bit accumulator.
 """
 
 from __future__ import annotations
@@ -105,8 +119,9 @@ class SystolicArray(wiring.Component):
     act_bits : int
         Activation code width.
     out_fifo_depth : int or None
-        Output FIFO entries; ``None`` (default): the fewest that keep full
-        rate, 1 when ``SF ≥ 2`` and 2 when ``SF = 1`` (see above).
+        Output FIFO entries; 0: none, the accumulators are the output
+        register (``SF ≥ 2`` only). ``None`` (default): the fewest that keep
+        full rate into any sink, 1 when ``SF ≥ 2`` and 2 when ``SF = 1``.
     weight_memory : {"auto", "lut", "block"}
         Where the weight ROMs live (see above): ``"lut"`` per-PE LUT ROMs,
         ``"block"`` one block ROM per column, ``"auto"`` (default) block for
@@ -147,8 +162,14 @@ class SystolicArray(wiring.Component):
         self.spec = spec
         self.mapping = ArrayMapping(weights=weights, rows=rows, cols=cols, spec=spec)
         self.rows, self.cols, self.lanes = rows, cols, spec.lanes
-        self.out_fifo_depth = (1 if self.mapping.sf >= 2 else 2) if out_fifo_depth is None else \
-            check_positive("out_fifo_depth", out_fifo_depth)
+        if out_fifo_depth is None:
+            out_fifo_depth = 1 if self.mapping.sf >= 2 else 2
+        elif isinstance(out_fifo_depth, bool) or not isinstance(out_fifo_depth, int):
+            raise TypeError(f"out_fifo_depth must be an integer, not {out_fifo_depth!r}")
+        elif out_fifo_depth < 0 or out_fifo_depth == 0 and self.mapping.sf < 2:
+            raise ValueError(f"out_fifo_depth must be >= {1 if self.mapping.sf < 2 else 0} "
+                             f"(0 needs accumulators, SF >= 2; SF is {self.mapping.sf}), not {out_fifo_depth}")
+        self.out_fifo_depth = out_fifo_depth
         if weight_memory not in ("auto", "lut", "block"):
             raise ValueError(f"weight_memory must be 'auto', 'lut' or 'block', not {weight_memory!r}")
         self.weight_memory = weight_memory
@@ -178,6 +199,15 @@ class SystolicArray(wiring.Component):
     def column_rom_shape(self, c: int) -> tuple[int, int]:
         """(depth, width) of column ``c``'s packed ROM: ``steps`` words of one PE word per ROM row."""
         return self.mapping.steps, len(self.column_rows[c]) * self.lanes * self.mapping.lane_word_bits
+
+    def hold_output(self) -> None:
+        """Build no output FIFO (``out_fifo_depth = 0``): the accumulators are the output register.
+
+        For a consumer that takes a result the cycle it is offered at full rate (a conv engine's
+        digit-serial requantizer, idle by then); call before elaborating or estimating. SF >= 2."""
+        if self.mapping.sf < 2:
+            raise ValueError(f"hold_output needs accumulators (SF >= 2); SF is {self.mapping.sf}")
+        self.out_fifo_depth = 0
 
     # -- input: fold counters, padding mask, skew and control lines ----------------
 
@@ -271,12 +301,23 @@ class SystolicArray(wiring.Component):
         mp, spec = self.mapping, self.spec
         at = ctrl["line"][self.rows + self.cols]
         produce = at["valid"] & at["last"]
-        m.submodules.out_fifo = fifo = SyncFIFO(width=self.out_layout.size, depth=self.out_fifo_depth)
-        m.d.comb += en.eq(~produce | fifo.w_rdy)
-        nf = Signal(range(mp.nf))
-        with m.If(produce & en):
+        held = self.out_fifo_depth == 0  # the accumulators are the output register
+        if held:
+            pending = Signal()  # the accumulators hold a finished group not yet taken
+            m.d.comb += en.eq(~pending | self.o_stream.ready)
+            with m.If(produce & en):
+                m.d.sync += pending.eq(1)
+            with m.Elif(self.o_stream.ready):
+                m.d.sync += pending.eq(0)
+            taken = pending & self.o_stream.ready
+        else:
+            m.submodules.out_fifo = fifo = SyncFIFO(width=self.out_layout.size, depth=self.out_fifo_depth)
+            m.d.comb += en.eq(~produce | fifo.w_rdy)
+            taken = produce & en
+        nf = Signal(range(mp.nf))  # the group of the result leaving (gamma's index)
+        with m.If(taken):
             m.d.sync += nf.eq(Mux(nf == mp.nf - 1, 0, nf + 1))
-        q = self._fold(m, en, at, at["q"], shape_for(*mp.q_bounds), "q") if spec.beta else None
+        q = self._fold(m, en, at, at["q"], shape_for(*mp.q_bounds), "q", held) if spec.beta else None
         results = []
         for c, psum in enumerate(bottoms):
             for k in range(self.cols - 1 - c):
@@ -284,20 +325,24 @@ class SystolicArray(wiring.Component):
                 with m.If(en):
                     m.d.sync += reg.eq(psum)
                 psum = reg
-            p = self._fold(m, en, at, psum, shape_for(*mp.p_bounds[c]), f"acc_{c}")
+            p = self._fold(m, en, at, psum, shape_for(*mp.p_bounds[c]), f"acc_{c}", held)
             gammas = [g[c] for g in mp.gamma]
             gamma = mux_tree(nf, [Const(g, shape_for(min(g, 0), max(g, 0))) for g in gammas]) if any(gammas) else None
             # Sign-extend or truncate to the exact output width before packing.
             result = Signal(signed(self.acc_width), name=f"result_{c}")
             m.d.comb += result.eq(self._finish(p, q, gamma))
             results.append(result)
+        if held:
+            m.d.comb += [self.o_stream.payload.eq(Cat(*results)), self.o_stream.valid.eq(pending)]
+            return
         m.d.comb += [fifo.w_data.eq(Cat(*results)),
                      fifo.w_en.eq(produce)]
         m.d.comb += [self.o_stream.payload.eq(fifo.r_data), self.o_stream.valid.eq(fifo.r_rdy),
                      fifo.r_en.eq(self.o_stream.ready)]
 
-    def _fold(self, m, en, at, value, shape, name):
-        """Running sum over the SF beats of a group; returns the sum including ``value``."""
+    def _fold(self, m, en, at, value, shape, name, held: bool = False):
+        """Running sum over the SF beats of a group: the sum including ``value`` (into a FIFO), or
+        ``held``, the accumulator register itself (the output register, read after the last beat)."""
         if self.mapping.sf == 1:
             return value
         acc = Signal(shape, name=name, reset_less=True)
@@ -305,7 +350,7 @@ class SystolicArray(wiring.Component):
         m.d.comb += total.eq(Mux(at["first"], 0, acc) + value)
         with m.If(en & at["valid"]):
             m.d.sync += acc.eq(total)
-        return total
+        return acc if held else total
 
     def _finish(self, p, q, gamma):
         """value = alpha·P + beta·Q + gamma (see :mod:`qhw.hw.pe.spec`)."""
@@ -358,8 +403,10 @@ class SystolicArray(wiring.Component):
         # (the offsets below were fitted on two-entry FIFOs, so one entry is counted as the change).
         width = self.out_layout.size
         ff += ram_mapping(max(2, self.out_fifo_depth), width, family, sync_read=False)["ff"]
-        if self.out_fifo_depth == 1:
+        if self.out_fifo_depth <= 1:
             ff -= cost.out_fifo_saving(width, family)[1]
+        if self.out_fifo_depth == 0:  # no result register: the accumulators are it
+            ff -= width
         # The walk over every cell is the slow part: once for LUT6, once for the LUT4 families
         # (which count the same features), not once per call.
         walks = self.__dict__.setdefault("_cost_features", {})

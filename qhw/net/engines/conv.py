@@ -43,6 +43,7 @@ from qhw.hw.rom import BRAM_FAMILIES
 from qhw.hw.pe.spec import PESpec
 from qhw.hw.regroup import Regroup
 from qhw.hw.requant import choose_requantizer
+from qhw.hw.requant_serial import SerialMulShiftRequantizer
 from qhw.hw.window import WindowGenerator
 from qhw.ir import intmath
 from qhw.ir.graph import Conv, Dense, padding_patterns
@@ -154,6 +155,13 @@ class ConvEngine(Engine):
             interval = max(self.window.sf, fold.requant_interval) if fold.requant == "serial" else 1
             self.requant = choose_requantizer(layer.requant, acc_lo=acc_lo, acc_hi=acc_hi, acc_width=width,
                                               lanes=fold.cols, form=requant_form, interval=interval)
+            # A digit-serial mul-shift requantizer registers its input the cycle it is offered and is
+            # idle again within SF cycles, so the array needs no output FIFO: its accumulators hold the
+            # result (24 iCE40 logic cells fewer per 12-bit lane; SystolicArray.hold_output). The
+            # search form reads its input for several cycles, so it keeps the FIFO.
+            if (isinstance(self.requant, SerialMulShiftRequantizer) and self.correction is None
+                    and self.array.mapping.sf >= 2 and self.requant.interval <= self.array.mapping.sf):
+                self.array.hold_output()
         self.packer = Regroup(channels=C, pixels=oh * ow, in_simd=fold.cols, out_simd=self.out_format.simd,
                               bits=spec_out.bits, in_last=False, out_last=True)
         super().__init__({

@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qhw.hw.pe.datapath import lanes_of
 from qhw.hw.pe.params import check_positive
 from qhw.hw.regroup import Regroup
 from qhw.hw.requant import choose_requantizer
-from qhw.hw.rom import scaled_luts
+from qhw.hw.rom import ram_mapping, scaled_luts
 from qhw.hw.window import WindowGenerator
 from qhw.ir.graph import Add, GlobalPool, MaxPool, TensorSpec
 from qhw.ir.intmath import ActCode, signed_width
@@ -190,7 +191,7 @@ def _times_const(x, c: int):
 class GlobalPoolEngine(Engine):
     """Global pool as an exact integer sum over the H·W pixels, then the layer's requantizer (if any).
 
-    One running sum per channel in registers; the sums of group ``g`` leave
+    One running sum per channel, in a RAM of ``groups`` words (registers for one group); the sums of group ``g`` leave
     while the last pixel's beat ``g`` arrives, so the engine never stalls
     its input between frames.
 
@@ -238,23 +239,36 @@ class GlobalPoolEngine(Engine):
         group, group_last = _counter(m, "group", fmt.groups, take)
         pixel, _ = _counter(m, "pixel", fmt.pixels, take & group_last)
         m.d.comb += pixel_last.eq(pixel == fmt.pixels - 1)
-        sums = [[Signal(self.sum_shape, name=f"sum_{g}_{j}", reset_less=True) for j in range(fmt.simd)]
-                for g in range(fmt.groups)]
-        outs = []
+        w, G = self.sum_shape.width, fmt.groups
+        if G > 1:
+            # The groups' running sums in a RAM (block RAM on iCE40, LUT-RAM elsewhere): groups come in
+            # cyclic order, so the next group's sum is read while this one's is written (never the
+            # same word, hence ``no_rw_check``). In registers they were a G:1 read mux per bit and
+            # flip-flops sharing one write value, each in its own iCE40 logic cell.
+            m.submodules.sums = mem = Memory(shape=unsigned(fmt.simd * w), depth=G, init=[],
+                                             attrs={"no_rw_check": 1})
+            wp, rp = mem.write_port(), mem.read_port(domain="sync")
+            m.d.comb += [rp.addr.eq(Mux(group_last, 0, group + 1)), rp.en.eq(take),
+                         wp.addr.eq(group), wp.en.eq(take)]
+            held = rp.data
+        else:
+            held = Signal(fmt.simd * w, name="sums", reset_less=True)
+        news, outs = [], []
         for j in range(fmt.simd):
             x = code_value(i.payload[j * fmt.bits:(j + 1) * fmt.bits], fmt.code)
-            cur = sums[-1][j]
-            for g in range(fmt.groups - 2, -1, -1):
-                cur = Mux(group == g, sums[g][j], cur)
+            cur = held[j * w:(j + 1) * w]
+            cur = cur.as_signed() if self.sum_shape.signed else cur
             new = Signal(self.sum_shape, name=f"new_{j}")
-            m.d.comb += new.eq(Mux(pixel == 0, x, cur + x))
-            with m.If(take):
-                for g in range(fmt.groups):
-                    with m.If(group == g):
-                        m.d.sync += sums[g][j].eq(new)
+            m.d.comb += new.eq(Mux(pixel == 0, x, cur + x))  # the first pixel's beat starts the sum
+            news.append(new)
             wide = Signal(signed(self.width), name=f"pooled_{j}")
             m.d.comb += wide.eq(new)
             outs.append(wide)
+        if G > 1:
+            m.d.comb += wp.data.eq(Cat(*news))
+        else:
+            with m.If(take):
+                m.d.sync += held.eq(Cat(*news))
         register(m, mid, take & pixel_last, Cat(*outs))
         output_chain(m, self, mid, requant=self.requant, packer=self.packer)
         return m
@@ -269,8 +283,14 @@ class GlobalPoolEngine(Engine):
     def estimate_resources(self, family: str = "xilinx") -> dict[str, int]:
         fmt = self.in_formats[0]
         w = self.sum_shape.width
-        own = {"lut": scaled_luts(fmt.simd * w * (1 + max(0, fmt.groups - 1)), family, "pool"),
-               "ff": fmt.channels * w + fmt.simd * self.width + 8, "dsp": 0, "bram": 0}
+        own = {"lut": scaled_luts(fmt.simd * w, family, "pool"), "ff": fmt.simd * self.width + 8, "dsp": 0, "bram": 0}
+        if fmt.groups > 1:  # the sums' RAM where yosys puts it (its read register included)
+            placed = ram_mapping(fmt.groups, fmt.simd * w, family, sync_read=True)
+            own["lut"] += placed["lut"]
+            own["ff"] += placed["ff"]
+            own["bram"] = placed["bram"]
+        else:
+            own["ff"] += fmt.simd * w
         return add_resources([own, stage_resources(self.requant, family), stage_resources(self.packer, family)])
 
 
