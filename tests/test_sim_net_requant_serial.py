@@ -31,7 +31,10 @@ def test_tiny_net_with_serial_requantizers_on_verilator(tmp_path_factory, qhw_cl
     assert proc.returncode == 0, proc.stderr
     man = json.loads((out / "manifest.json").read_text())
     folds = {l["name"]: l["fold"] for l in man["layers"]}
-    assert all(folds[l.name] == {"rows": 1, "cols": 1, "lanes": 1, "simd": 1, "requant": "serial"} for l in mac)
+    # requant_interval: what pace_requantizers gave each layer (0 where the engine's SF is the pace)
+    assert all({k: v for k, v in folds[l.name].items() if k != "requant_interval"}
+               == {"rows": 1, "cols": 1, "lanes": 1, "simd": 1, "requant": "serial"} for l in mac)
+    assert all(folds[l.name].get("requant_interval", 0) >= 0 for l in mac)
     # the 7-bit signed residual arm and the logits layer build the digit-serial multiply-shift form, the
     # 4-bit stem and conv1 the binary-search thresholds, each at an interval within its SF
     engines = {l.name: build_engine(l, fold=Fold(rows=1, cols=1, lanes=1, requant="serial")) for l in mac}

@@ -68,21 +68,20 @@ from .requant import MulShiftRequantizer
 #: (:func:`qhw.backends.synth.lut_sites`, flat, no DSP) of the 16 calibration requantizers of
 #: ``scripts/fit_requant_serial.py`` (1 and 2 lanes, 1..16 groups, 10..16-bit accumulators, 4..8-bit
 #: and exporter-style 17..18-bit multipliers of both signs, digit_bits 1, 2, 3, 4 and 8, 4- to 8-bit
-#: signed and unsigned outputs, clamped). Estimate / yosys on them (:data:`FIT_RANGE`): iCE40
-#: 0.78-1.20, Xilinx 0.75-1.37, ECP5 0.58-1.37, Gowin 0.57-1.30 (the two lowest: 18-bit multipliers
-#: in digits of 3, and 16 groups of 7-bit ones); the single-lane 8-bit signed ones with 4 to 16
-#: groups (the digits ResNet-8's residual arms) 0.91-1.14 on iCE40. A weight of 0 means collinear with
-#: the others on this set (the gating bits grow with the adder's), not free.
+#: signed and unsigned outputs, clamped; all LSB-first, the order every exported layer gets), refitted
+#: after the LSB-first form replaced MSB-first there. Estimate / yosys on them (:data:`FIT_RANGE`):
+#: iCE40 0.87-1.17, Xilinx 0.71-1.47, ECP5 0.67-1.31, Gowin 0.45-1.36 (the extremes: 18-bit
+#: multipliers in digits of 3 and 1-group 6-bit ones); flip-flops exact on all 16. A weight of 0 means
+#: collinear with the others on this set, not free.
 SERIAL_LUTS_PER_BIT = {
-    "xilinx": {"horner": 0.945, "gate": 0.0, "rom": 2.672, "add": 0.0, "clamp": 0.45, "ctrl": 0.0},
-    "ice40": {"horner": 1.033, "gate": 0.0, "rom": 4.177, "add": 0.0, "clamp": 0.27, "ctrl": 8.032},
-    "ecp5": {"horner": 1.243, "gate": 0.0, "rom": 4.889, "add": 1.808, "clamp": 0.244, "ctrl": 2.44},
-    "gowin": {"horner": 0.972, "gate": 0.0, "rom": 5.792, "add": 0.0, "clamp": 0.854, "ctrl": 14.972},
+    "xilinx": {"horner": 0.0, "gate": 1.154, "rom": 3.158, "add": 0.0, "clamp": 0.089, "ctrl": 0.0},
+    "ice40": {"horner": 0.034, "gate": 1.593, "rom": 3.735, "add": 0.0, "clamp": 0.0, "ctrl": 15.372},
+    "ecp5": {"horner": 1.068, "gate": 0.0, "rom": 3.145, "add": 0.0, "clamp": 1.806, "ctrl": 0.0},
+    "gowin": {"horner": 1.178, "gate": 0.0, "rom": 4.169, "add": 0.0, "clamp": 1.511, "ctrl": 0.0},
 }
 
 #: (min, max) of estimate / yosys per family on the fit set above.
-FIT_RANGE = {"ice40": (0.78, 1.20), "xilinx": (0.75, 1.37), "ecp5": (0.58, 1.37), "gowin": (0.57, 1.30)}
-
+FIT_RANGE = {"ice40": (0.87, 1.17), "xilinx": (0.71, 1.47), "ecp5": (0.67, 1.31), "gowin": (0.45, 1.36)}
 
 #: Digit orders the constructor takes (``"auto"`` resolves to one of the other two).
 ORDERS = ("auto", "lsb", "msb")
