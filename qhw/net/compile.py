@@ -31,7 +31,7 @@ from qhw.ir.graph import Add, Conv, Dense, GlobalPool, Input, Layer, MaxPool, Ne
 
 from .fifo_depth import chain_absorb, chain_need, skip_fifo_pixels, stage_buffer
 from .fold import Fold
-from .folding import conv_cycles
+from .folding import conv_beats, conv_cycles
 from .stream import FrameFormat
 
 ENGINE_KINDS = (Conv, Dense, Add, GlobalPool, MaxPool)
@@ -134,12 +134,6 @@ def assign_folds(net: Network, folds: Mapping[str, Fold | int] | None = None) ->
     return FoldedNet(net, fold_of, simd)
 
 
-def _out_beats(layer: Layer, fold: Fold) -> int:
-    """The requantizer's beats a frame: output pixels × neuron groups."""
-    pixels = layer.out.shape[1] * layer.out.shape[2] if layer.out.is_map else 1
-    return pixels * -(-layer.out_channels // fold.cols)
-
-
 def pace_requantizers(folded: FoldedNet) -> FoldedNet:
     """Every serial fold that leaves ``requant_interval`` 0 gets the most cycles a beat that keep its
     engine within the slowest conv / dense engine's cycles per frame (``budget``), where that exceeds SF.
@@ -161,9 +155,8 @@ def pace_requantizers(folded: FoldedNet) -> FoldedNet:
     for layer, f in convs:
         if f.requant != "serial" or f.requant_interval:
             continue
-        kh, kw = layer.kernel if isinstance(layer, Conv) else (1, 1)
-        sf = kh * kw * -(-layer.in_spec.channels // f.simd)
-        interval = budget // _out_beats(layer, f)
+        sf, beats = conv_beats(layer, f)
+        interval = budget // beats
         if interval > sf:
             folds[layer.name] = replace(f, requant_interval=interval)
     return FoldedNet(net, folds, folded.simd)

@@ -59,15 +59,19 @@ class FoldChoice:
     luts: float
 
 
-def conv_cycles(layer, fold: Fold) -> int:
-    """Cycles per frame of a conv / dense engine with this fold (the window generator's steady state)."""
-    c_in = layer.in_spec.channels
+def conv_beats(layer, fold: Fold) -> tuple[int, int]:
+    """(SF, output beats a frame) of a conv / dense engine with this fold: array cycles per output
+    beat (``kh·kw·ceil(C_in / simd)``) and output pixels × neuron groups."""
     kh, kw = layer.kernel
     oh, ow = (layer.out.shape[1], layer.out.shape[2]) if layer.out.is_map else (1, 1)
+    return kh * kw * -(-layer.in_spec.channels // fold.simd), oh * ow * -(-layer.out_channels // fold.cols)
+
+
+def conv_cycles(layer, fold: Fold) -> int:
+    """Cycles per frame of a conv / dense engine with this fold (the window generator's steady state)."""
     h, w = (layer.in_spec.shape[1], layer.in_spec.shape[2]) if layer.in_spec.is_map else (1, 1)
-    groups = -(-c_in // fold.simd)
-    nf = -(-layer.out_channels // fold.cols)
-    return max(oh * ow * nf * kh * kw * groups, h * w * groups)
+    sf, beats = conv_beats(layer, fold)
+    return max(beats * sf, h * w * -(-layer.in_spec.channels // fold.simd))
 
 
 def candidates(layer, *, max_rows: int = 8) -> list[FoldChoice]:

@@ -162,14 +162,8 @@ class SystolicArray(wiring.Component):
         self.spec = spec
         self.mapping = ArrayMapping(weights=weights, rows=rows, cols=cols, spec=spec)
         self.rows, self.cols, self.lanes = rows, cols, spec.lanes
-        if out_fifo_depth is None:
-            out_fifo_depth = 1 if self.mapping.sf >= 2 else 2
-        elif isinstance(out_fifo_depth, bool) or not isinstance(out_fifo_depth, int):
-            raise TypeError(f"out_fifo_depth must be an integer, not {out_fifo_depth!r}")
-        elif out_fifo_depth < 0 or out_fifo_depth == 0 and self.mapping.sf < 2:
-            raise ValueError(f"out_fifo_depth must be >= {1 if self.mapping.sf < 2 else 0} "
-                             f"(0 needs accumulators, SF >= 2; SF is {self.mapping.sf}), not {out_fifo_depth}")
-        self.out_fifo_depth = out_fifo_depth
+        self.out_fifo_depth = (1 if self.mapping.sf >= 2 else 2) if out_fifo_depth is None else \
+            self._checked_out_fifo_depth(out_fifo_depth)
         if weight_memory not in ("auto", "lut", "block"):
             raise ValueError(f"weight_memory must be 'auto', 'lut' or 'block', not {weight_memory!r}")
         self.weight_memory = weight_memory
@@ -200,14 +194,21 @@ class SystolicArray(wiring.Component):
         """(depth, width) of column ``c``'s packed ROM: ``steps`` words of one PE word per ROM row."""
         return self.mapping.steps, len(self.column_rows[c]) * self.lanes * self.mapping.lane_word_bits
 
+    def _checked_out_fifo_depth(self, depth) -> int:
+        """``depth`` if it is a valid output FIFO depth: >= 1, or 0 (none) when there are accumulators."""
+        if isinstance(depth, bool) or not isinstance(depth, int):
+            raise TypeError(f"out_fifo_depth must be an integer, not {depth!r}")
+        if depth < 0 or depth == 0 and self.mapping.sf < 2:
+            raise ValueError(f"out_fifo_depth must be >= {1 if self.mapping.sf < 2 else 0} "
+                             f"(0 needs accumulators, SF >= 2; SF is {self.mapping.sf}), not {depth}")
+        return depth
+
     def hold_output(self) -> None:
         """Build no output FIFO (``out_fifo_depth = 0``): the accumulators are the output register.
 
         For a consumer that takes a result the cycle it is offered at full rate (a conv engine's
         digit-serial requantizer, idle by then); call before elaborating or estimating. SF >= 2."""
-        if self.mapping.sf < 2:
-            raise ValueError(f"hold_output needs accumulators (SF >= 2); SF is {self.mapping.sf}")
-        self.out_fifo_depth = 0
+        self.out_fifo_depth = self._checked_out_fifo_depth(0)
 
     # -- input: fold counters, padding mask, skew and control lines ----------------
 
